@@ -1,0 +1,208 @@
+"""Loading and saving weights: .pdparams and .safetensors, URL cache, one load report.
+
+`load_weights` never loads a checkpoint silently in part: a file that matches little of the model,
+or whose non-head tensors have other shapes, is an error; a classifier head of another size is
+skipped with one line; everything else is summed up in one report.
+"""
+import os
+import tempfile
+import urllib.request
+from dataclasses import dataclass, field
+
+import numpy as np
+import paddle
+
+__all__ = ["load_weights", "save_weights", "read_state_dict", "download_weights", "LoadReport",
+           "weights_cache_dir", "atomic_write"]
+
+# Below this fraction of the model's tensors found in a file, the file is another architecture.
+MIN_MATCH_FRACTION = 0.5
+_URL_PREFIXES = ("http://", "https://")
+
+
+@dataclass
+class LoadReport:
+    """What `load_weights` did, key by key."""
+    path: str
+    loaded: list = field(default_factory=list)
+    missing: list = field(default_factory=list)
+    unexpected: list = field(default_factory=list)
+    mismatched: list = field(default_factory=list)  # (key, file shape, model shape)
+    head_skipped: list = field(default_factory=list)
+    ignored_prefix: int = 0  # keys outside `backbone.` in a detector checkpoint
+
+    def summary(self):
+        total = len(self.loaded) + len(self.missing)
+        parts = [f"loaded {len(self.loaded)}/{total} tensors", f"missing {len(self.missing)}",
+                 f"unexpected {len(self.unexpected)}", f"shape-mismatched {len(self.mismatched)}"]
+        if self.head_skipped:
+            parts.append(f"head skipped {len(self.head_skipped)}")
+        if self.ignored_prefix:
+            parts.append(f"non-backbone keys ignored {self.ignored_prefix}")
+        lines = [f"Weights {self.path}: " + ", ".join(parts)]
+        for label, keys in (("missing", self.missing), ("unexpected", self.unexpected)):
+            if keys:
+                shown = ", ".join(keys[:8]) + (f", ... (+{len(keys) - 8})" if len(keys) > 8 else "")
+                lines.append(f"  {label}: {shown}")
+        return "\n".join(lines)
+
+
+def weights_cache_dir():
+    """Where downloaded weights live: $PPBACKBONE_HOME/weights or ~/.cache/ppbackbone/weights."""
+    home = os.environ.get("PPBACKBONE_HOME", os.path.join(os.path.expanduser("~"), ".cache", "ppbackbone"))
+    return os.path.join(home, "weights")
+
+
+def download_weights(url, cache_dir=None):
+    """Path of `url`'s file in the cache, downloading it on first use (atomically)."""
+    cache_dir = cache_dir or weights_cache_dir()
+    target = os.path.join(cache_dir, os.path.basename(url.split("?")[0]))
+    if os.path.exists(target):
+        return target
+    os.makedirs(cache_dir, exist_ok=True)
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            with atomic_write(target) as tmp_path:
+                with open(tmp_path, "wb") as out:
+                    while True:
+                        chunk = response.read(1 << 20)
+                        if not chunk:
+                            break
+                        out.write(chunk)
+    except OSError as err:
+        raise RuntimeError(f"Could not download {url} ({err}). If this machine is offline, download the "
+                           f"file elsewhere and place it at {target}") from None
+    return target
+
+
+def _resolve_path(path):
+    path = os.fspath(path)
+    if path.startswith(_URL_PREFIXES):
+        return download_weights(path)
+    if not os.path.exists(path):
+        # PaddleClas habit: `Global.pretrained_model=output/best_model` without the suffix.
+        for suffix in (".pdparams", ".safetensors"):
+            if os.path.exists(path + suffix):
+                return path + suffix
+        raise FileNotFoundError(f"Weights file not found: {path} (expected a .pdparams or .safetensors "
+                                f"file, a path prefix of one, or a URL)")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"Weights path {path} is a directory; expected a .pdparams or "
+                                f".safetensors file")
+    return path
+
+
+def read_state_dict(path):
+    """Read a weights file into {key: numpy array}; a clear error names an unreadable file."""
+    path = _resolve_path(path)
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors.numpy import load_file
+            state = load_file(path)
+        else:
+            state = paddle.load(path, return_numpy=True)
+    except Exception as err:  # any reader failure means a corrupt or foreign file
+        raise ValueError(f"Could not read weights file {path}: {type(err).__name__}: {err}. "
+                         f"Expected a .pdparams (paddle.save) or .safetensors state dict") from None
+    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+        raise ValueError(f"Weights file {path} does not hold a state dict (got {type(state).__name__})")
+    return {k: np.asarray(v) for k, v in state.items() if not isinstance(v, (dict, list, str))}, path
+
+
+def _strip_prefix(state, prefix="backbone."):
+    """Keep the `backbone.` part of a detector checkpoint; returns (state, n ignored)."""
+    if not any(k.startswith(prefix) for k in state):
+        return state, 0
+    inner = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return inner, len(state) - len(inner)
+
+
+def load_weights(model, path, verbose=True):
+    """Load a .pdparams/.safetensors file (or URL) into `model`; returns a LoadReport.
+
+    Strips a `backbone.` prefix, passes the keys through `model.filter_state_dict` when the model has
+    one, skips classifier-head tensors of another size (or any head tensor when the model has no
+    head), and raises when the file matches less than half of the model or a non-head tensor has
+    another shape.
+    """
+    state, resolved = read_state_dict(path)
+    state, ignored = _strip_prefix(state)
+    if hasattr(model, "filter_state_dict"):
+        state = model.filter_state_dict(state)
+    is_head = getattr(model, "is_head_key", lambda key: False)
+    model_state = model.state_dict()
+    report = LoadReport(path=resolved, ignored_prefix=ignored)
+    to_load = {}
+    for key, value in state.items():
+        target = model_state.get(key)
+        if target is None:
+            (report.head_skipped if is_head(key) else report.unexpected).append(key)
+        elif tuple(value.shape) != tuple(target.shape):
+            if is_head(key):
+                report.head_skipped.append(key)
+            else:
+                report.mismatched.append((key, tuple(value.shape), tuple(target.shape)))
+        else:
+            to_load[key] = value
+            report.loaded.append(key)
+    report.missing = [k for k in model_state if k not in to_load]
+    name = getattr(model, "model_name", type(model).__name__)
+    if len(to_load) < MIN_MATCH_FRACTION * len(model_state):
+        raise ValueError(
+            f"{resolved} matches only {len(to_load)} of the {len(model_state)} tensors of {name}: it looks "
+            f"like weights of another architecture. First unexpected keys: {report.unexpected[:5]}; "
+            f"first missing: {report.missing[:5]}; shape mismatches: {report.mismatched[:3]}")
+    if report.mismatched:
+        details = "; ".join(f"{k}: file {a} vs model {b}" for k, a, b in report.mismatched[:5])
+        raise ValueError(f"{resolved}: {len(report.mismatched)} tensors of {name} have another shape in the "
+                         f"file ({details}); is it weights of another variant?")
+    for key, value in to_load.items():
+        target = model_state[key]
+        target.set_value(value.astype(str(target.dtype).replace("paddle.", "")))
+    if verbose:
+        print(report.summary())
+        head_sizes = [k for k in report.head_skipped if k in model_state]
+        if head_sizes:
+            print(f"  classifier head of another size skipped ({', '.join(head_sizes)}): it keeps its "
+                  f"fresh initialisation")
+    return report
+
+
+class atomic_write:
+    """Context manager yielding a temp path next to `path`; renamed onto `path` only on success."""
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+
+    def __enter__(self):
+        directory = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(directory, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(self.path), dir=directory)
+        os.close(fd)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        elif os.path.exists(self.tmp):
+            os.remove(self.tmp)
+        return False
+
+
+def save_weights(model_or_state, path):
+    """Save weights atomically: .safetensors by default, .pdparams when the path says so.
+
+    A path without a known suffix gets `.safetensors`. Returns the written path.
+    """
+    path = os.fspath(path)
+    if not path.endswith((".safetensors", ".pdparams")):
+        path += ".safetensors"
+    state = model_or_state.state_dict() if hasattr(model_or_state, "state_dict") else model_or_state
+    arrays = {k: (v.numpy() if hasattr(v, "numpy") else np.asarray(v)) for k, v in state.items()}
+    with atomic_write(path) as tmp:
+        if path.endswith(".pdparams"):
+            paddle.save(arrays, tmp)
+        else:
+            from safetensors.numpy import save_file
+            save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, tmp)
+    return path

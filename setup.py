@@ -1,0 +1,31 @@
+"""ppbackbone: PaddlePaddle-native, weight-compatible backbones from PaddleClas and PaddleDetection."""
+import os
+import re
+
+from setuptools import find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+with open(os.path.join(HERE, "ppbackbone", "__init__.py"), encoding="utf-8") as f:
+    VERSION = re.search(r'__version__ = "([^"]+)"', f.read()).group(1)
+
+# The reference implementations the parity tests run side by side. Their wheels pin old numpy
+# versions, so they are installed with `pip install --no-deps` (see README); these are the
+# packages their backbone/detector modules actually import.
+REFERENCE_NEEDS = [
+    "tqdm", "six", "requests", "scikit-learn", "opencv-python-headless", "pycocotools", "matplotlib",
+    "pandas", "scipy", "typeguard", "shapely", "terminaltables",
+]
+
+setup(
+    name="ppbackbone",
+    version=VERSION,
+    description="PaddlePaddle-native, weight-compatible PP-HGNet(V2), PP-LCNet v1/v2/v3, CSPResNet and "
+                "VanillaNet backbones: train, export, and use in PaddleDetection",
+    long_description=open(os.path.join(HERE, "README.md"), encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["ppbackbone", "ppbackbone.*"]),
+    python_requires=">=3.8",
+    install_requires=["paddlepaddle>=3.0", "numpy", "pyyaml", "visualdl", "safetensors", "pillow"],
+    extras_require={"test": ["pytest"] + REFERENCE_NEEDS},
+    license="Apache-2.0",
+)

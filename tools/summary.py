@@ -1,0 +1,25 @@
+"""Print a model's summary, or the list of models: python tools/summary.py [--model NAME] [--list]."""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import ppbackbone  # noqa: E402
+from ppbackbone.summary import summarize  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="hgnetv2_b0", help="registered name or alias")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--list", action="store_true", help="list every registered model and exit")
+    args = parser.parse_args()
+    if args.list:
+        print("\n".join(ppbackbone.list_models()))
+        return
+    print(summarize(args.model, image_size=args.image_size))
+
+
+if __name__ == "__main__":
+    main()
