@@ -30,9 +30,11 @@ class LoadReport:
     mismatched: list = field(default_factory=list)  # (key, file shape, model shape)
     head_skipped: list = field(default_factory=list)
     ignored_prefix: int = 0  # keys outside `backbone.` in a detector checkpoint
+    model_keys: frozenset = frozenset()
 
     def summary(self):
-        total = len(self.loaded) + len(self.missing)
+        total = len(self.loaded) + len(self.missing) + len(
+            [k for k in self.head_skipped if k in self.model_keys])
         parts = [f"loaded {len(self.loaded)}/{total} tensors", f"missing {len(self.missing)}",
                  f"unexpected {len(self.unexpected)}", f"shape-mismatched {len(self.mismatched)}"]
         if self.head_skipped:
@@ -131,7 +133,7 @@ def load_weights(model, path, verbose=True):
         state = model.filter_state_dict(state)
     is_head = getattr(model, "is_head_key", lambda key: False)
     model_state = model.state_dict()
-    report = LoadReport(path=resolved, ignored_prefix=ignored)
+    report = LoadReport(path=resolved, ignored_prefix=ignored, model_keys=frozenset(model_state))
     to_load = {}
     for key, value in state.items():
         target = model_state.get(key)
@@ -145,7 +147,7 @@ def load_weights(model, path, verbose=True):
         else:
             to_load[key] = value
             report.loaded.append(key)
-    report.missing = [k for k in model_state if k not in to_load]
+    report.missing = [k for k in model_state if k not in to_load and k not in report.head_skipped]
     name = getattr(model, "model_name", type(model).__name__)
     if len(to_load) < MIN_MATCH_FRACTION * len(model_state):
         raise ValueError(

@@ -6,7 +6,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import ppbackbone  # noqa: E402
-from ppbackbone.summary import summarize  # noqa: E402
+from ppbackbone.summary import MODELS_DOC_HEADER, models_table, summarize  # noqa: E402
 
 
 def main():
@@ -14,7 +14,11 @@ def main():
     parser.add_argument("--model", default="hgnetv2_b0", help="registered name or alias")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--list", action="store_true", help="list every registered model and exit")
+    parser.add_argument("--markdown", action="store_true", help="print docs/models.md and exit")
     args = parser.parse_args()
+    if args.markdown:
+        print(MODELS_DOC_HEADER + models_table())
+        return
     if args.list:
         print("\n".join(ppbackbone.list_models()))
         return

@@ -171,13 +171,13 @@ class ESEModule(nn.Layer):
     def __init__(self, channels, gate="sigmoid", conv_name="conv", lr_mult=1.0):
         super().__init__()
         self._conv_name = conv_name
+        self.avg_pool = nn.AdaptiveAvgPool2D(1)
         self.add_sublayer(conv_name, nn.Conv2D(channels, channels, 1, weight_attr=conv_attr(lr_mult),
                                                bias_attr=ParamAttr(learning_rate=lr_mult)))
         self.gate = get_act(gate)
 
     def forward(self, x):
-        scale = paddle.mean(x, axis=[2, 3], keepdim=True)
-        scale = self.gate(getattr(self, self._conv_name)(scale))
+        scale = self.gate(getattr(self, self._conv_name)(self.avg_pool(x)))
         return x * scale
 
 

@@ -1,0 +1,12 @@
+"""Docs that are generated from code stay current."""
+import os
+
+from ppbackbone.summary import MODELS_DOC_HEADER, models_table
+
+DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
+
+
+def test_models_md_is_current():
+    with open(os.path.join(DOCS, "models.md"), encoding="utf-8") as f:
+        assert f.read().strip() == (MODELS_DOC_HEADER + models_table()).strip(), (
+            "docs/models.md is stale: run python tools/summary.py --markdown > docs/models.md")
