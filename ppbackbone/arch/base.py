@@ -9,12 +9,17 @@ A family subclasses `Backbone` and, in its constructor:
 It implements `groups()` (stem first, then one layer per stage: what lr_mult_list and freeze_at
 index) and `forward_stages(x)` (one output per stage). The rest of the surface comes from here.
 """
+from collections import namedtuple
+
 import paddle
 import paddle.nn as nn
 
 from .layers import LearnableAffineBlock, conv_attr, freeze_batch_norm, get_act
 
-__all__ = ["Backbone"]
+__all__ = ["Backbone", "ShapeSpec"]
+
+# Same fields as PaddleDetection's ShapeSpec, which its necks read (`.channels`, `.stride`).
+ShapeSpec = namedtuple("ShapeSpec", ["channels", "height", "width", "stride"], defaults=[None] * 4)
 
 
 class Backbone(nn.Layer):
@@ -181,6 +186,11 @@ class Backbone(nn.Layer):
     @property
     def out_strides(self):
         return [f["stride"] for f in self.out_feature_info]
+
+    @property
+    def out_shape(self):
+        """PaddleDetection's view of the returned maps: [ShapeSpec(channels=, stride=), ...]."""
+        return [ShapeSpec(channels=f["channels"], stride=f["stride"]) for f in self.out_feature_info]
 
     def is_head_key(self, key):
         """True for a checkpoint key that belongs to the classifier head."""

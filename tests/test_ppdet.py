@@ -1,0 +1,77 @@
+"""PaddleDetection integration: ppbackbone models as the backbone of real PaddleDetection
+(paddledet 2.6.0) detectors built from YAML through its workspace."""
+import os
+
+import numpy as np
+import paddle
+import pytest
+from conftest import randomize_state
+
+import ppbackbone
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PPYOLOE_HGNET = os.path.join(ROOT, "configs", "ppdet", "ppyoloe_hgnetv2_l.yml")
+
+
+def _build(config_path):
+    import ppbackbone.ppdet  # noqa: F401  registers PPBackbone
+    from ppdet.core.workspace import create, load_config
+    cfg = load_config(config_path)
+    return create(cfg.architecture)
+
+
+def _inputs(size=128):
+    rng = np.random.RandomState(0)
+    return {"image": paddle.to_tensor(rng.rand(1, 3, size, size).astype("float32")),
+            "im_shape": paddle.to_tensor([[size, size]], dtype="float32"),
+            "scale_factor": paddle.to_tensor([[1.0, 1.0]], dtype="float32")}
+
+
+@pytest.fixture(scope="module")
+def ppyoloe():
+    return _build(PPYOLOE_HGNET)
+
+
+def test_backbone_is_the_ppbackbone_model_with_reference_names(ppyoloe):
+    assert isinstance(ppyoloe.backbone, ppbackbone.arch.hgnet.PPHGNetV2)
+    keys = [k for k in ppyoloe.state_dict() if k.startswith("backbone.")]
+    assert "backbone.stages.3.blocks.0.aggregation_excitation_conv.bn._variance" in keys
+    assert [s.stride for s in ppyoloe.backbone.out_shape] == [8, 16, 32]
+    assert [s.channels for s in ppyoloe.backbone.out_shape] == [512, 1024, 2048]
+
+
+def test_eval_forward_gives_detections(ppyoloe):
+    ppyoloe.eval()
+    out = ppyoloe(_inputs())
+    assert set(out) >= {"bbox", "bbox_num"} and out["bbox"].shape[-1] == 6
+
+
+def test_train_loss_reaches_trainable_backbone_parameters(ppyoloe):
+    ppyoloe.train()
+    inputs = _inputs()
+    inputs.update({"gt_class": paddle.to_tensor([[[1], [3]]], dtype="int64"),
+                   "gt_bbox": paddle.to_tensor([[[10.0, 10.0, 60.0, 60.0], [50.0, 40.0, 120.0, 100.0]]]),
+                   "pad_gt_mask": paddle.ones([1, 2, 1]), "epoch_id": 0})
+    losses = ppyoloe(inputs)
+    assert np.isfinite(float(losses["loss"]))
+    losses["loss"].backward()
+    backbone = ppyoloe.backbone
+    assert backbone.stages[1].blocks[0].aggregation_squeeze_conv.conv.weight.grad is not None
+    assert backbone.stem.stem1.conv.weight.grad is None  # freeze_at: 0, stem only
+
+
+def test_detector_checkpoint_loads_into_a_standalone_backbone(ppyoloe, tmp_path):
+    randomize_state(ppyoloe.backbone, seed=5)
+    path = str(tmp_path / "ppyoloe.pdparams")
+    paddle.save(ppyoloe.state_dict(), path)
+    backbone = ppbackbone.create_model("hgnetv2_l")
+    report = ppbackbone.load_weights(backbone, path)
+    assert not report.missing and not report.unexpected and report.ignored_prefix > 0
+    np.testing.assert_array_equal(backbone.stages[2].downsample.conv.weight.numpy(),
+                                  ppyoloe.backbone.stages[2].downsample.conv.weight.numpy())
+
+
+def test_classifier_name_without_return_idx_is_refused():
+    from ppbackbone.ppdet import PPBackbone
+    with pytest.raises(ValueError, match="set return_idx"):
+        PPBackbone(model="hgnetv2_b0")
