@@ -2,6 +2,7 @@
 import paddle
 
 from .arch import count_params, create_model, model_info
+from .flops import count_macs
 
 
 def summarize(name, image_size=224, **create_kwargs):
@@ -12,7 +13,8 @@ def summarize(name, image_size=224, **create_kwargs):
     with paddle.no_grad():
         out = model(paddle.zeros([1, 3, image_size, image_size]))
     lines = [f"{info.name}  (aliases: {', '.join(info.aliases) or '-'}; reference: {info.reference or '-'})",
-             f"  parameters: {count_params(model) / 1e6:.2f}M", "  stages:"]
+             f"  parameters: {count_params(model) / 1e6:.2f}M",
+             f"  MACs at {image_size}x{image_size}: {count_macs(model, image_size) / 1e9:.3f}G", "  stages:"]
     for i, feat in enumerate(model.feature_info):
         lines.append(f"    {i}: {feat['name']:<12} channels {feat['channels']:<5} stride {feat['stride']}")
     outs = out if isinstance(out, list) else [out]
