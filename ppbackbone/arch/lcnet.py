@@ -55,7 +55,7 @@ def fixed_args_builder(cls, name, fixed, siblings=None):
             if key in kwargs and kwargs[key] != value and not _same_number(kwargs[key], value):
                 hint = ""
                 if siblings:
-                    hint = " Other variants: " + ", ".join(f"{n} ({v})" for n, v in siblings.items()) + "."
+                    hint = " Other variants: " + ", ".join(f"{n} ({v})" for n, v in siblings.items() if n != name) + "."
                 raise ValueError(f"{name} has {key}={value!r}, fixed by its name; got {key}={kwargs[key]!r}."
                                  f"{hint}")
             kwargs[key] = value
