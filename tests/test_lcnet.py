@@ -194,6 +194,8 @@ def test_aliases_are_the_reference_names():
     ("pplcnetv2_base", dict(depths=[2, 2, 2, 2]), r"depths=\[2, 2, 6, 2\], fixed by its name"),
     ("pplcnetv3_x0_5", dict(scale=0.75), r"scale=0.5, fixed.*pplcnetv3_x0_75"),
     ("pplcnetv3_x0_75_det", dict(det=False), r"det=True, fixed by its name"),
+    ("PPLCNet", dict(scale=0.6), r"pplcnet: scale=0.6 is not in its table; allowed: 0.25, 0.35, 0.5"),
+    ("LCNet", dict(scale=3.0), r"lcnet: scale=3.0 is not in its table"),
     ("pplcnet_x1_0", dict(stride_list=[2, 2, 2, 2]), r"stride_list has 4 entries; PP-LCNet needs 5"),
     ("pplcnet_x1_0", dict(stride_list=[2, 2, 0, 2, 2]), r"positive int"),
     ("pplcnet_x1_0", dict(feature_maps=[2, 3, 4, 5, 5]), r"feature_maps has 5 entries; it takes 1 to 4"),

@@ -130,6 +130,23 @@ def test_v1_features_match_paddledetection(key, tmp_path, shared_input):
         assert ours.out_indices == [fm - 1 for fm in feature_maps]
 
 
+def test_paddledetection_name_lcnet_has_its_defaults(tmp_path, shared_input):
+    """`LCNet` (alias of `lcnet`): PaddleDetection's LCNet(scale, feature_maps=[3, 4, 5], act='hard_swish')."""
+    from ppdet.modeling.backbones.lcnet import LCNet
+    ref = randomize_state(LCNet(scale=0.75), seed=24)
+    ours = ppbackbone.create_model("LCNet", scale=0.75)
+    assert ours.out_indices == [2, 3, 4] and ours.out_strides == [8, 16, 32]
+    assert _shapes(ours) == _shapes(ref)
+    ppbackbone.load_weights(ours, _save(ref, tmp_path), verbose=False)
+    ref.eval()
+    ours.eval()
+    for e, g in zip(ref({"image": shared_input}), ours(shared_input)):
+        _assert_close(e.numpy(), g.numpy())
+    # PaddleClas's current configs name `PPLCNet` with a scale
+    assert ppbackbone.count_params(ppbackbone.create_model("PPLCNet", scale=0.75)) == \
+        ppbackbone.model_info("pplcnet_x0_75").num_params
+
+
 # ---------------------------------------------------------------------------------------- v2
 def _paddleclas_fuse(model):
     for layer in model.sublayers():

@@ -42,13 +42,16 @@ LCNET_SCALES = {"x0_25": 0.25, "x0_35": 0.35, "x0_5": 0.5, "x0_75": 0.75, "x1_0"
 LCNET_ACTS = ("hardswish", "hard_swish", "relu", "relu6")
 
 
-def fixed_args_builder(cls, name, fixed, siblings=None):
+def fixed_args_builder(cls, name, fixed=None, siblings=None, choices=None, defaults=None):
     """Builder of a registered name whose arguments `fixed` (e.g. {"scale": 0.75}) are set by the name.
 
-    Passing one of them with another value is an error naming the allowed value and the other
-    variants (`siblings`: {name: "scale=0.75"}). The builder keeps `cls`'s
-    signature, so the registry's unknown-argument check still applies.
+    Passing a fixed argument with another value is an error naming the allowed value and the other
+    variants (`siblings`: {name: "scale=0.75"}). `choices` ({"scale": (0.25, ...)}) restricts an
+    argument to a table instead; `defaults` fill arguments the caller did not pass. The builder keeps
+    `cls`'s signature, so the registry's unknown-argument check still applies.
     """
+    fixed, choices, defaults = dict(fixed or {}), dict(choices or {}), dict(defaults or {})
+
     @functools.wraps(cls.__init__)
     def build(**kwargs):
         for key, value in fixed.items():
@@ -59,6 +62,12 @@ def fixed_args_builder(cls, name, fixed, siblings=None):
                 raise ValueError(f"{name} has {key}={value!r}, fixed by its name; got {key}={kwargs[key]!r}."
                                  f"{hint}")
             kwargs[key] = value
+        for key, allowed in choices.items():
+            if key in kwargs and not any(kwargs[key] == a or _same_number(kwargs[key], a) for a in allowed):
+                raise ValueError(f"{name}: {key}={kwargs[key]!r} is not in its table; allowed: "
+                                 f"{', '.join(map(repr, allowed))}")
+        for key, value in defaults.items():
+            kwargs.setdefault(key, value)
         return cls(**kwargs)
 
     build.__name__ = build.__qualname__ = f"build_{name}"
@@ -207,6 +216,7 @@ def feature_maps_to_out_indices(feature_maps, out_indices):
 NUM_PARAMS = {
     "pplcnet_x0_25": 1521184, "pplcnet_x0_35": 1643090, "pplcnet_x0_5": 1879576, "pplcnet_x0_75": 2357008,
     "pplcnet_x1_0": 2952520, "pplcnet_x1_5": 4499832, "pplcnet_x2_0": 6521512, "pplcnet_x2_5": 9017560,
+    "lcnet": 1016160,  # PaddleDetection's LCNet(scale=1.0): feature mode, no head
 }
 
 _SIBLINGS = {f"pplcnet_{k}": f"scale={v}" for k, v in LCNET_SCALES.items()}
@@ -216,3 +226,23 @@ for _key, _scale in LCNET_SCALES.items():
                    aliases=(f"PPLCNet_{_key}",), family="pplcnet", num_params=NUM_PARAMS[_name],
                    url=f"{_PCLS_URL}PPLCNet_{_key}_pretrained.pdparams",
                    reference=f"PaddleClas PPLCNet_{_key}; PaddleDetection LCNet(scale={_scale})")
+
+# The width as an argument, from the table: PaddleClas's current configs (`name: PPLCNet`, `scale: 1.0`)
+# and PaddleDetection's `LCNet(scale, feature_maps=[3, 4, 5], act="hard_swish")` (feature mode).
+register_model("pplcnet", fixed_args_builder(PPLCNet, "pplcnet", choices={"scale": tuple(LCNET_SCALES.values())}),
+               aliases=("PPLCNet",), family="pplcnet", num_params=NUM_PARAMS["pplcnet_x1_0"],
+               reference="PaddleClas PPLCNet(scale=...) (scale 1.0 by default)")
+
+
+def _build_lcnet(**kwargs):
+    """PaddleDetection's LCNet defaults: feature_maps [3, 4, 5] unless out_indices/feature_maps given."""
+    if "feature_maps" not in kwargs and kwargs.get("out_indices") is None:
+        kwargs["feature_maps"] = [3, 4, 5]
+    return _build_pplcnet_table(**kwargs)
+
+
+_build_pplcnet_table = fixed_args_builder(PPLCNet, "lcnet", choices={"scale": tuple(LCNET_SCALES.values())},
+                                          defaults={"act": "hard_swish"})
+_build_lcnet.__wrapped__ = PPLCNet.__init__  # the registry's argument check reads PPLCNet's signature
+register_model("lcnet", _build_lcnet, aliases=("LCNet",), family="pplcnet", num_params=NUM_PARAMS["lcnet"],
+               reference="PaddleDetection LCNet(scale=1.0, feature_maps=[3, 4, 5])")
