@@ -31,8 +31,8 @@ def fixture():
         return {k: data[k] for k in data.files}
 
 
-def _shapes(data, case):
-    return [tuple(int(v) for v in s.split(",")) if s else () for s in data[f"{case}/shapes"]]
+def _shapes(data, case, field="shapes"):
+    return [tuple(int(v) for v in s.split(",")) if s else () for s in data[f"{case}/{field}"]]
 
 
 def _as_list(out):
@@ -48,6 +48,10 @@ def test_v3_presets_have_paddleocr_keys_and_shapes(fixture, preset, name):
     theirs = dict(zip(fixture[f"{preset}/keys"].tolist(), _shapes(fixture, preset)))
     assert ours == theirs
     assert ppbackbone.count_params(model) == ppbackbone.model_info(name).num_params
+    ppbackbone.reparameterize(model)  # fused: PaddleOCR's keys after its rep() (`reparam_conv`)
+    fused = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    theirs_fused = dict(zip(fixture[f"{preset}/fused_keys"].tolist(), _shapes(fixture, preset, "fused_shapes")))
+    assert fused == theirs_fused
 
 
 @pytest.mark.parametrize("case", ["det", "rec"])

@@ -183,8 +183,8 @@ def test_v2_matches_paddleclas_unfused_and_fused(size, tmp_path, shared_input):
         assert ".dw_conv_list." not in key
         assert _max_diff(fused_ref[key], value.numpy()) <= 1e-6, key
     # both fused models round differently from their (equal) unfused ones: compare relative to the
-    # logits' scale (observed ~1e-6 relative)
-    _assert_close(ref(shared_input).numpy(), ours(shared_input).numpy(), relative=True)
+    # logits' scale, with the design's deploy bound (observed: <= 6e-6 relative)
+    _assert_close(ref(shared_input).numpy(), ours(shared_input).numpy(), tol=1e-4, relative=True)
 
 
 def test_v2_param_attrs_match_paddleclas():
