@@ -187,6 +187,17 @@ def test_v2_matches_paddleclas_unfused_and_fused(size, tmp_path, shared_input):
     _assert_close(ref(shared_input).numpy(), ours(shared_input).numpy(), tol=1e-4, relative=True)
 
 
+@pytest.mark.parametrize("act", ["hardswish", "leaky_relu"])
+def test_v2_other_activations_match_paddleclas(act, tmp_path, shared_input):
+    """PaddleClas keeps ReLU in the plain depthwise convs whatever `act` is; so do we."""
+    ref = randomize_state(pcls_v2().PPLCNetV2_small(act=act), seed=33)
+    ours = ppbackbone.create_model("pplcnetv2_small", act=act)
+    ppbackbone.load_weights(ours, _save(ref, tmp_path), verbose=False)
+    ref.eval()
+    ours.eval()
+    _assert_close(ref(shared_input).numpy(), ours(shared_input).numpy())
+
+
 def test_v2_param_attrs_match_paddleclas():
     ref = pcls_v2().PPLCNetV2_base()
     ours = ppbackbone.create_model("pplcnetv2_base")
