@@ -38,7 +38,7 @@ def _as_list(out):
 
 def test_registry_is_populated():
     families = {ppbackbone.model_info(n).family for n in MODELS}
-    assert {"hgnetv2", "pphgnet"} <= families
+    assert {"hgnetv2", "pphgnet", "pplcnet", "pplcnetv2", "pplcnetv3"} <= families
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -107,7 +107,12 @@ def test_param_attr_conventions(name):
             if isinstance(layer, paddle.nn.BatchNorm2D):
                 for param in (layer.weight, layer.bias):
                     reg = param.regularizer
-                    assert reg is not None and float(reg._coeff) == 0.0, "BN params need L2Decay(0.0)"
+                    # A BN whose reference leaves it to the global weight decay says so (PP-LCNetV3's
+                    # identity branch); every other BN needs L2Decay(0.0).
+                    if not getattr(layer, "global_weight_decay", False):
+                        assert reg is not None and float(reg._coeff) == 0.0, "BN params need L2Decay(0.0)"
+                    else:
+                        assert reg is None
                     if not isinstance(layer, FrozenBatchNorm2D):
                         assert param.optimize_attr["learning_rate"] == pytest.approx(lr_mult)
                 checked += 1

@@ -3,3 +3,6 @@ from .registry import create_model, list_models, model_info, register_model, res
 from .base import Backbone, count_params  # noqa: F401
 from .rep import reparameterize, has_unfused_blocks  # noqa: F401
 from . import hgnet  # noqa: F401  (registers hgnetv2_*, pphgnet_*)
+from . import lcnet  # noqa: F401  (registers pplcnet_*)
+from . import lcnetv2  # noqa: F401  (registers pplcnetv2_*)
+from . import lcnetv3  # noqa: F401  (registers pplcnetv3_*)

@@ -182,17 +182,18 @@ class ESEModule(nn.Layer):
 
 
 class SEModule(nn.Layer):
-    """Squeeze-excitation: x * gate(conv2(relu(conv1(GAP(x))))), reduction `reduction`.
+    """Squeeze-excitation: x * gate(conv2(act(conv1(GAP(x))))), reduction `reduction`.
 
-    Parameters `conv1`, `conv2` (both biased) as in PaddleClas PP-LCNet v1/v2.
+    Parameters `conv1`, `conv2` (both biased) as in PaddleClas PP-LCNet v1/v2. `act` is the inner
+    activation (ReLU; PP-LCNetV2 uses its model activation there).
     """
 
-    def __init__(self, channels, reduction=4, gate="hardsigmoid", lr_mult=1.0):
+    def __init__(self, channels, reduction=4, gate="hardsigmoid", lr_mult=1.0, act="relu"):
         super().__init__()
         self.avg_pool = nn.AdaptiveAvgPool2D(1)
         self.conv1 = nn.Conv2D(channels, channels // reduction, 1, weight_attr=conv_attr(lr_mult),
                                bias_attr=ParamAttr(learning_rate=lr_mult))
-        self.relu = nn.ReLU()
+        self.relu = get_act(act)
         self.conv2 = nn.Conv2D(channels // reduction, channels, 1, weight_attr=conv_attr(lr_mult),
                                bias_attr=ParamAttr(learning_rate=lr_mult))
         self.gate = get_act(gate)

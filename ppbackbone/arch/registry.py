@@ -64,7 +64,8 @@ def resolve_name(name):
         return name
     if name in _ALIASES:
         return _ALIASES[name]
-    lowered = {k.lower(): k for k in list(_MODELS) + list(_ALIASES)}
+    # registered names last, so they win over an alias spelled the same but for case
+    lowered = {k.lower(): k for k in list(_ALIASES) + list(_MODELS)}
     if str(name).lower() in lowered:
         return resolve_name(lowered[str(name).lower()])
     close = difflib.get_close_matches(str(name).lower(), list(lowered), n=5, cutoff=0.5)
