@@ -168,11 +168,11 @@ class ESEModule(nn.Layer):
     `conv_name` keeps the reference's parameter name: "conv" in PP-HGNet, "fc" in CSPResNet.
     """
 
-    def __init__(self, channels, gate="sigmoid", conv_name="conv", lr_mult=1.0):
+    def __init__(self, channels, gate="sigmoid", conv_name="conv", lr_mult=1.0, conv_init="kaiming"):
         super().__init__()
         self._conv_name = conv_name
         self.avg_pool = nn.AdaptiveAvgPool2D(1)
-        self.add_sublayer(conv_name, nn.Conv2D(channels, channels, 1, weight_attr=conv_attr(lr_mult),
+        self.add_sublayer(conv_name, nn.Conv2D(channels, channels, 1, weight_attr=conv_attr(lr_mult, conv_init),
                                                bias_attr=ParamAttr(learning_rate=lr_mult)))
         self.gate = get_act(gate)
 

@@ -50,7 +50,7 @@ def identity_kernel(channels, size, groups=1, dtype="float32"):
 
 def conv_like(conv, kernel, bias):
     """A new biased Conv2D with `conv`'s geometry (stride, padding, groups, dilation) and the
-    given kernel/bias. The weight keeps `conv`'s ParamAttr learning rate."""
+    given kernel/bias (a deploy-time layer: default ParamAttr)."""
     fused = nn.Conv2D(conv._in_channels, conv._out_channels, conv._kernel_size, conv._stride,
                       padding=conv._padding, dilation=conv._dilation, groups=conv._groups,
                       padding_mode=conv._padding_mode)
