@@ -75,3 +75,30 @@ def test_classifier_name_without_return_idx_is_refused():
     from ppbackbone.ppdet import PPBackbone
     with pytest.raises(ValueError, match="set return_idx"):
         PPBackbone(model="hgnetv2_b0")
+
+
+PPYOLOE_CSP = os.path.join(ROOT, "configs", "ppdet", "ppyoloe_plus_cspresnet_s.yml")
+
+
+def test_ppyoloe_plus_checkpoint_of_the_native_backbone_gives_the_same_features(tmp_path):
+    """PP-YOLOE+-s with PPBackbone(cspresnet_s) is key for key PaddleDetection's native model: the
+    native detector's weights load and the neck outputs are equal."""
+    text = open(PPYOLOE_CSP, encoding="utf-8").read()
+    native_text = text.replace("backbone: PPBackbone", "backbone: CSPResNet").replace(
+        "PPBackbone:\n  model: cspresnet_s\n",
+        "CSPResNet:\n  layers: [3, 6, 6, 3]\n  channels: [64, 128, 256, 512, 1024]\n  use_large_stem: True\n"
+        "  use_alpha: True\n")
+    native_path = tmp_path / "native.yml"
+    native_path.write_text(native_text)
+    native = randomize_state(_build(str(native_path)), seed=9)
+    ours = _build(PPYOLOE_CSP)
+    assert type(native.backbone).__module__.startswith("ppdet")
+    assert isinstance(ours.backbone, ppbackbone.arch.cspresnet.CSPResNet)
+    assert {k: tuple(v.shape) for k, v in native.state_dict().items()} == \
+        {k: tuple(v.shape) for k, v in ours.state_dict().items()}
+    ours.set_state_dict(native.state_dict())
+    native.eval()
+    ours.eval()
+    image = _inputs()["image"]
+    for a, b in zip(native.neck(native.backbone({"image": image})), ours.neck(ours.backbone({"image": image}))):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5)
