@@ -25,7 +25,8 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["ppbackbone", "ppbackbone.*"]),
     python_requires=">=3.8",
-    install_requires=["paddlepaddle>=3.0", "numpy", "pyyaml", "visualdl", "safetensors", "pillow"],
+    install_requires=["paddlepaddle>=3.0", "numpy", "pyyaml", "visualdl", "safetensors", "pillow",
+                      "opencv-python-headless"],
     extras_require={"test": ["pytest"] + REFERENCE_NEEDS},
     license="Apache-2.0",
 )
