@@ -24,7 +24,7 @@ from .config import ConfigError, build_model
 from .weights import load_weights
 
 __all__ = ["export_model", "ExportError", "ExportResult", "derive_inference_config", "write_inference_config",
-           "convert_to_onnx", "output_names", "find_model_file", "INFERENCE_YML", "PARAMS_FILE", "ONNX_FILE",
+           "convert_to_onnx", "save_static", "output_names", "find_model_file", "INFERENCE_YML", "PARAMS_FILE", "ONNX_FILE",
            "MODEL_FILES", "DEFAULT_TOLERANCE", "FORMAT_VERSION"]
 
 INFERENCE_YML = "inference.yml"
@@ -260,10 +260,7 @@ def _check_preprocess(ops, image_shape):
         raise ExportError(f"The config's preprocessing cannot be built for deployment: {err}") from None
     buffer = io.BytesIO()
     Image.fromarray(np.random.RandomState(0).randint(0, 255, (375, 500, 3), dtype=np.uint8)).save(buffer, "PNG")
-    data = buffer.getvalue()
-    for op in transforms:
-        data = op(data)
-    shape = list(np.asarray(data).shape)
+    shape = list(np.asarray(transforms(buffer.getvalue())).shape)
     if shape != list(image_shape):
         raise ExportError(f"The preprocessing ({', '.join(_op_name(op) for op in ops)}) produces {shape} images but "
                           f"the model is exported for Global.image_shape={list(image_shape)}; make the crop/resize "
@@ -330,11 +327,29 @@ def derive_inference_config(config, model, image_shape, outputs, fused, weights=
     return info
 
 
+class _Dumper(yaml.SafeDumper):
+    """Block style, with lists of scalars (shapes, mean/std) on one line."""
+
+
+def _represent_list(dumper, data):
+    flow = all(isinstance(v, (int, float, str, bool)) or v is None for v in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_Dumper.add_representer(list, _represent_list)
+
+# Section order in inference.yml: what the model is, how to feed it, what it returns, provenance.
+_SECTION_ORDER = ("format_version", "Model", "Input", "Outputs", "PreProcess", "PostProcess", "Verification",
+                  "Versions")
+
+
 def write_inference_config(info, path):
-    """Write inference.yml (block style, keys in a readable order)."""
+    """Write inference.yml (block style, sections in a readable order)."""
+    ordered = {k: info[k] for k in _SECTION_ORDER if k in info}
+    ordered.update({k: v for k, v in info.items() if k not in ordered})
     with open(path, "w", encoding="utf-8") as f:
         f.write("# Written by ppbackbone's exporter from the training config; read by ppbackbone.Predictor.\n")
-        yaml.safe_dump(info, f, sort_keys=False, default_flow_style=None, allow_unicode=True)
+        yaml.dump(ordered, f, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
 # ----------------------------------------------------------------------------------------- program files
@@ -381,8 +396,10 @@ def convert_to_onnx(model_file, params_file, save_file, opset=DEFAULT_ONNX_OPSET
         raise ExportError("ONNX export needs paddle2onnx: pip install paddle2onnx onnxruntime "
                           "(or pip install ppbackbone[onnx])") from None
     try:
+        # onnxoptimizer, not paddle2onnx's default polygraphy: polygraphy pip-installs missing
+        # modules at run time, which an export must never do.
         paddle2onnx.export(model_file, params_file, save_file=save_file, opset_version=opset,
-                           enable_onnx_checker=True, verbose=False)
+                           enable_onnx_checker=True, verbose=False, optimize_tool="onnxoptimizer")
     except Exception as err:  # paddle2onnx raises bare Exceptions for unsupported ops
         raise ExportError(f"paddle2onnx could not convert {model_file}: {err}") from None
     if output_names:
@@ -409,12 +426,29 @@ def _rename_onnx_outputs(path, names):
     onnx.save(model, path)
 
 
+def save_static(layer, directory, image_shape, names=None, log=print):
+    """`paddle.jit.to_static` (dynamic batch, input `x` of `image_shape`) + `paddle.jit.save` of an
+    eval-mode layer into `directory`/inference.*; names the outputs when given. Returns the program
+    file's name (inference.json, or inference.pdmodel under FLAGS_enable_pir_api=0)."""
+    spec = [paddle.static.InputSpec([None] + list(image_shape), "float32", INPUT_NAME)]
+    static_layer = paddle.jit.to_static(layer, input_spec=spec, full_graph=True)
+    paddle.jit.save(static_layer, os.path.join(directory, MODEL_PREFIX))
+    model_name = find_model_file(directory)
+    if model_name is None:
+        raise ExportError(f"paddle.jit.save wrote none of {MODEL_FILES} in {directory} (found {os.listdir(directory)})")
+    if names and model_name.endswith(".json") and not _rename_json_outputs(os.path.join(directory, model_name), names):
+        log("NOTE: could not name the program's outputs; Paddle Inference shows them as fetch_name_N "
+            "(inference.yml lists them in order)")
+    return model_name
+
+
 # ----------------------------------------------------------------------------------------- verification
 def _compare(reference, got, names, tolerance, what):
-    """Max abs difference per output; raises ExportError past `tolerance` x the output's scale."""
+    """(max abs difference, max difference / output scale) over the outputs; raises ExportError when
+    an output differs by more than `tolerance` x its scale (max(1, max |dygraph output|))."""
     if len(got) != len(reference):
         raise ExportError(f"{what} returned {len(got)} outputs, the dygraph model {len(reference)}")
-    worst = 0.0
+    worst, worst_relative = 0.0, 0.0
     for name, ref, out in zip(names, reference, got):
         if tuple(ref.shape) != tuple(out.shape):
             raise ExportError(f"{what} output {name!r} has shape {list(out.shape)}, the dygraph model "
@@ -425,8 +459,8 @@ def _compare(reference, got, names, tolerance, what):
             raise ExportError(f"VERIFICATION FAILED: {what} output {name!r} differs from the dygraph model by "
                               f"{diff:.3g} (allowed {tolerance * scale:.3g} = {tolerance:g} x output scale "
                               f"{scale:.3g}); the export was not written")
-        worst = max(worst, diff)
-    return worst
+        worst, worst_relative = max(worst, diff), max(worst_relative, diff / scale)
+    return worst, worst_relative
 
 
 def _median_latency_ms(backend, batch, runs):
@@ -492,7 +526,7 @@ def export_model(config, save_dir=None, weights=None, allow_random_weights=False
             raise ExportError(f"{model.model_name}: some Rep blocks are still unfused after reparameterize()")
         with paddle.no_grad():
             fused_out = [t.numpy() for t in _as_list(model(paddle.to_tensor(sample)))]
-        fusion_diff = _compare(reference, fused_out, names, tolerance, "The fused (reparameterized) model")
+        fusion_diff, _ = _compare(reference, fused_out, names, tolerance, "The fused (reparameterized) model")
         log(f"Rep fusion: fused vs unfused dygraph max abs diff {fusion_diff:.3g}")
     elif has_unfused_blocks(model):
         log(f"NOTE: {model.model_name} is exported UNFUSED (fuse=False): its Rep blocks keep their training "
@@ -501,57 +535,52 @@ def export_model(config, save_dir=None, weights=None, allow_random_weights=False
     parent = os.path.dirname(save_dir)
     os.makedirs(parent, exist_ok=True)
     tmp_dir = tempfile.mkdtemp(prefix=f".{os.path.basename(save_dir)}.tmp-", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_dir, 0o777 & ~umask)  # mkdtemp's 0700 would outlive the rename
     try:
         info = derive_inference_config(config, model, shape, names, fused=fuse,
                                        weights=weights_path, weights_flag=flag)
         _check_preprocess(info["PreProcess"]["transform_ops"], shape)
-        spec = [paddle.static.InputSpec([None] + shape, "float32", INPUT_NAME)]
-        static_model = paddle.jit.to_static(model, input_spec=spec, full_graph=True)
-        paddle.jit.save(static_model, os.path.join(tmp_dir, MODEL_PREFIX))
-        model_name = find_model_file(tmp_dir)
-        if model_name is None:
-            raise ExportError(f"paddle.jit.save wrote none of {MODEL_FILES} in {tmp_dir} "
-                              f"(found {os.listdir(tmp_dir)})")
+        model_name = save_static(model, tmp_dir, shape, names, log=log)
         model_file = os.path.join(tmp_dir, model_name)
         params_file = os.path.join(tmp_dir, PARAMS_FILE)
-        if model_name.endswith(".json") and not _rename_json_outputs(model_file, names):
-            log("NOTE: could not name the program's outputs; Paddle Inference shows them as fetch_name_N "
-                "(inference.yml lists them in order)")
         info["Model"]["model_file"] = model_name
         info["Model"]["params_file"] = PARAMS_FILE
         verification = {"sample": f"N(0,1) batch of 2x{shape}", "tolerance": tolerance}
         if verify:
-            from .predictor import PaddleBackend
-            backend = PaddleBackend(model_file, params_file, device="cpu", threads=threads, onednn=True)
-            got = backend.run(sample)
-            verification["paddle_inference_max_abs_diff"] = _compare(
-                reference, got, names, tolerance, "Paddle Inference (CPU, oneDNN)")
-            actual_names = backend.output_names
-            if model_name.endswith(".json") and actual_names != names:
-                log(f"NOTE: Paddle Inference reports output names {actual_names}")
-            for entry, actual in zip(info["Outputs"], actual_names):
+            from .predictor import ModelDirError, PaddleBackend
+            try:
+                backend = PaddleBackend(model_file, params_file, device="cpu", threads=threads, onednn=True)
+            except ModelDirError as err:
+                raise ExportError(f"VERIFICATION FAILED: the saved model does not load in Paddle Inference: {err}") from None
+            diff, relative = _compare(reference, backend.run(sample), names, tolerance, "Paddle Inference (CPU, oneDNN)")
+            verification.update(paddle_inference_max_abs_diff=diff, paddle_inference_max_rel_diff=relative)
+            # Report the names Paddle Inference really shows (ours unless renaming was not possible).
+            for entry, actual in zip(info["Outputs"], backend.output_names):
                 entry["name"] = actual
-            log(f"Verified with Paddle Inference (CPU, oneDNN, {threads} threads): max abs diff "
-                f"{verification['paddle_inference_max_abs_diff']:.3g} vs the dygraph model (tolerance "
-                f"{tolerance:g} x output scale)")
+            log(f"Verified with Paddle Inference (CPU, oneDNN, {threads} threads): max abs diff {diff:.3g} vs the "
+                f"dygraph model ({relative:.2g} of the output scale; tolerance {tolerance:g})")
             if latency_runs:
                 latency = _median_latency_ms(backend, sample[:1], latency_runs)
                 verification["paddle_inference_latency_ms"] = round(latency, 3)
                 log(f"Paddle Inference batch-1 {shape[1]}x{shape[2]} latency: {latency:.2f} ms "
                     f"(median of {latency_runs}, {threads} threads)")
-        if onnx:
+        if onnx:  # always verified: an unverified model.onnx is not written
             import paddle2onnx
+            from .predictor import OnnxRuntimeBackend
             onnx_file = os.path.join(tmp_dir, ONNX_FILE)
             convert_to_onnx(model_file, params_file, onnx_file, opset=onnx_opset,
                             output_names=[e["name"] for e in info["Outputs"]])
             info["Model"]["onnx_file"] = ONNX_FILE
             info["Versions"]["paddle2onnx"] = paddle2onnx.__version__
-            from .predictor import OnnxRuntimeBackend
             got = OnnxRuntimeBackend(onnx_file, threads=threads).run(sample)
-            verification["onnxruntime_max_abs_diff"] = _compare(reference, got, names, tolerance, "ONNX Runtime")
-            log(f"Verified model.onnx with ONNX Runtime: max abs diff "
-                f"{verification['onnxruntime_max_abs_diff']:.3g}")
-        info["Verification"] = verification if verify else {"skipped": True}
+            diff, relative = _compare(reference, got, names, tolerance, "ONNX Runtime")
+            verification.update(onnxruntime_max_abs_diff=diff, onnxruntime_max_rel_diff=relative)
+            log(f"Verified model.onnx with ONNX Runtime: max abs diff {diff:.3g} ({relative:.2g} of the output scale)")
+        if not verify:
+            verification["paddle_inference"] = "skipped (verify=False)"
+        info["Verification"] = verification
         write_inference_config(info, os.path.join(tmp_dir, INFERENCE_YML))
         _publish(tmp_dir, save_dir)
     except BaseException:

@@ -12,7 +12,7 @@ import yaml
 
 __all__ = ["Predictor", "read_inference_config", "PaddleBackend", "OnnxRuntimeBackend", "OpenVinoBackend",
            "create_backend", "ModelDirError", "ImageError", "RUNTIMES", "DEVICES", "IMAGE_EXTENSIONS",
-           "list_images"]
+           "list_images", "format_result"]
 
 RUNTIMES = ("paddle", "onnxruntime", "openvino")
 DEVICES = ("cpu", "gpu")
@@ -61,7 +61,6 @@ class PaddleBackend:
             if onednn:
                 # Paddle 3 renamed enable_mkldnn to enable_onednn; accept either build.
                 (getattr(config, "enable_onednn", None) or config.enable_mkldnn)()
-        config.enable_memory_optim()
         config.disable_glog_info()
         try:
             self.predictor = inference.create_predictor(config)
@@ -122,8 +121,9 @@ class OpenVinoBackend:
         if not os.path.isfile(onnx_file):
             raise ModelDirError(f"{onnx_file} is missing; export with tools/export.py ... --onnx")
         try:
-            self.compiled = ov.Core().compile_model(onnx_file, "CPU",
-                                                    {"INFERENCE_NUM_THREADS": int(threads or _default_threads())})
+            # f32: OpenVINO would pick bf16 on CPUs with AMX/AVX512-BF16, trading accuracy silently.
+            self.compiled = ov.Core().compile_model(onnx_file, "CPU", {
+                "INFERENCE_NUM_THREADS": int(threads or _default_threads()), "INFERENCE_PRECISION_HINT": "f32"})
         except Exception as err:  # OpenVINO raises RuntimeError subclasses of its own
             raise ModelDirError(f"OpenVINO could not load {onnx_file} ({err}); re-export with --onnx") from None
         self.request = self.compiled.create_infer_request()
@@ -202,6 +202,15 @@ def list_images(path):
     return [path]
 
 
+def format_result(result):
+    """One line for a Predictor result (top-k classes, or feature map shapes)."""
+    if "class_ids" in result:
+        names = result.get("label_names") or [None] * len(result["class_ids"])
+        return ", ".join(f"{cid}{f' ({name})' if name else ''} {score:.4f}"
+                         for cid, name, score in zip(result["class_ids"], names, result["scores"]))
+    return ", ".join(f"{name} {list(np.shape(value))}" for name, value in result.items())
+
+
 def _softmax(logits):
     shifted = logits - logits.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)
@@ -247,36 +256,32 @@ class Predictor:
     # ---------------------------------------------------------------- preprocessing
     def _transforms(self):
         if self._ops is None:
+            # The same builder training and evaluation use: one definition of every op.
             from .data.transforms import build_transforms
-            ops = self.info["PreProcess"]["transform_ops"]
-            names = [next(iter(op)) if isinstance(op, dict) else op for op in ops]
-            self._ops = list(zip(names, build_transforms(ops)))
+            self._ops = build_transforms(self.info["PreProcess"]["transform_ops"])
         return self._ops
 
     def preprocess(self, image):
-        """One image (path, bytes or HWC uint8 RGB array) -> CHW float32 array of the input size."""
-        source = image if isinstance(image, (str, os.PathLike)) else "<image>"
+        """One image -> CHW float32 array of the input size. `image`: a path, the encoded bytes,
+        or an already decoded HWC uint8 array in the model's channel order (RGB)."""
+        source = os.fspath(image) if isinstance(image, (str, os.PathLike)) else "<image>"
         if isinstance(image, (str, os.PathLike)):
             try:
                 with open(image, "rb") as f:
                     image = f.read()
             except OSError as err:
                 raise ImageError(f"Could not read image {source}: {err.strerror or err}") from None
-        ops = self._transforms()
         if isinstance(image, np.ndarray):
             if image.ndim != 3 or image.shape[-1] != 3:
-                raise ImageError(f"An array image must be HWC RGB with 3 channels, got shape {list(image.shape)}")
-            ops = [(n, op) for n, op in ops if n != "DecodeImage"]
+                raise ImageError(f"An array image must be HWC with 3 channels, got shape {list(image.shape)}")
         elif not isinstance(image, (bytes, bytearray)):
             raise ImageError(f"Unsupported image type {type(image).__name__}; pass a path, bytes or an HWC array")
         data = image
-        for name, op in ops:
+        for name, op in self._transforms().ops:
             try:
                 data = op(data)
             except Exception as err:  # a decoder/transform failure on this input: name the image
-                raise ImageError(f"Could not process image {source} at {name}: {type(err).__name__}: {err}") from None
-            if data is None:
-                raise ImageError(f"Could not decode image {source} (not a readable image file)")
+                raise ImageError(f"Could not read image {source} ({name}: {err})") from None
         data = np.asarray(data, dtype="float32")
         expected = self.input_shape[1:]
         if list(data.shape) != expected:
