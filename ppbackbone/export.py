@@ -306,7 +306,7 @@ def derive_inference_config(config, model, image_shape, outputs, fused, weights=
             "PreProcess": {"transform_ops": _preprocess_ops(config, image_shape, feature_mode)},
             "Versions": {"ppbackbone": __version__, "paddle": paddle.__version__}}
     if weights:
-        info["Model"]["weights"] = str(weights)
+        info["Model"]["weights"] = os.path.abspath(weights) if os.path.isfile(weights) else str(weights)
         info["Model"]["weights_from"] = weights_flag
         if os.path.isfile(weights):
             info["Model"]["weights_sha256"] = _file_sha256(weights)
@@ -396,10 +396,10 @@ def convert_to_onnx(model_file, params_file, save_file, opset=DEFAULT_ONNX_OPSET
         raise ExportError("ONNX export needs paddle2onnx: pip install paddle2onnx onnxruntime "
                           "(or pip install ppbackbone[onnx])") from None
     try:
-        # onnxoptimizer, not paddle2onnx's default polygraphy: polygraphy pip-installs missing
-        # modules at run time, which an export must never do.
+        # No post-optimizer: paddle2onnx's default (polygraphy) pip-installs missing modules at run
+        # time, which an export must never do, and ONNX Runtime / OpenVINO fold constants themselves.
         paddle2onnx.export(model_file, params_file, save_file=save_file, opset_version=opset,
-                           enable_onnx_checker=True, verbose=False, optimize_tool="onnxoptimizer")
+                           enable_onnx_checker=True, verbose=False, optimize_tool="None")
     except Exception as err:  # paddle2onnx raises bare Exceptions for unsupported ops
         raise ExportError(f"paddle2onnx could not convert {model_file}: {err}") from None
     if output_names:
@@ -540,7 +540,8 @@ def export_model(config, save_dir=None, weights=None, allow_random_weights=False
     os.chmod(tmp_dir, 0o777 & ~umask)  # mkdtemp's 0700 would outlive the rename
     try:
         info = derive_inference_config(config, model, shape, names, fused=fuse,
-                                       weights=weights_path, weights_flag=flag)
+                                       weights=report.path if report else None,
+                                       weights_flag=f"{flag}={weights_path}" if flag else None)
         _check_preprocess(info["PreProcess"]["transform_ops"], shape)
         model_name = save_static(model, tmp_dir, shape, names, log=log)
         model_file = os.path.join(tmp_dir, model_name)
