@@ -160,12 +160,13 @@ def _weights_source(config, weights, allow_random_weights):
                       "(export_model(..., allow_random_weights=True)), for benchmarking only")
 
 
-def _load_checked(model, path, flag):
-    """load_weights (its report printed) + the checks an export needs: every tensor loaded."""
+def _load_checked(model, path, flag, log=print):
+    """load_weights (its report logged) + the checks an export needs: every tensor loaded."""
     try:
-        report = load_weights(model, path)
+        report = load_weights(model, path, verbose=False)
     except (OSError, ValueError, RuntimeError) as err:
         raise ExportError(f"{flag}={path}: {err}") from None
+    log(report.summary())
     state = model.state_dict()
     head = [k for k in report.head_skipped if k in state]
     if head:
@@ -512,7 +513,7 @@ def export_model(config, save_dir=None, weights=None, allow_random_weights=False
     if weights_path is None:
         log("WARNING: exporting RANDOMLY INITIALISED weights (--random-weights): for benchmarking only")
     else:
-        report = _load_checked(model, weights_path, flag)
+        report = _load_checked(model, weights_path, flag, log)
     model.eval()
     names = output_names(model)
 

@@ -372,3 +372,20 @@ def test_verification_failure_is_loud_and_writes_nothing(tmp_path, monkeypatch):
     with pytest.raises(ExportError, match="VERIFICATION FAILED: Paddle Inference.*'logits' differs"):
         export_model(_small_config(tmp_path), save_dir=save_dir, allow_random_weights=True, log=_quiet)
     _nothing_written(tmp_path, save_dir)
+
+
+def test_latency_benchmark_tool_runs(capsys):
+    """The benchmark is not a test; this only keeps the tool working (no time is asserted)."""
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    try:
+        import benchmark
+    finally:
+        sys.path.pop(0)
+    assert benchmark.main(["latency", "--model", "hgnetv2_b0", "--runtimes", "paddle", "--image-size",
+                           str(IMAGE_SIZE), "--warmup", "1", "--runs", "2", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| hgnetv2_b0 | ppbackbone | no Rep blocks |" in out
+    assert "| hgnetv2_b0 | PaddleClas PPHGNetV2_B0 | no Rep blocks |" in out
+    assert "weights copied; max |ppbackbone - PaddleClas| = " in out
+    assert benchmark.main(["latency", "--model", "hgnetv2_b0", "--runtimes", "tensorrt"]) == 1
+    assert "tensorrt" in capsys.readouterr().err

@@ -10,6 +10,7 @@ median of every timed run, in milliseconds, batch 1.
 import importlib
 import os
 import re
+import shutil
 import site
 import sys
 import tempfile
@@ -142,15 +143,28 @@ def latency_benchmark(models=(), references=(), runtimes=None, image_size=224, t
                       rounds=6, with_reference=True, workdir=None, log=print):
     """Time the exported `models` (registered names) and bare PaddleClas `references` (builder names).
 
-    Returns rows `{model, implementation, variant, runtime: ms...}` plus `checks` (max |ours - reference|
-    on a sample, when the reference got our weights).
+    Returns {"rows": [{model, implementation, variant, <runtime>: median ms}], "checks": notes per
+    model (e.g. max |ours - reference| when the reference got our weights), settings, versions}.
+    Exports go to `workdir` (default: a temporary directory, removed afterwards).
     """
+    if workdir is not None:
+        return _latency_benchmark(models, references, runtimes, image_size, threads, warmup, runs, rounds,
+                                  with_reference, workdir, log)
+    workdir = tempfile.mkdtemp(prefix="ppbackbone-latency-")
+    try:
+        return _latency_benchmark(models, references, runtimes, image_size, threads, warmup, runs, rounds,
+                                  with_reference, workdir, log)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _latency_benchmark(models, references, runtimes, image_size, threads, warmup, runs, rounds, with_reference,
+                       workdir, log):
     runtimes = list(runtimes or available_runtimes())
     load_before = _load_average()
     onnx = any(r != "paddle" for r in runtimes)
     batch = np.random.RandomState(0).standard_normal([1, 3, image_size, image_size]).astype("float32")
     rows, checks = [], {}
-    workdir = workdir or tempfile.mkdtemp(prefix="ppbackbone-latency-")
     jobs = [(name, None) for name in models] + [(None, ref) for ref in references]
     for name, bare_reference in jobs:
         label = name or bare_reference
@@ -174,10 +188,12 @@ def latency_benchmark(models=(), references=(), runtimes=None, image_size=224, t
             for fuse in ([True, False] if rep else [True]):
                 model = build_reference(reference)
                 if state is not None:
+                    # Every tensor of ours must exist in the reference (which may hold more, e.g.
+                    # PaddleClas's placeholders for the fused convs, filled by re_parameterize()).
                     ref_state = model.state_dict()
-                    if set(ref_state) == set(state) and all(
-                            list(ref_state[k].shape) == list(state[k].shape) for k in state):
-                        model.set_state_dict(state)
+                    if all(k in ref_state and list(ref_state[k].shape) == list(v.shape) for k, v in state.items()):
+                        for key, value in state.items():
+                            ref_state[key].set_value(value)
                         checks.setdefault(label, "weights copied")
                     else:
                         checks[label] = "reference parameter names differ: weights not copied"
