@@ -477,7 +477,7 @@ def _median_latency_ms(backend, batch, runs):
 # ----------------------------------------------------------------------------------------- export
 def export_model(config, save_dir=None, weights=None, allow_random_weights=False, fuse=True, onnx=False,
                  verify=True, tolerance=DEFAULT_TOLERANCE, threads=2, image_shape=None,
-                 onnx_opset=DEFAULT_ONNX_OPSET, latency_runs=10, log=print):
+                 onnx_opset=DEFAULT_ONNX_OPSET, latency_runs=10, legacy_pdmodel=False, log=print):
     """Export the model a config describes, verified, into `save_dir`.
 
     Args:
@@ -492,6 +492,8 @@ def export_model(config, save_dir=None, weights=None, allow_random_weights=False
             sample batch; past `tolerance` x output scale the export fails and nothing is written.
         image_shape: [3, H, W]; default `Global.image_shape`.
         latency_runs: batch-1 latency runs printed after verification (0: skip).
+        legacy_pdmodel: require the old program format (inference.pdmodel); Paddle writes it only
+            when started with FLAGS_enable_pir_api=0 (tools/export.py --legacy-pdmodel sets it).
     Returns an ExportResult.
     """
     from .config import load_config
@@ -545,6 +547,10 @@ def export_model(config, save_dir=None, weights=None, allow_random_weights=False
                                        weights_flag=f"{flag}={weights_path}" if flag else None)
         _check_preprocess(info["PreProcess"]["transform_ops"], shape)
         model_name = save_static(model, tmp_dir, shape, names, log=log)
+        if legacy_pdmodel and model_name != "inference.pdmodel":
+            raise ExportError(f"Paddle {paddle.__version__} wrote {model_name}, not inference.pdmodel: the legacy "
+                              f"program format needs FLAGS_enable_pir_api=0 set before Paddle is imported "
+                              f"(tools/export.py --legacy-pdmodel does it), and a Paddle that still supports it")
         model_file = os.path.join(tmp_dir, model_name)
         params_file = os.path.join(tmp_dir, PARAMS_FILE)
         info["Model"]["model_file"] = model_name

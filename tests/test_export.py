@@ -389,3 +389,11 @@ def test_latency_benchmark_tool_runs(capsys):
     assert "weights copied; max |ppbackbone - PaddleClas| = " in out
     assert benchmark.main(["latency", "--model", "hgnetv2_b0", "--runtimes", "tensorrt"]) == 1
     assert "tensorrt" in capsys.readouterr().err
+
+
+def test_legacy_format_requested_without_the_flag_is_refused(tmp_path):
+    save_dir = str(tmp_path / "out")
+    with pytest.raises(ExportError, match="FLAGS_enable_pir_api=0"):
+        export_model(_small_config(tmp_path), save_dir=save_dir, allow_random_weights=True, legacy_pdmodel=True,
+                     log=_quiet)
+    _nothing_written(tmp_path, save_dir)

@@ -50,7 +50,7 @@ def main(argv=None):
             config = apply_overrides({"Arch": {"name": args.model}, "Global": {"image_shape": [3, 224, 224]}},
                                      overrides)
         export_model(config, allow_random_weights=args.random_weights, fuse=not args.no_fuse, onnx=args.onnx,
-                     onnx_opset=args.onnx_opset, threads=args.threads,
+                     onnx_opset=args.onnx_opset, threads=args.threads, legacy_pdmodel=args.legacy_pdmodel,
                      tolerance=args.tolerance if args.tolerance is not None else DEFAULT_TOLERANCE)
     except (ConfigError, ExportError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
