@@ -293,12 +293,19 @@ def _label_list(config, num_classes):
     return [labels.get(i, str(i)) for i in range(size)]
 
 
+def _mode(model):
+    """classification (logits), features (stage maps, out_indices) or embedding (pooled, no fc)."""
+    if model.out_indices is not None:
+        return "features"
+    return "classification" if getattr(model, "num_classes", 0) else "embedding"
+
+
 def derive_inference_config(config, model, image_shape, outputs, fused, weights=None, weights_flag=None):
     """The content of inference.yml (a dict), derived from the training config and the model."""
     from . import __version__
     feature_mode = model.out_indices is not None
     info = {"format_version": FORMAT_VERSION,
-            "Model": {"name": model.model_name, "mode": "features" if feature_mode else "classification",
+            "Model": {"name": model.model_name, "mode": _mode(model),
                       "fused": bool(fused), "class_num": int(getattr(model, "num_classes", 0) or 0),
                       "weights": None, "weights_sha256": None},
             "Input": {"name": INPUT_NAME, "shape": [-1] + list(image_shape), "dtype": "float32",

@@ -231,7 +231,8 @@ class Predictor:
 
     `predict(images)` takes an image path, encoded bytes, an HWC uint8 RGB array, or a list of
     them, and returns one result per image: `{"class_ids", "scores", "label_names"}` for a
-    classifier, `{output name: CHW feature map}` for a feature-mode export.
+    classifier, `{output name: CHW feature map}` for a feature-mode export, `{"features": vector}`
+    for a model exported without classifier (class_num 0).
     """
 
     def __init__(self, model_dir, device="cpu", threads=None, runtime="paddle", topk=None, onednn=True):
@@ -297,12 +298,10 @@ class Predictor:
 
     def postprocess(self, outputs):
         """Per-image results from the raw outputs of `run`."""
-        if self.mode == "features":
+        if self.mode != "classification":  # feature maps or pooled embeddings, by output name
             n = len(next(iter(outputs.values())))
             return [{name: value[i] for name, value in outputs.items()} for i in range(n)]
         values = outputs[self.output_names[0]]
-        if values.ndim != 2:
-            return [{"features": row} for row in values]
         probs = _softmax(values) if self.softmax else values
         k = min(self.topk, probs.shape[1])
         results = []

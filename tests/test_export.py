@@ -397,3 +397,13 @@ def test_legacy_format_requested_without_the_flag_is_refused(tmp_path):
         export_model(_small_config(tmp_path), save_dir=save_dir, allow_random_weights=True, legacy_pdmodel=True,
                      log=_quiet)
     _nothing_written(tmp_path, save_dir)
+
+
+def test_export_without_classifier_returns_embeddings(tmp_path):
+    config = {"Arch": {"name": "hgnetv2_b0", "class_num": 0}, "Global": {"image_shape": SHAPE}}
+    result = export_model(config, save_dir=str(tmp_path / "emb"), allow_random_weights=True, latency_runs=0,
+                          log=_quiet)
+    assert result.inference_config["Model"]["mode"] == "embedding"
+    assert "PostProcess" not in result.inference_config
+    (out,) = Predictor(str(tmp_path / "emb"), threads=2).predict(_write_images(str(tmp_path / "img"), count=1))
+    assert list(out) == ["features"] and out["features"].shape == (ppbackbone.create_model("hgnetv2_b0").num_features,)
