@@ -100,9 +100,9 @@ def _backends(model_dir, model_file, runtimes, threads):
 
 
 def _time_interleaved(backends, batch, warmup, runs, rounds):
-    """{key: median ms}. Keys end with the runtime; the variants of one runtime are timed in
-    interleaved rounds (what is compared shares the machine's state), one runtime after the other
-    with a pause between, so that one runtime's idle spinning threads do not slow another's."""
+    """{key: (median ms, min ms)}. Keys end with the runtime; the variants of one runtime are timed
+    in interleaved rounds (what is compared shares the machine's state), one runtime after the
+    other with a pause between, so that one runtime's idle spinning threads do not slow another's."""
     times = {key: [] for key in backends}
     per_round = max(1, runs // rounds)
     for runtime in dict.fromkeys(key[-1] for key in backends):
@@ -117,7 +117,7 @@ def _time_interleaved(backends, batch, warmup, runs, rounds):
                     start = time.perf_counter()
                     backend.run(batch)
                     times[key].append((time.perf_counter() - start) * 1000.0)
-    return {key: float(np.median(values)) for key, values in times.items()}
+    return {key: (float(np.median(values)), float(np.min(values))) for key, values in times.items()}
 
 
 def _export_ours(name, weights, directory, image_size, fuse, onnx, threads):
@@ -139,8 +139,8 @@ def _export_reference(model, directory, image_size, fuse, onnx):
     return model_file
 
 
-def latency_benchmark(models=(), references=(), runtimes=None, image_size=224, threads=2, warmup=10, runs=60,
-                      rounds=6, with_reference=True, workdir=None, log=print):
+def latency_benchmark(models=(), references=(), runtimes=None, image_size=224, threads=2, warmup=10, runs=100,
+                      rounds=20, with_reference=True, workdir=None, log=print):
     """Time the exported `models` (registered names) and bare PaddleClas `references` (builder names).
 
     Returns {"rows": [{model, implementation, variant, <runtime>: median ms}], "checks": notes per
@@ -216,7 +216,8 @@ def _latency_benchmark(models, references, runtimes, image_size, threads, warmup
         medians = _time_interleaved(backends, batch, warmup, runs, rounds)
         for (implementation, variant) in variants:
             row = {"model": label, "implementation": implementation, "variant": variant}
-            row.update({runtime: medians[(implementation, variant, runtime)] for runtime in runtimes})
+            row.update({runtime: medians[(implementation, variant, runtime)][0] for runtime in runtimes})
+            row["min"] = {runtime: medians[(implementation, variant, runtime)][1] for runtime in runtimes}
             rows.append(row)
         del backends
     return {"rows": rows, "checks": checks, "runtimes": runtimes, "image_size": image_size, "threads": threads,
@@ -246,13 +247,13 @@ def format_markdown(result):
     runtimes = result["runtimes"]
     head = ["model", "implementation", "variant"] + [f"{RUNTIME_LABELS[r]} ms" for r in runtimes]
     lines = [f"Batch 1, {result['image_size']}x{result['image_size']}, {result['threads']} threads, fp32; "
-             f"median ms. Versions: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items()) +
+             f"median (min) ms; ratios from the medians. Versions: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items()) +
              f". Machine: {result['cpus']} CPUs, 1-min load average {result['load_average'][0]} before / "
              f"{result['load_average'][1]} after the run.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in result["rows"]:
         lines.append("| " + " | ".join([row["model"], row["implementation"], row["variant"]] +
-                                       [f"{row[r]:.2f}" for r in runtimes]) + " |")
+                                       [f"{row[r]:.2f} ({row['min'][r]:.2f})" for r in runtimes]) + " |")
     ratios = []
     by_model = {}
     for row in result["rows"]:
