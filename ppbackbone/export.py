@@ -24,8 +24,8 @@ from .config import ConfigError, build_model
 from .weights import load_weights
 
 __all__ = ["export_model", "ExportError", "ExportResult", "derive_inference_config", "write_inference_config",
-           "convert_to_onnx", "save_static", "output_names", "find_model_file", "INFERENCE_YML", "PARAMS_FILE", "ONNX_FILE",
-           "MODEL_FILES", "DEFAULT_TOLERANCE", "FORMAT_VERSION"]
+           "convert_to_onnx", "save_static", "program_op_counts", "output_names", "find_model_file",
+           "INFERENCE_YML", "PARAMS_FILE", "ONNX_FILE", "MODEL_FILES", "DEFAULT_TOLERANCE", "FORMAT_VERSION"]
 
 INFERENCE_YML = "inference.yml"
 MODEL_PREFIX = "inference"
@@ -97,7 +97,8 @@ def _image_shape(config, image_shape=None):
     try:
         shape = [int(v) for v in shape]
     except (TypeError, ValueError):
-        raise ConfigError(f"Global.image_shape={shape!r} must be [channels, height, width], e.g. [3, 224, 224]") from None
+        raise ConfigError(f"Global.image_shape={shape!r} must be [channels, height, width], "
+                          f"e.g. [3, 224, 224]") from None
     if len(shape) != 3 or shape[0] != 3 or min(shape) <= 0:
         raise ConfigError(f"Global.image_shape={shape} must be [3, height, width] with positive sizes "
                           f"(the models take RGB images)")
@@ -361,26 +362,36 @@ def write_inference_config(info, path):
 
 
 # ----------------------------------------------------------------------------------------- program files
+def _json_ops(node):
+    """Every operation of a PIR program read from inference.json (dicts with an op name `#` such as
+    `1.conv2d`, and outputs `O`), in program order."""
+    if isinstance(node, dict):
+        if isinstance(node.get("#"), str) and "O" in node:
+            yield node
+        for value in node.values():
+            yield from _json_ops(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _json_ops(value)
+
+
+def program_op_counts(model_file):
+    """{op name: count} of an inference.json program (None for the legacy .pdmodel format)."""
+    import collections
+    import json
+    if not model_file.endswith(".json"):
+        return None
+    with open(model_file, encoding="utf-8") as f:
+        return dict(collections.Counter(op["#"].split(".", 1)[-1] for op in _json_ops(json.load(f))))
+
+
 def _rename_json_outputs(json_path, names):
     """Give the fetch ops of a PIR program (inference.json) our output names instead of
     `fetch_name_N`. Returns True when every output was renamed; verification re-checks it."""
     import json
     with open(json_path, encoding="utf-8") as f:
         program = json.load(f)
-    fetches = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if str(node.get("#", "")).endswith(".fetch"):
-                fetches.append(node)
-                return
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(program)
+    fetches = [op for op in _json_ops(program) if op["#"].endswith(".fetch")]
     attrs = []
     for op in fetches:
         found = {a.get("N"): a for a in op.get("A", []) if isinstance(a, dict)}
@@ -443,8 +454,10 @@ def save_static(layer, directory, image_shape, names=None, log=print):
     paddle.jit.save(static_layer, os.path.join(directory, MODEL_PREFIX))
     model_name = find_model_file(directory)
     if model_name is None:
-        raise ExportError(f"paddle.jit.save wrote none of {MODEL_FILES} in {directory} (found {os.listdir(directory)})")
-    if names and model_name.endswith(".json") and not _rename_json_outputs(os.path.join(directory, model_name), names):
+        raise ExportError(f"paddle.jit.save wrote none of {MODEL_FILES} in {directory} "
+                          f"(found {os.listdir(directory)})")
+    program = os.path.join(directory, model_name)
+    if names and model_name.endswith(".json") and not _rename_json_outputs(program, names):
         log("NOTE: could not name the program's outputs; Paddle Inference shows them as fetch_name_N "
             "(inference.yml lists them in order)")
     return model_name
@@ -568,8 +581,10 @@ def export_model(config, save_dir=None, weights=None, allow_random_weights=False
             try:
                 backend = PaddleBackend(model_file, params_file, device="cpu", threads=threads, onednn=True)
             except ModelDirError as err:
-                raise ExportError(f"VERIFICATION FAILED: the saved model does not load in Paddle Inference: {err}") from None
-            diff, relative = _compare(reference, backend.run(sample), names, tolerance, "Paddle Inference (CPU, oneDNN)")
+                raise ExportError(f"VERIFICATION FAILED: the saved model does not load in Paddle Inference: "
+                                  f"{err}") from None
+            diff, relative = _compare(reference, backend.run(sample), names, tolerance,
+                                      "Paddle Inference (CPU, oneDNN)")
             verification.update(paddle_inference_max_abs_diff=diff, paddle_inference_max_rel_diff=relative)
             # Report the names Paddle Inference really shows (ours unless renaming was not possible).
             for entry, actual in zip(info["Outputs"], backend.output_names):

@@ -65,9 +65,10 @@ class PaddleBackend:
         try:
             self.predictor = inference.create_predictor(config)
         except Exception as err:  # Paddle raises many error types for a bad program/params file
+            last_line = (str(err).strip().splitlines() or [""])[-1]  # Paddle puts the cause last
             raise ModelDirError(f"Paddle Inference could not load {model_file} + {params_file} "
-                                f"({type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}). "
-                                f"The files look corrupted or incomplete; re-export with tools/export.py") from None
+                                f"({type(err).__name__}: {last_line}). The files look corrupted or incomplete; "
+                                f"re-export with tools/export.py") from None
         self.input_names = self.predictor.get_input_names()
         self.output_names = self.predictor.get_output_names()
 

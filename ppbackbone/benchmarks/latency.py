@@ -20,7 +20,7 @@ import numpy as np
 import paddle
 
 from ..arch import create_model, has_unfused_blocks, model_info
-from ..export import ONNX_FILE, PARAMS_FILE, convert_to_onnx, export_model, save_static
+from ..export import ONNX_FILE, PARAMS_FILE, convert_to_onnx, export_model, program_op_counts, save_static
 from ..predictor import OnnxRuntimeBackend, OpenVinoBackend, PaddleBackend
 from ..weights import save_weights
 
@@ -120,6 +120,23 @@ def _time_interleaved(backends, batch, warmup, runs, rounds):
     return {key: (float(np.median(values)), float(np.min(values))) for key, values in times.items()}
 
 
+def _compare_programs(variants):
+    """Whether ours and the reference's fused programs hold the same operations (a timing
+    difference between identical programs is noise; a different op mix explains a real one)."""
+    def counts(implementation):
+        key = next(k for k in variants if k[0].startswith(implementation) and k[1] != "unfused")
+        directory, model_file = variants[key]
+        return program_op_counts(os.path.join(directory, model_file))
+    ours, ref = counts("ppbackbone"), counts("PaddleClas")
+    if ours is None or ref is None:
+        return "programs not compared (legacy format)"
+    if ours == ref:
+        return f"same operations in both programs ({sum(ours.values())} ops)"
+    diff = {op: (ours.get(op, 0), ref.get(op, 0)) for op in sorted(set(ours) | set(ref))
+            if ours.get(op, 0) != ref.get(op, 0)}
+    return "programs differ (op: ppbackbone, PaddleClas): " + ", ".join(f"{k} {a} vs {b}" for k, (a, b) in diff.items())
+
+
 def _export_ours(name, weights, directory, image_size, fuse, onnx, threads):
     config = {"Arch": {"name": name}, "Global": {"image_shape": [3, image_size, image_size]}}
     result = export_model(config, save_dir=directory, weights=weights, fuse=fuse, onnx=onnx, threads=threads,
@@ -207,11 +224,13 @@ def _latency_benchmark(models, references, runtimes, image_size, threads, warmup
         for key, (directory, model_file) in variants.items():
             for runtime, backend in _backends(directory, model_file, runtimes, threads).items():
                 backends[key + (runtime,)] = backend
-        if name is not None and reference and checks.get(label) == "weights copied":
+        if name is not None and reference:
+            checks[label] = "; ".join([checks[label], _compare_programs(variants)])
+        if name is not None and reference and checks[label].startswith("weights copied"):
             ours_key = next(k for k in backends if k[0] == "ppbackbone" and k[2] == "paddle")
             ref_key = next(k for k in backends if k[0].startswith("PaddleClas") and k[2] == "paddle")
             a, b = backends[ours_key].run(batch)[0], backends[ref_key].run(batch)[0]
-            checks[label] = f"weights copied; max |ppbackbone - PaddleClas| = {float(np.abs(a - b).max()):.3g}"
+            checks[label] += f"; max |ppbackbone - PaddleClas| = {float(np.abs(a - b).max()):.3g}"
         log(f"== {label}: timing {len(backends)} runtime/variant pairs ({rounds} interleaved rounds)")
         medians = _time_interleaved(backends, batch, warmup, runs, rounds)
         for (implementation, variant) in variants:
@@ -247,7 +266,8 @@ def format_markdown(result):
     runtimes = result["runtimes"]
     head = ["model", "implementation", "variant"] + [f"{RUNTIME_LABELS[r]} ms" for r in runtimes]
     lines = [f"Batch 1, {result['image_size']}x{result['image_size']}, {result['threads']} threads, fp32; "
-             f"median (min) ms; ratios from the medians. Versions: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items()) +
+             f"median (min) ms; ratios from the medians. Versions: " +
+             ", ".join(f"{k} {v}" for k, v in result["versions"].items()) +
              f". Machine: {result['cpus']} CPUs, 1-min load average {result['load_average'][0]} before / "
              f"{result['load_average'][1]} after the run.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
