@@ -16,6 +16,10 @@ REFERENCE_NEEDS = [
     "pandas", "scipy", "typeguard", "shapely", "terminaltables",
 ]
 
+# Optional deployment runtimes: `tools/export.py --onnx` (paddle2onnx; verified with onnxruntime) and
+# the Predictor's runtime="onnxruntime" / "openvino". Not needed by the tests (they skip without them).
+DEPLOY_EXTRAS = {"onnx": ["paddle2onnx>=2.0", "onnx", "onnxruntime"], "openvino": ["openvino"]}
+
 setup(
     name="ppbackbone",
     version=VERSION,
@@ -25,7 +29,8 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["ppbackbone", "ppbackbone.*"]),
     python_requires=">=3.8",
-    install_requires=["paddlepaddle>=3.0", "numpy", "pyyaml", "visualdl", "safetensors", "pillow"],
-    extras_require={"test": ["pytest"] + REFERENCE_NEEDS},
+    install_requires=["paddlepaddle>=3.0", "numpy", "pyyaml", "visualdl", "safetensors", "pillow",
+                      "opencv-python-headless"],
+    extras_require={"test": ["pytest"] + REFERENCE_NEEDS, **DEPLOY_EXTRAS},
     license="Apache-2.0",
 )

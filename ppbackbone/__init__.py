@@ -4,3 +4,5 @@ __version__ = "0.1.0"
 from .arch import (Backbone, count_params, create_model, has_unfused_blocks, list_models,  # noqa: F401
                    model_info, register_model, reparameterize)
 from .weights import load_weights, save_weights  # noqa: F401
+from .predictor import Predictor  # noqa: F401
+from .export import export_model  # noqa: F401

@@ -1,0 +1,634 @@
+"""Export a trained model for deployment: weights -> eval -> reparameterize -> to_static -> jit.save,
+then `inference.yml` beside it and a verification with Paddle Inference before anything is published.
+
+The export directory is written in a temporary directory next to `save_dir` and renamed onto it only
+after the reloaded model agreed with the dygraph one, so a failed export leaves nothing half-written.
+
+Files (Paddle 3.x, PIR): `inference.json` (program) + `inference.pdiparams` (weights); Paddle started
+with `FLAGS_enable_pir_api=0` still writes the older `inference.pdmodel` (+ `.pdiparams.info`).
+`inference.yml` holds everything a predictor needs besides the network: preprocessing, postprocessing,
+label list, input/output names and shapes, and provenance (model, weights, fused, versions).
+"""
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+import warnings
+
+import numpy as np
+import paddle
+import yaml
+
+from .config import ConfigError, build_model
+from .weights import load_weights
+
+__all__ = ["export_model", "ExportError", "ExportResult", "derive_inference_config", "write_inference_config",
+           "convert_to_onnx", "save_static", "program_op_counts", "output_names", "find_model_file",
+           "INFERENCE_YML", "PARAMS_FILE", "ONNX_FILE", "MODEL_FILES", "DEFAULT_TOLERANCE", "FORMAT_VERSION"]
+
+INFERENCE_YML = "inference.yml"
+MODEL_PREFIX = "inference"
+# Program file by Paddle IR: PIR (Paddle 3.x default) writes JSON, the legacy ProgramDesc a protobuf.
+MODEL_FILES = ("inference.json", "inference.pdmodel")
+PARAMS_FILE = "inference.pdiparams"
+ONNX_FILE = "model.onnx"
+FORMAT_VERSION = 1
+INPUT_NAME = "x"  # PaddleClas's input name: deploy code written for PaddleClas exports keeps working
+# Max |exported - dygraph| allowed, relative to the output's scale (max(1, max|dygraph output|)).
+DEFAULT_TOLERANCE = 1e-4
+DEFAULT_ONNX_OPSET = 13
+_EXPORT_MARKERS = (INFERENCE_YML, PARAMS_FILE) + MODEL_FILES
+
+
+class ExportError(RuntimeError):
+    """An export that cannot be done or did not verify; the message says why and what to change."""
+
+
+class ExportResult:
+    """What `export_model` produced: the directory, its files, the verification figures and the
+    inference config written to `inference.yml` (a dict)."""
+
+    def __init__(self, save_dir, files, inference_config, load_report=None):
+        self.save_dir = save_dir
+        self.files = files
+        self.inference_config = inference_config
+        self.load_report = load_report
+
+    @property
+    def verification(self):
+        return self.inference_config.get("Verification", {})
+
+    def __repr__(self):
+        return f"ExportResult(save_dir={self.save_dir!r}, files={self.files})"
+
+
+# ----------------------------------------------------------------------------------------- helpers
+def find_model_file(model_dir):
+    """The program file of an export directory (`inference.json` or `inference.pdmodel`), or None."""
+    for name in MODEL_FILES:
+        if os.path.isfile(os.path.join(model_dir, name)):
+            return name
+    return None
+
+
+def output_names(model):
+    """Names of the exported outputs: `logits` (classifier), `features` (pooled, no fc), or one
+    `stage{i}` per `out_indices` entry (feature mode; i is the stage index the user wrote)."""
+    if getattr(model, "out_indices", None) is not None:
+        return [f"stage{i}" for i in model.out_indices]
+    return ["logits"] if getattr(model, "num_classes", 1) else ["features"]
+
+
+def _as_list(out):
+    return list(out) if isinstance(out, (list, tuple)) else [out]
+
+
+def _file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _image_shape(config, image_shape=None):
+    shape = image_shape if image_shape is not None else config.get("Global", {}).get("image_shape", [3, 224, 224])
+    try:
+        shape = [int(v) for v in shape]
+    except (TypeError, ValueError):
+        raise ConfigError(f"Global.image_shape={shape!r} must be [channels, height, width], "
+                          f"e.g. [3, 224, 224]") from None
+    if len(shape) != 3 or shape[0] != 3 or min(shape) <= 0:
+        raise ConfigError(f"Global.image_shape={shape} must be [3, height, width] with positive sizes "
+                          f"(the models take RGB images)")
+    return shape
+
+
+def _check_save_dir(save_dir):
+    """Refuse a target that holds something other than a previous export (it would be replaced)."""
+    if os.path.isfile(save_dir):
+        raise ExportError(f"Global.save_inference_dir={save_dir} is a file; expected a directory")
+    if os.path.isdir(save_dir):
+        entries = os.listdir(save_dir)
+        if entries and not any(name in entries for name in _EXPORT_MARKERS):
+            shown = ", ".join(sorted(entries)[:5]) + (" ..." if len(entries) > 5 else "")
+            raise ExportError(f"Global.save_inference_dir={save_dir} exists and holds files that are not an "
+                              f"export ({shown}); choose another directory (an export replaces the whole "
+                              f"directory)")
+
+
+def _publish(tmp_dir, save_dir):
+    """Move the verified export onto `save_dir`, replacing a previous export there."""
+    old = None
+    if os.path.exists(save_dir):
+        old = tempfile.mkdtemp(prefix=f".{os.path.basename(save_dir)}.old-", dir=os.path.dirname(save_dir))
+        os.rmdir(old)
+        os.rename(save_dir, old)
+    try:
+        os.rename(tmp_dir, save_dir)
+    except OSError:
+        if old is not None:
+            os.rename(old, save_dir)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------- weights
+def _weights_source(config, weights, allow_random_weights):
+    """(path or None, the flag it came from). Refuses an export without weights unless allowed."""
+    if weights:
+        return weights, "weights"
+    pretrained_model = config.get("Global", {}).get("pretrained_model")
+    if pretrained_model:
+        return pretrained_model, "Global.pretrained_model"
+    arch_pretrained = config["Arch"].get("pretrained")
+    if arch_pretrained:
+        if arch_pretrained is True:
+            from .arch import model_info
+            info = model_info(config["Arch"]["name"])
+            if not info.url:
+                raise ExportError(f"Arch.pretrained=True but {info.name} has no published weights; set "
+                                  f"-o Global.pretrained_model=<your .pdparams/.safetensors>")
+            return info.url, "Arch.pretrained"
+        return arch_pretrained, "Arch.pretrained"
+    if allow_random_weights:
+        return None, None
+    raise ExportError("No weights to export: set -o Global.pretrained_model=<file.pdparams|file.safetensors> "
+                      "(a checkpoint path prefix like output/best_model works too). Exporting randomly "
+                      "initialised weights is refused unless asked for explicitly: --random-weights "
+                      "(export_model(..., allow_random_weights=True)), for benchmarking only")
+
+
+def _load_checked(model, path, flag, log=print):
+    """load_weights (its report logged) + the checks an export needs: every tensor loaded."""
+    try:
+        report = load_weights(model, path, verbose=False)
+    except (OSError, ValueError, RuntimeError) as err:
+        raise ExportError(f"{flag}={path}: {err}") from None
+    log(report.summary())
+    state = model.state_dict()
+    head = [k for k in report.head_skipped if k in state]
+    if head:
+        raise ExportError(f"{flag}={path}: the classifier head in the file ({', '.join(head)}) has another "
+                          f"size than this model's {getattr(model, 'num_classes', '?')} classes "
+                          f"(Arch.class_num); the export would carry a random head. Set -o Arch.class_num="
+                          f"<classes the weights were trained with>")
+    if report.missing:
+        shown = ", ".join(report.missing[:8]) + (" ..." if len(report.missing) > 8 else "")
+        raise ExportError(f"{flag}={path} lacks {len(report.missing)} tensors of {model.model_name} ({shown}); "
+                          f"they would be exported with random values. Are these weights of this model?")
+    return report
+
+
+# ----------------------------------------------------------------------------------------- inference.yml
+def _transform_ops(config):
+    """The preprocessing the model was evaluated with: DataLoader.Eval's transform_ops (what the
+    reported accuracy was measured with), else Infer.transforms; None when the config has neither."""
+    eval_ops = (config.get("DataLoader", {}).get("Eval", {}) or {}).get("dataset", {}).get("transform_ops")
+    infer_ops = (config.get("Infer", {}) or {}).get("transforms")
+    if eval_ops and infer_ops:
+        core = lambda ops: [op for op in ops if _op_name(op) not in ("DecodeImage", "ToCHWImage")]  # noqa: E731
+        if core(eval_ops) != core(infer_ops):
+            warnings.warn("DataLoader.Eval.dataset.transform_ops and Infer.transforms differ; inference.yml "
+                          "uses the Eval ops (the ones the model's accuracy was measured with)")
+    ops = eval_ops or infer_ops
+    return [dict(op) if isinstance(op, dict) else {op: None} for op in ops] if ops else None
+
+
+def _op_name(op):
+    if isinstance(op, str):
+        return op
+    if not isinstance(op, dict) or len(op) != 1:
+        raise ConfigError(f"A transform op must be a one-key mapping like {{ResizeImage: {{resize_short: 256}}}}, "
+                          f"got {op!r}")
+    return next(iter(op))
+
+
+def _default_ops(height, width):
+    return [{"DecodeImage": {"to_rgb": True, "channel_first": False}},
+            {"ResizeImage": {"size": [width, height]}},
+            {"NormalizeImage": {"scale": "1.0/255.0", "mean": [0.485, 0.456, 0.406],
+                                "std": [0.229, 0.224, 0.225], "order": ""}},
+            {"ToCHWImage": None}]
+
+
+def _preprocess_ops(config, image_shape, feature_mode):
+    """Deployment preprocessing from the config: decode -> geometry -> normalize -> CHW.
+
+    Classifier: the Eval ops as they are (their output must be the export's input size). Feature
+    mode (detection): the whole image is resized to the input size, as detectors do, keeping the
+    config's interpolation and normalization. Training-only ops are not in Eval's list by design.
+    """
+    _, height, width = image_shape
+    ops = _transform_ops(config)
+    if ops is None:
+        warnings.warn("The config has no DataLoader.Eval.dataset.transform_ops nor Infer.transforms; "
+                      "inference.yml gets the ImageNet default (resize to the input size, ImageNet mean/std)")
+        return _default_ops(height, width)
+    names = [_op_name(op) for op in ops]
+    if "DecodeImage" not in names:
+        ops.insert(0, {"DecodeImage": {"to_rgb": True, "channel_first": False}})
+    if feature_mode:
+        interpolation = None
+        for op in ops:
+            params = op[_op_name(op)] or {}
+            if _op_name(op) == "ResizeImage" and params.get("interpolation"):
+                interpolation = params["interpolation"]
+        resize = {"size": [width, height]}
+        if interpolation:
+            resize["interpolation"] = interpolation
+        ops = [op for op in ops if _op_name(op) in ("DecodeImage", "NormalizeImage", "ToCHWImage")]
+        ops.insert(1, {"ResizeImage": resize})
+    normalize = [op for op in ops if _op_name(op) == "NormalizeImage"]
+    order = ((normalize[0]["NormalizeImage"] or {}).get("order", "chw") if normalize else "") or ""
+    if "ToCHWImage" not in [_op_name(op) for op in ops] and order.lower() != "chw":
+        ops.append({"ToCHWImage": None})
+    return ops
+
+
+def _check_preprocess(ops, image_shape):
+    """Build the ops with ppbackbone.data.transforms and run them on a synthetic image: unknown ops
+    fail here, at export time, and the output must have the exported input's shape."""
+    import io
+
+    from PIL import Image
+
+    from .data.transforms import build_transforms
+    try:
+        transforms = build_transforms(ops)
+    except Exception as err:  # an op the deploy side cannot build must stop the export
+        raise ExportError(f"The config's preprocessing cannot be built for deployment: {err}") from None
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.RandomState(0).randint(0, 255, (375, 500, 3), dtype=np.uint8)).save(buffer, "PNG")
+    shape = list(np.asarray(transforms(buffer.getvalue())).shape)
+    if shape != list(image_shape):
+        raise ExportError(f"The preprocessing ({', '.join(_op_name(op) for op in ops)}) produces {shape} images but "
+                          f"the model is exported for Global.image_shape={list(image_shape)}; make the crop/resize "
+                          f"size and Global.image_shape agree")
+
+
+def _label_list(config, num_classes):
+    """Class names from Infer.PostProcess.class_id_map_file (PaddleClas: `id name` per line)."""
+    post = (config.get("Infer", {}) or {}).get("PostProcess", {}) or {}
+    path = post.get("class_id_map_file")
+    if not path:
+        return None
+    if not os.path.isfile(path):
+        raise ExportError(f"Infer.PostProcess.class_id_map_file={path} does not exist; fix the path or remove "
+                          f"the key (the label list is copied into inference.yml)")
+    labels = {}
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            parts = line.strip().split(maxsplit=1)
+            if not parts[0].isdigit():
+                raise ExportError(f"{path}:{number}: expected `<class id> <name>`, got {line.strip()!r}")
+            labels[int(parts[0])] = parts[1] if len(parts) > 1 else parts[0]
+    if num_classes and max(labels, default=-1) >= num_classes:
+        raise ExportError(f"{path} names class id {max(labels)} but the model has {num_classes} classes "
+                          f"(Arch.class_num); is it the label file of another dataset?")
+    size = num_classes or (max(labels) + 1)
+    return [labels.get(i, str(i)) for i in range(size)]
+
+
+def _mode(model):
+    """classification (logits), features (stage maps, out_indices) or embedding (pooled, no fc)."""
+    if model.out_indices is not None:
+        return "features"
+    return "classification" if getattr(model, "num_classes", 0) else "embedding"
+
+
+def derive_inference_config(config, model, image_shape, outputs, fused, weights=None, weights_flag=None):
+    """The content of inference.yml (a dict), derived from the training config and the model."""
+    from . import __version__
+    feature_mode = model.out_indices is not None
+    info = {"format_version": FORMAT_VERSION,
+            "Model": {"name": model.model_name, "mode": _mode(model),
+                      "fused": bool(fused), "class_num": int(getattr(model, "num_classes", 0) or 0),
+                      "weights": None, "weights_sha256": None},
+            "Input": {"name": INPUT_NAME, "shape": [-1] + list(image_shape), "dtype": "float32",
+                      "layout": "NCHW", "channel_order": "RGB"},
+            "Outputs": [],
+            "PreProcess": {"transform_ops": _preprocess_ops(config, image_shape, feature_mode)},
+            "Versions": {"ppbackbone": __version__, "paddle": paddle.__version__}}
+    if weights:
+        info["Model"]["weights"] = os.path.abspath(weights) if os.path.isfile(weights) else str(weights)
+        info["Model"]["weights_from"] = weights_flag
+        if os.path.isfile(weights):
+            info["Model"]["weights_sha256"] = _file_sha256(weights)
+    for name, out in zip(outputs, _as_list(model.out_feature_info if feature_mode else [None])):
+        entry = {"name": name}
+        if feature_mode:
+            entry.update(stage=int(name[len("stage"):]), channels=int(out["channels"]), stride=int(out["stride"]),
+                         module=out["name"])
+        info["Outputs"].append(entry)
+    if not feature_mode:
+        post = dict((config.get("Infer", {}) or {}).get("PostProcess", {}) or {})
+        topk = int(post.get("topk", 5))
+        num_classes = info["Model"]["class_num"]
+        if num_classes:
+            topk = max(1, min(topk, num_classes))
+            info["PostProcess"] = {"name": "Topk", "topk": topk, "softmax": True,
+                                   "label_list": _label_list(config, num_classes)}
+    return info
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style, with lists of scalars (shapes, mean/std) on one line."""
+
+
+def _represent_list(dumper, data):
+    flow = all(isinstance(v, (int, float, str, bool)) or v is None for v in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_Dumper.add_representer(list, _represent_list)
+
+# Section order in inference.yml: what the model is, how to feed it, what it returns, provenance.
+_SECTION_ORDER = ("format_version", "Model", "Input", "Outputs", "PreProcess", "PostProcess", "Verification",
+                  "Versions")
+
+
+def write_inference_config(info, path):
+    """Write inference.yml (block style, sections in a readable order)."""
+    ordered = {k: info[k] for k in _SECTION_ORDER if k in info}
+    ordered.update({k: v for k, v in info.items() if k not in ordered})
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("# Written by ppbackbone's exporter from the training config; read by ppbackbone.Predictor.\n")
+        yaml.dump(ordered, f, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+# ----------------------------------------------------------------------------------------- program files
+def _json_ops(node):
+    """Every operation of a PIR program read from inference.json (dicts with an op name `#` such as
+    `1.conv2d`, and outputs `O`), in program order."""
+    if isinstance(node, dict):
+        if isinstance(node.get("#"), str) and "O" in node:
+            yield node
+        for value in node.values():
+            yield from _json_ops(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _json_ops(value)
+
+
+def program_op_counts(model_file):
+    """{op name: count} of an inference.json program (None for the legacy .pdmodel format)."""
+    import collections
+    import json
+    if not model_file.endswith(".json"):
+        return None
+    with open(model_file, encoding="utf-8") as f:
+        return dict(collections.Counter(op["#"].split(".", 1)[-1] for op in _json_ops(json.load(f))))
+
+
+def _rename_json_outputs(json_path, names):
+    """Give the fetch ops of a PIR program (inference.json) our output names instead of
+    `fetch_name_N`. Returns True when every output was renamed; verification re-checks it."""
+    import json
+    with open(json_path, encoding="utf-8") as f:
+        program = json.load(f)
+    fetches = [op for op in _json_ops(program) if op["#"].endswith(".fetch")]
+    attrs = []
+    for op in fetches:
+        found = {a.get("N"): a for a in op.get("A", []) if isinstance(a, dict)}
+        if "name" not in found or "col" not in found:
+            return False
+        attrs.append((found["col"]["AT"]["D"], found["name"]["AT"]))
+    if len(attrs) != len(names) or sorted(c for c, _ in attrs) != list(range(len(names))):
+        return False
+    for col, name_attr in attrs:
+        name_attr["D"] = names[col]
+    with open(json_path, "w", encoding="utf-8") as f:
+        json.dump(program, f, separators=(",", ":"))
+    return True
+
+
+def convert_to_onnx(model_file, params_file, save_file, opset=DEFAULT_ONNX_OPSET, output_names=None):
+    """paddle2onnx conversion; `output_names` renames the ONNX graph outputs (in order)."""
+    try:
+        import paddle2onnx
+    except ImportError:
+        raise ExportError("ONNX export needs paddle2onnx: pip install paddle2onnx onnxruntime "
+                          "(or pip install ppbackbone[onnx])") from None
+    try:
+        # No post-optimizer: paddle2onnx's default (polygraphy) pip-installs missing modules at run
+        # time, which an export must never do, and ONNX Runtime / OpenVINO fold constants themselves.
+        paddle2onnx.export(model_file, params_file, save_file=save_file, opset_version=opset,
+                           enable_onnx_checker=True, verbose=False, optimize_tool="None")
+    except Exception as err:  # paddle2onnx raises bare Exceptions for unsupported ops
+        raise ExportError(f"paddle2onnx could not convert {model_file}: {err}") from None
+    if output_names:
+        _rename_onnx_outputs(save_file, output_names)
+    return save_file
+
+
+def _rename_onnx_outputs(path, names):
+    import onnx
+    model = onnx.load(path)
+    graph = model.graph
+    if len(graph.output) != len(names):
+        raise ExportError(f"{path} has {len(graph.output)} outputs, expected {len(names)} ({names})")
+    mapping = {out.name: new for out, new in zip(graph.output, names)}
+    for node in graph.node:
+        for i, name in enumerate(node.output):
+            if name in mapping:
+                node.output[i] = mapping[name]
+        for i, name in enumerate(node.input):
+            if name in mapping:
+                node.input[i] = mapping[name]
+    for out in graph.output:
+        out.name = mapping[out.name]
+    onnx.save(model, path)
+
+
+def save_static(layer, directory, image_shape, names=None, log=print):
+    """`paddle.jit.to_static` (dynamic batch, input `x` of `image_shape`) + `paddle.jit.save` of an
+    eval-mode layer into `directory`/inference.*; names the outputs when given. Returns the program
+    file's name (inference.json, or inference.pdmodel under FLAGS_enable_pir_api=0)."""
+    spec = [paddle.static.InputSpec([None] + list(image_shape), "float32", INPUT_NAME)]
+    static_layer = paddle.jit.to_static(layer, input_spec=spec, full_graph=True)
+    paddle.jit.save(static_layer, os.path.join(directory, MODEL_PREFIX))
+    model_name = find_model_file(directory)
+    if model_name is None:
+        raise ExportError(f"paddle.jit.save wrote none of {MODEL_FILES} in {directory} "
+                          f"(found {os.listdir(directory)})")
+    program = os.path.join(directory, model_name)
+    if names and model_name.endswith(".json") and not _rename_json_outputs(program, names):
+        log("NOTE: could not name the program's outputs; Paddle Inference shows them as fetch_name_N "
+            "(inference.yml lists them in order)")
+    return model_name
+
+
+# ----------------------------------------------------------------------------------------- verification
+def _compare(reference, got, names, tolerance, what):
+    """(max abs difference, max difference / output scale) over the outputs; raises ExportError when
+    an output differs by more than `tolerance` x its scale (max(1, max |dygraph output|))."""
+    if len(got) != len(reference):
+        raise ExportError(f"{what} returned {len(got)} outputs, the dygraph model {len(reference)}")
+    worst, worst_relative = 0.0, 0.0
+    for name, ref, out in zip(names, reference, got):
+        if tuple(ref.shape) != tuple(out.shape):
+            raise ExportError(f"{what} output {name!r} has shape {list(out.shape)}, the dygraph model "
+                              f"{list(ref.shape)}")
+        diff = float(np.abs(ref.astype("float64") - out.astype("float64")).max())
+        scale = max(1.0, float(np.abs(ref).max()))
+        if not np.isfinite(diff) or diff > tolerance * scale:
+            raise ExportError(f"VERIFICATION FAILED: {what} output {name!r} differs from the dygraph model by "
+                              f"{diff:.3g} (allowed {tolerance * scale:.3g} = {tolerance:g} x output scale "
+                              f"{scale:.3g}); the export was not written")
+        worst, worst_relative = max(worst, diff), max(worst_relative, diff / scale)
+    return worst, worst_relative
+
+
+def _median_latency_ms(backend, batch, runs):
+    backend.run(batch)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        backend.run(batch)
+        times.append((time.perf_counter() - start) * 1000.0)
+    return float(np.median(times))
+
+
+# ----------------------------------------------------------------------------------------- export
+def export_model(config, save_dir=None, weights=None, allow_random_weights=False, fuse=True, onnx=False,
+                 verify=True, tolerance=DEFAULT_TOLERANCE, threads=2, image_shape=None,
+                 onnx_opset=DEFAULT_ONNX_OPSET, latency_runs=10, legacy_pdmodel=False, log=print):
+    """Export the model a config describes, verified, into `save_dir`.
+
+    Args:
+        config: a loaded config dict (`ppbackbone.config.load_config`) or a path to a YAML file.
+        save_dir: target directory (default `Global.save_inference_dir`). A previous export there
+            is replaced; a directory holding anything else is refused.
+        weights: weights file; default `Global.pretrained_model`, then `Arch.pretrained`.
+        allow_random_weights: export without weights (benchmarking); refused otherwise.
+        fuse: reparameterize Rep blocks before export (False keeps the training branches).
+        onnx: also write model.onnx (paddle2onnx), verified with onnxruntime.
+        verify: reload with Paddle Inference (CPU, oneDNN) and compare with the dygraph model on a
+            sample batch; past `tolerance` x output scale the export fails and nothing is written.
+        image_shape: [3, H, W]; default `Global.image_shape`.
+        latency_runs: batch-1 latency runs printed after verification (0: skip).
+        legacy_pdmodel: require the old program format (inference.pdmodel); Paddle writes it only
+            when started with FLAGS_enable_pir_api=0 (tools/export.py --legacy-pdmodel sets it).
+    Returns an ExportResult.
+    """
+    from .config import load_config
+    from .arch import has_unfused_blocks, reparameterize
+    if isinstance(config, (str, os.PathLike)):
+        config = load_config(config)
+    save_dir = save_dir or config.get("Global", {}).get("save_inference_dir")
+    if not save_dir:
+        raise ExportError("No output directory: set -o Global.save_inference_dir=<dir>")
+    save_dir = os.path.abspath(os.fspath(save_dir))
+    _check_save_dir(save_dir)
+    shape = _image_shape(config, image_shape)
+    if onnx:  # fail before any work when the optional dependencies are missing
+        _require_onnx_tools()
+    weights_path, flag = _weights_source(config, weights, allow_random_weights)
+
+    model = build_model(config, pretrained=False)
+    report = None
+    if weights_path is None:
+        log("WARNING: exporting RANDOMLY INITIALISED weights (--random-weights): for benchmarking only")
+    else:
+        report = _load_checked(model, weights_path, flag, log)
+    model.eval()
+    names = output_names(model)
+
+    rng = np.random.RandomState(0)
+    sample = rng.standard_normal([2] + shape).astype("float32")
+    with paddle.no_grad():
+        reference = [t.numpy() for t in _as_list(model(paddle.to_tensor(sample)))]
+    if fuse:
+        reparameterize(model)
+        if has_unfused_blocks(model):
+            raise ExportError(f"{model.model_name}: some Rep blocks are still unfused after reparameterize()")
+        with paddle.no_grad():
+            fused_out = [t.numpy() for t in _as_list(model(paddle.to_tensor(sample)))]
+        fusion_diff, _ = _compare(reference, fused_out, names, tolerance, "The fused (reparameterized) model")
+        log(f"Rep fusion: fused vs unfused dygraph max abs diff {fusion_diff:.3g}")
+    elif has_unfused_blocks(model):
+        log(f"NOTE: {model.model_name} is exported UNFUSED (fuse=False): its Rep blocks keep their training "
+            f"branches and run slower")
+
+    parent = os.path.dirname(save_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp_dir = tempfile.mkdtemp(prefix=f".{os.path.basename(save_dir)}.tmp-", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_dir, 0o777 & ~umask)  # mkdtemp's 0700 would outlive the rename
+    try:
+        info = derive_inference_config(config, model, shape, names, fused=fuse,
+                                       weights=report.path if report else None,
+                                       weights_flag=f"{flag}={weights_path}" if flag else None)
+        _check_preprocess(info["PreProcess"]["transform_ops"], shape)
+        model_name = save_static(model, tmp_dir, shape, names, log=log)
+        if legacy_pdmodel and model_name != "inference.pdmodel":
+            raise ExportError(f"Paddle {paddle.__version__} wrote {model_name}, not inference.pdmodel: the legacy "
+                              f"program format needs FLAGS_enable_pir_api=0 set before Paddle is imported "
+                              f"(tools/export.py --legacy-pdmodel does it), and a Paddle that still supports it")
+        model_file = os.path.join(tmp_dir, model_name)
+        params_file = os.path.join(tmp_dir, PARAMS_FILE)
+        info["Model"]["model_file"] = model_name
+        info["Model"]["params_file"] = PARAMS_FILE
+        verification = {"sample": f"N(0,1) batch of 2x{shape}", "tolerance": tolerance}
+        if verify:
+            from .predictor import ModelDirError, PaddleBackend
+            try:
+                backend = PaddleBackend(model_file, params_file, device="cpu", threads=threads, onednn=True)
+            except ModelDirError as err:
+                raise ExportError(f"VERIFICATION FAILED: the saved model does not load in Paddle Inference: "
+                                  f"{err}") from None
+            diff, relative = _compare(reference, backend.run(sample), names, tolerance,
+                                      "Paddle Inference (CPU, oneDNN)")
+            verification.update(paddle_inference_max_abs_diff=diff, paddle_inference_max_rel_diff=relative)
+            # Report the names Paddle Inference really shows (ours unless renaming was not possible).
+            for entry, actual in zip(info["Outputs"], backend.output_names):
+                entry["name"] = actual
+            log(f"Verified with Paddle Inference (CPU, oneDNN, {threads} threads): max abs diff {diff:.3g} vs the "
+                f"dygraph model ({relative:.2g} of the output scale; tolerance {tolerance:g})")
+            if latency_runs:
+                latency = _median_latency_ms(backend, sample[:1], latency_runs)
+                verification["paddle_inference_latency_ms"] = round(latency, 3)
+                log(f"Paddle Inference batch-1 {shape[1]}x{shape[2]} latency: {latency:.2f} ms "
+                    f"(median of {latency_runs}, {threads} threads)")
+        if onnx:  # always verified: an unverified model.onnx is not written
+            import paddle2onnx
+            from .predictor import OnnxRuntimeBackend
+            onnx_file = os.path.join(tmp_dir, ONNX_FILE)
+            convert_to_onnx(model_file, params_file, onnx_file, opset=onnx_opset,
+                            output_names=[e["name"] for e in info["Outputs"]])
+            info["Model"]["onnx_file"] = ONNX_FILE
+            info["Versions"]["paddle2onnx"] = paddle2onnx.__version__
+            got = OnnxRuntimeBackend(onnx_file, threads=threads).run(sample)
+            diff, relative = _compare(reference, got, names, tolerance, "ONNX Runtime")
+            verification.update(onnxruntime_max_abs_diff=diff, onnxruntime_max_rel_diff=relative)
+            log(f"Verified model.onnx with ONNX Runtime: max abs diff {diff:.3g} ({relative:.2g} of the output scale)")
+        if not verify:
+            verification["paddle_inference"] = "skipped (verify=False)"
+        info["Verification"] = verification
+        write_inference_config(info, os.path.join(tmp_dir, INFERENCE_YML))
+        _publish(tmp_dir, save_dir)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    files = sorted(os.listdir(save_dir))
+    log(f"Exported {model.model_name} ({'fused' if fuse else 'unfused'}) to {save_dir}: {', '.join(files)}")
+    return ExportResult(save_dir, files, info, report)
+
+
+def _require_onnx_tools():
+    missing = []
+    for module in ("paddle2onnx", "onnx", "onnxruntime"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        raise ExportError(f"--onnx needs {', '.join(missing)} (not installed): pip install paddle2onnx "
+                          f"onnxruntime (or pip install ppbackbone[onnx]); the ONNX model is verified "
+                          f"with onnxruntime before it is written")

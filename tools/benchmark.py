@@ -1,0 +1,76 @@
+"""Benchmarks, one subcommand per mode (the logic lives in ppbackbone.benchmarks).
+
+    python tools/benchmark.py latency --model hgnetv2_b0 pphgnet_tiny [--reference PPLCNetV2_base]
+        [--runtimes paddle onnxruntime openvino] [--image-size 224] [--threads 2] [--markdown FILE]
+
+latency: batch-1 latency of the exported model on Paddle Inference (oneDNN) / ONNX Runtime / OpenVINO,
+fused vs unfused for Rep models, and the PaddleClas export of the same model in the same run.
+"""
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def add_latency(subparsers):
+    p = subparsers.add_parser("latency", help="exported-model latency per runtime, fused vs unfused, vs PaddleClas")
+    p.add_argument("--model", nargs="*", default=[], help="registered model names (ppbackbone + its PaddleClas "
+                                                         "reference when the registry names one)")
+    p.add_argument("--reference", nargs="*", default=[], help="PaddleClas backbones timed on their own "
+                                                             "(builder names, e.g. PPLCNetV2_base)")
+    p.add_argument("--no-reference", action="store_true", help="do not time the PaddleClas implementation")
+    p.add_argument("--runtimes", nargs="*", default=None, help="default: every installed one")
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--runs", type=int, default=100, help="timed runs per variant and runtime")
+    p.add_argument("--rounds", type=int, default=20, help="interleaved rounds the runs are split into")
+    p.add_argument("--markdown", help="also write the table to this file")
+    p.add_argument("--json", help="also write the raw figures to this file")
+    p.set_defaults(func=run_latency)
+
+
+def run_latency(args):
+    from ppbackbone.benchmarks.latency import available_runtimes, format_markdown, latency_benchmark
+    from ppbackbone.predictor import RUNTIMES
+    if not args.model and not args.reference:
+        print("ERROR: name at least one --model or --reference", file=sys.stderr)
+        return 1
+    runtimes = args.runtimes or available_runtimes()
+    unknown = [r for r in runtimes if r not in RUNTIMES]
+    missing = [r for r in runtimes if r in RUNTIMES and r not in available_runtimes()]
+    if unknown or missing:
+        print(f"ERROR: runtimes {unknown + missing} are unknown or not installed; available here: "
+              f"{', '.join(available_runtimes())} (known: {', '.join(RUNTIMES)})", file=sys.stderr)
+        return 1
+    result = latency_benchmark(args.model, args.reference, runtimes=runtimes, image_size=args.image_size,
+                               threads=args.threads, warmup=args.warmup, runs=args.runs, rounds=args.rounds,
+                               with_reference=not args.no_reference)
+    table = format_markdown(result)
+    print(table)
+    if args.markdown:
+        with open(args.markdown, "w", encoding="utf-8") as f:
+            f.write(table + "\n")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=1)
+    return 0
+
+
+# Each mode adds its subparser here.
+MODES = [add_latency]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    subparsers = parser.add_subparsers(dest="mode", required=True)
+    for add in MODES:
+        add(subparsers)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Export a trained model for Paddle Inference (fused, verified, with inference.yml).
+
+    python tools/export.py -c configs/hgnetv2_b0.yaml -o Global.pretrained_model=output/best_model \
+        -o Global.save_inference_dir=inference/hgnetv2_b0 [--onnx]
+
+Feature maps for detection deployment: add `-o Arch.out_indices=[1,2,3]`. See docs/deploy.md.
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("-c", "--config", help="YAML config the model was trained with")
+    source.add_argument("--model", help="a registered model name, for an export without a config "
+                                        "(default preprocessing: resize to the input size, ImageNet mean/std)")
+    parser.add_argument("-o", "--override", action="append", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="config override, e.g. -o Global.pretrained_model=output/best_model")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="export randomly initialised weights (benchmarking only; refused otherwise)")
+    parser.add_argument("--no-fuse", action="store_true", help="keep Rep blocks unfused (slower; for comparison)")
+    parser.add_argument("--onnx", action="store_true", help="also write model.onnx (needs paddle2onnx, onnxruntime)")
+    parser.add_argument("--onnx-opset", type=int, default=13)
+    parser.add_argument("--tolerance", type=float, default=None,
+                        help="max |Paddle Inference - dygraph| relative to the output scale (default 1e-4)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for verification")
+    parser.add_argument("--legacy-pdmodel", action="store_true",
+                        help="write inference.pdmodel (old program format) instead of inference.json; "
+                             "sets FLAGS_enable_pir_api=0 before Paddle starts")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.legacy_pdmodel:
+        # Read once when Paddle is imported: it must be set before the first `import paddle`.
+        os.environ["FLAGS_enable_pir_api"] = "0"
+    from ppbackbone.config import ConfigError, apply_overrides, load_config
+    from ppbackbone.export import DEFAULT_TOLERANCE, ExportError, export_model
+
+    overrides = [item for group in args.override for item in group]
+    try:
+        if args.config:
+            config = load_config(args.config, overrides)
+        else:
+            config = apply_overrides({"Arch": {"name": args.model}, "Global": {"image_shape": [3, 224, 224]}},
+                                     overrides)
+        export_model(config, allow_random_weights=args.random_weights, fuse=not args.no_fuse, onnx=args.onnx,
+                     onnx_opset=args.onnx_opset, threads=args.threads, legacy_pdmodel=args.legacy_pdmodel,
+                     tolerance=args.tolerance if args.tolerance is not None else DEFAULT_TOLERANCE)
+    except (ConfigError, ExportError) as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
