@@ -1,0 +1,161 @@
+"""Data loaders from a config's `DataLoader.Train` / `DataLoader.Eval` section.
+
+`paddle.io.DataLoader` with worker processes and a `DistributedBatchSampler` (each rank reads its
+share). Every random stream of the data pipeline is seeded from Global.seed and the epoch: the
+shuffle order per epoch, each item's augmentation per (epoch, item index), and the batch ops
+(Mixup/Cutmix) from the stream of the batch's last item. So an epoch draws the same numbers
+whether the run started at epoch 0 or was resumed, and whatever the number of workers.
+"""
+import hashlib
+import os
+import tempfile
+
+import paddle
+from paddle.io import BatchSampler, DataLoader, DistributedBatchSampler
+
+from ..config import ConfigError, get_value, warn_once
+from .batch_ops import build_batch_transform
+from .dataset import DATASETS, DatasetError
+
+__all__ = ["build_dataset", "build_dataloader", "Loader", "ShardedBatchSampler", "mix_seed"]
+
+
+def mix_seed(*parts):
+    """A 32-bit seed from any parts (stable across processes and Python versions)."""
+    digest = hashlib.sha256(repr(parts).encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+class ShardedBatchSampler(BatchSampler):
+    """Evaluation sampler: rank r takes items r, r + n, r + 2n, ... in order, without the padding
+    DistributedBatchSampler adds, so metrics summed over ranks count each image exactly once."""
+
+    def __init__(self, dataset, batch_size, rank=0, world_size=1, drop_last=False):
+        self.indices = list(range(rank, len(dataset), world_size))
+        self.batch_size, self.drop_last = batch_size, drop_last
+
+    def __iter__(self):
+        for start in range(0, len(self.indices), self.batch_size):
+            batch = self.indices[start:start + self.batch_size]
+            if len(batch) == self.batch_size or not self.drop_last:
+                yield batch
+
+    def __len__(self):
+        full, rest = divmod(len(self.indices), self.batch_size)
+        return full + (1 if rest and not self.drop_last else 0)
+
+    def set_epoch(self, epoch):
+        pass
+
+
+def build_dataset(section, mode, class_num=None):
+    """The dataset of `DataLoader.<mode>.dataset` (checked)."""
+    where = f"DataLoader.{mode}.dataset"
+    params = dict(section or {})
+    name = params.pop("name", "ImageNetDataset")
+    params.pop("batch_transform_ops", None)
+    if name not in DATASETS:
+        raise ConfigError(f"{where}.name {name!r} is not supported; known: {', '.join(DATASETS)}")
+    try:
+        return DATASETS[name](class_num=class_num, **params)
+    except TypeError as err:
+        raise ConfigError(f"{where} ({name}): {err}") from None
+
+
+class Loader:
+    """An epoch-aware wrapper of paddle.io.DataLoader: call `set_epoch(e)` before iterating epoch e."""
+
+    def __init__(self, dataset, batch_sampler, num_workers=0, use_shared_memory=True, collate_fn=None,
+                 seed=0, rank=0):
+        self.dataset, self.batch_sampler = dataset, batch_sampler
+        self.seed, self.rank, self.num_workers = seed, rank, num_workers
+        self.epoch = 0
+        if num_workers and hasattr(dataset, "error_file"):
+            fd, dataset.error_file = tempfile.mkstemp(prefix="ppbackbone-loader-", suffix=".err")
+            os.close(fd)
+        self.loader = DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers,
+                                 use_shared_memory=use_shared_memory, collate_fn=collate_fn,
+                                 return_list=True)
+
+    def set_epoch(self, epoch):
+        """Seed epoch `epoch`'s shuffle order and augmentation (call before iterating)."""
+        self.epoch = int(epoch)
+        if hasattr(self.batch_sampler, "set_epoch"):
+            self.batch_sampler.set_epoch(mix_seed(self.seed, "shuffle", self.epoch))
+        if hasattr(self.dataset, "seed_base"):
+            self.dataset.seed_base = (self.seed, self.epoch)
+
+    def __iter__(self):
+        error_file = getattr(self.dataset, "error_file", None)
+        try:
+            yield from self.loader
+        except Exception:
+            message = ""
+            if error_file and os.path.exists(error_file):
+                with open(error_file, encoding="utf-8") as f:
+                    message = f.read()
+            if message:
+                raise DatasetError(f"A data loader worker failed: {message}") from None
+            raise
+
+    def __del__(self):
+        error_file = getattr(self.dataset, "error_file", None)
+        if error_file and os.path.exists(error_file):
+            try:
+                os.remove(error_file)
+            except OSError:
+                pass
+
+    def __len__(self):
+        return len(self.batch_sampler)
+
+
+def _collate(batch_transform):
+    from paddle.io.dataloader.collate import default_collate_fn
+
+    def collate(batch):
+        if batch_transform is not None:
+            batch = batch_transform(batch)
+        return default_collate_fn(batch)
+    return collate
+
+
+def build_dataloader(config, mode, class_num=None, seed=0, rank=None, world_size=None):
+    """A Loader for `DataLoader.<mode>` ('Train' shuffles through DistributedBatchSampler and may
+    apply batch_transform_ops; 'Eval' shards in order). `class_num` bounds labels and sizes the
+    soft targets of Mixup/Cutmix."""
+    base = f"DataLoader.{mode}"
+    section = get_value(config, base, kind=dict, expect=f"a {base} section with dataset/sampler/loader")
+    rank = paddle.distributed.get_rank() if rank is None else rank
+    world_size = paddle.distributed.get_world_size() if world_size is None else world_size
+    dataset = build_dataset(section.get("dataset"), mode, class_num)
+    sampler_cfg = dict(section.get("sampler") or {})
+    name = sampler_cfg.get("name", "DistributedBatchSampler")
+    if name not in ("DistributedBatchSampler", "BatchSampler"):
+        if "batch_size" not in sampler_cfg and "first_bs" in sampler_cfg:
+            sampler_cfg["batch_size"] = sampler_cfg["first_bs"]
+        warn_once(f"{base}.sampler:{name}", f"{base}.sampler.name {name} (PaddleClas) is not supported: using "
+                                            f"DistributedBatchSampler with batch_size {sampler_cfg.get('batch_size')}"
+                                            f" at the transforms' image size")
+    batch_size = sampler_cfg.get("batch_size")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ConfigError(f"{base}.sampler.batch_size={batch_size!r}: expected a positive int (images per rank "
+                          f"and step)")
+    drop_last = bool(sampler_cfg.get("drop_last", mode == "Train"))
+    shuffle = bool(sampler_cfg.get("shuffle", mode == "Train"))
+    per_rank = -(-len(dataset) // world_size)
+    if drop_last and batch_size > per_rank:
+        raise DatasetError(f"{base}.sampler.batch_size={batch_size} with drop_last=True, but the dataset has "
+                           f"{len(dataset)} images ({per_rank} per rank on {world_size} rank(s)): no batch would "
+                           f"be produced. Lower batch_size or set drop_last: False")
+    if mode == "Train":
+        batch_sampler = DistributedBatchSampler(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
+                                                num_replicas=world_size, rank=rank)
+    else:
+        batch_sampler = ShardedBatchSampler(dataset, batch_size, rank, world_size, drop_last)
+    batch_ops = section.get("dataset", {}).get("batch_transform_ops") if mode == "Train" else None
+    batch_transform = build_batch_transform(batch_ops, class_num, f"{base}.dataset.batch_transform_ops")
+    loader_cfg = section.get("loader") or {}
+    num_workers = get_value(config, f"{base}.loader.num_workers", 0, int, lambda v: v >= 0, "an int >= 0")
+    use_shm = bool(loader_cfg.get("use_shared_memory", True))
+    return Loader(dataset, batch_sampler, num_workers, use_shm, _collate(batch_transform), seed, rank)
