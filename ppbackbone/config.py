@@ -75,8 +75,13 @@ def parse_override(text):
 
 
 def _suggest(name, options):
-    close = difflib.get_close_matches(str(name), [str(o) for o in options], n=3, cutoff=0.6)
-    return f" Did you mean: {', '.join(close)}?" if close else ""
+    options = [str(o) for o in options]
+    lowered = str(name).lower()
+    exact = [o for o in options if o.lower() == lowered]
+    contains = [o for o in options if lowered and len(lowered) >= 3 and lowered in o.lower()]
+    close = difflib.get_close_matches(str(name), options, n=3, cutoff=0.6)
+    ranked = list(dict.fromkeys(exact + close + contains))[:3]
+    return f" Did you mean: {', '.join(ranked)}?" if ranked else ""
 
 
 def apply_overrides(config, overrides):
@@ -299,11 +304,11 @@ def validate_config(config):
         where = f"DataLoader.{mode}"
         check_keys(body, DATALOADER_MODE_KEYS, where)
         dataset = body.get("dataset") or {}
-        check_keys(dataset, ("name",) + tuple(dataset_keys(dataset.get("name", "ImageNetDataset"))),
-                   f"{where}.dataset")
         if dataset.get("name", "ImageNetDataset") not in DATASETS:
             raise ConfigError(f"{where}.dataset.name {dataset.get('name')!r} is not supported."
                               f"{_suggest(dataset.get('name'), DATASETS)} Known: {', '.join(DATASETS)}")
+        check_keys(dataset, ("name",) + tuple(dataset_keys(dataset.get("name", "ImageNetDataset"))),
+                   f"{where}.dataset")
         check_op_list(dataset.get("transform_ops"), TRANSFORMS, f"{where}.dataset.transform_ops",
                       unsupported=UNSUPPORTED_TRANSFORMS)
         check_op_list(dataset.get("batch_transform_ops"), BATCH_OPS, f"{where}.dataset.batch_transform_ops",

@@ -51,7 +51,7 @@ class ShardedBatchSampler(BatchSampler):
 def build_dataset(section, mode, class_num=None):
     """The dataset of `DataLoader.<mode>.dataset` (checked)."""
     where = f"DataLoader.{mode}.dataset"
-    params = dict(section or {})
+    params = {k: v for k, v in (section or {}).items() if v is not None}  # null = unset
     name = params.pop("name", "ImageNetDataset")
     params.pop("batch_transform_ops", None)
     if name not in DATASETS:

@@ -9,7 +9,10 @@
   contains a word of `no_weight_decay_name`, and 1-D ones with `one_dim_param_no_weight_decay`.
   AdamW/Lamb decay is decoupled (`weight_decay` coefficient) with the same exclusions.
 - Per-parameter learning-rate multipliers (ParamAttr learning_rate: the models' `lr_mult_list`,
-  LAB's lab_lr) are applied by paddle's optimizers.
+  LAB's lab_lr) are applied by paddle's optimizers. No parameter groups are used: in paddle 3.3.1
+  a parameter group ignores its parameters' ParamAttr learning rates (PaddleClas's Momentum with
+  `no_weight_decay_name` builds groups and so loses lr_mult); exclusions from L2 decay are set
+  as a zero regularizer on the parameter instead.
 """
 import math
 
@@ -215,13 +218,14 @@ def build_optimizer(cfg, model, epochs, steps_per_epoch):
         return optimizer, scheduler
     regularizer = (paddle.regularizer.L2Decay(coeff) if reg_name == "L2" else paddle.regularizer.L1Decay(coeff)) \
         if coeff else None
-    if regularizer is not None and excluded:
-        decayed = [p for p in params if p.name not in excluded]
-        groups = [{"params": decayed}] if decayed else []
-        rest = [p for p in params if p.name in excluded]
-        if rest:
-            groups.append({"params": rest, "weight_decay": 0.0})
-        params = groups
+    if regularizer is not None:
+        # Exclusions go on the parameters themselves (a parameter's own regularizer wins over the
+        # optimizer's): paddle's parameter groups would drop every ParamAttr learning rate
+        # (lr_mult_list, LAB's lab_lr) - measured on paddle 3.3.1 for all optimizers.
+        zero = paddle.regularizer.L2Decay(0.0)
+        for param in params:
+            if param.name in excluded and getattr(param, "regularizer", None) is None:
+                param.regularizer = zero
     if name == "Momentum":
         optimizer = paddle.optimizer.Momentum(learning_rate=scheduler, momentum=float(cfg.get("momentum", 0.9)),
                                               parameters=params, use_nesterov=bool(cfg.get("use_nesterov", False)),
