@@ -31,7 +31,7 @@ def jpeg_bytes(demo_root):
 
 def test_demo_dataset_is_deterministic_and_complete(demo_root, tmp_path):
     lines = open(os.path.join(demo_root, "train_list.txt")).read().splitlines()
-    assert len(lines) == 100 * len(DEMO_CLASSES)
+    assert len(lines) == 150 * len(DEMO_CLASSES)
     assert lines[0] == "train/circle/0000.jpg 0"
     labels = open(os.path.join(demo_root, "label_list.txt")).read().splitlines()
     assert labels[3] == "3 star"

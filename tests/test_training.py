@@ -327,3 +327,13 @@ def test_recipe_augmentations_train(data, tmp_path):
     images, targets = next(iter(trainer.train_loader))
     assert tuple(targets.shape) == (16, 4)  # soft targets from the batch ops
     np.testing.assert_allclose(targets.numpy().sum(1), 1.0, rtol=1e-5)
+
+
+def test_train_throughput_smoke(tmp_path):
+    """The benchmark's functions run (no timing asserted)."""
+    from ppbackbone.benchmarks.train import train_throughput, write_benchmark_jpegs
+    root, label_file = write_benchmark_jpegs(str(tmp_path / "jpegs"), count=4, size=(60, 40))
+    assert len(open(label_file).read().splitlines()) == 4
+    assert train_throughput("hgnetv2_b0", batch_size=2, image_size=32, steps=1, warmup=0, class_num=4) > 0
+    assert train_throughput("hgnetv2_b0", data="jpeg", batch_size=2, image_size=32, steps=1, warmup=0,
+                            num_workers=0, class_num=10, jpeg_dir=root) > 0

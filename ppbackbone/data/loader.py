@@ -96,6 +96,9 @@ class Loader:
                     message = f.read()
             if message:
                 raise DatasetError(f"A data loader worker failed: {message}") from None
+            if self.num_workers:
+                raise DatasetError("A data loader worker process failed; its traceback (naming the image) is "
+                                   "printed above") from None
             raise
 
     def __del__(self):

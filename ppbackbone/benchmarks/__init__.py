@@ -1,0 +1,1 @@
+"""Benchmarks behind tools/benchmark.py (one module per mode; tests never time anything)."""
