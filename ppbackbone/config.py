@@ -188,10 +188,10 @@ UNSUPPORTED_KEYS = {
 UNSUPPORTED_SECTIONS = ("Slim",)
 DATALOADER_MODE_KEYS = ("dataset", "sampler", "loader")
 SAMPLER_KEYS = {"DistributedBatchSampler": ("name", "batch_size", "drop_last", "shuffle"),
-                "BatchSampler": ("name", "batch_size", "drop_last", "shuffle")}
+                "BatchSampler": ("name", "batch_size", "drop_last", "shuffle"),
+                "MultiScaleSampler": ("name", "scales", "first_bs", "divided_factor", "is_training", "shuffle")}
 # Samplers PaddleClas has that we replace by DistributedBatchSampler (with a warning).
-UNSUPPORTED_SAMPLERS = {"MultiScaleSampler": ("scales", "first_bs", "divided_factor", "is_training"),
-                        "RASampler": ("num_repeats",), "PKSampler": ("sample_per_id", "sample_method"),
+UNSUPPORTED_SAMPLERS = {"RASampler": ("num_repeats",), "PKSampler": ("sample_per_id", "sample_method"),
                         "DistributedRandomIdentitySampler": ("num_instances",)}
 LOADER_KEYS = ("num_workers", "use_shared_memory", "persistent_workers")
 

@@ -271,3 +271,19 @@ def test_worker_processes_report_the_bad_file(tmp_path):
     with pytest.raises(Exception, match="3.jpg"):
         for _ in loader:
             pass
+
+
+def test_multi_scale_sampler_and_dataset(demo_root):
+    """PaddleClas's MultiScaleSampler + MultiScaleDataset: batches at several sizes, batch size scaled
+    to keep the pixel count of first_bs images at the first scale."""
+    label = os.path.join(demo_root, "val_list.txt")
+    cfg = _loader_config(demo_root, label)
+    cfg["DataLoader"]["Train"]["dataset"]["name"] = "MultiScaleDataset"
+    cfg["DataLoader"]["Train"]["sampler"] = {"name": "MultiScaleSampler", "scales": [16, 24, 32], "first_bs": 18,
+                                             "divided_factor": 8, "is_training": True}
+    loader = build_dataloader(cfg, "Train", class_num=10, seed=0, rank=0, world_size=1)
+    assert sorted(loader.batch_sampler.pairs) == [(16, 16, 18), (24, 24, 8), (32, 32, 4)]
+    loader.set_epoch(1)
+    shapes = {tuple(images.shape) for images, _ in loader}
+    assert len(loader) == len(loader.batch_sampler.schedule)
+    assert shapes <= {(18, 3, 16, 16), (8, 3, 24, 24), (4, 3, 32, 32)} and len(shapes) > 1

@@ -18,7 +18,7 @@ import paddle
 
 from .transforms import UNSUPPORTED_TRANSFORMS, build_transforms
 
-__all__ = ["ImageNetDataset", "ImageFolderDataset", "DemoDataset", "DatasetError", "DATASETS", "dataset_keys",
+__all__ = ["ImageNetDataset", "ImageFolderDataset", "DemoDataset", "MultiScaleDataset", "DatasetError", "DATASETS", "dataset_keys",
            "read_label_file", "IMAGE_EXTENSIONS"]
 
 logger = logging.getLogger("ppbackbone")
@@ -80,6 +80,7 @@ class _ImageDataset(paddle.io.Dataset):
     def __init__(self, transform_ops=None, class_num=None, skip_corrupt_images=False, source=""):
         super().__init__()
         ops = _filter_ops(transform_ops, f"{source} transform_ops")
+        self._ops = ops
         self.transform = build_transforms(ops)
         names = [next(iter(e)) if isinstance(e, dict) else e for e in ops]
         # PaddleClas transposes the transformed HWC image itself; a list ending in CHW already is kept
@@ -115,8 +116,24 @@ class _ImageDataset(paddle.io.Dataset):
     def __len__(self):
         return len(self.images)
 
-    def load(self, index):
-        """The transformed image of item `index` (errors name the file)."""
+    def _transform_for(self, size):
+        """The pipeline with its first crop/resize op set to `size` (w, h): MultiScaleSampler items."""
+        cache = self.__dict__.setdefault("_sized", {})
+        if size not in cache:
+            ops, done = [], False
+            for entry in self._ops:
+                name, params = next(iter(entry.items())) if isinstance(entry, dict) else (entry, None)
+                if not done and name in ("RandCropImage", "ResizeImage", "CropImage"):
+                    params = {k: v for k, v in dict(params or {}).items() if k != "resize_short"}
+                    params["size"] = list(size)
+                    done = True
+                ops.append({name: params})
+            cache[size] = build_transforms(ops)
+        return cache[size]
+
+    def load(self, index, size=None):
+        """The transformed image of item `index` (errors name the file); `size` (w, h) overrides
+        the first crop/resize size."""
         path = self.images[index]
         try:
             with open(path, "rb") as f:
@@ -124,7 +141,7 @@ class _ImageDataset(paddle.io.Dataset):
         except OSError as err:
             raise DatasetError(f"Cannot read image {path}: {err}") from None
         try:
-            image = self.transform(data)
+            image = (self.transform if size is None else self._transform_for(size))(data)
         except Exception as err:  # decode and transform errors: name the file
             raise DatasetError(f"Image {path}: {type(err).__name__}: {err}") from err
         if self._to_chw and isinstance(image, np.ndarray) and image.ndim == 3:
@@ -132,6 +149,9 @@ class _ImageDataset(paddle.io.Dataset):
         return np.ascontiguousarray(image)
 
     def __getitem__(self, index):
+        size = None
+        if isinstance(index, (tuple, list)):  # (w, h, index) from MultiScaleSampler
+            size, index = (int(index[0]), int(index[1])), int(index[2])
         if self.seed_base is not None:
             # Item-level seeds make augmentation independent of worker count, prefetching and order;
             # the batch ops that run next in the same process continue from the last item's stream.
@@ -141,7 +161,7 @@ class _ImageDataset(paddle.io.Dataset):
             np.random.seed(item_seed)
         for attempt in range(10):
             try:
-                return self.load(index), np.int64(self.labels[index])
+                return self.load(index, size), np.int64(self.labels[index])
             except DatasetError as err:
                 if not self.skip_corrupt_images:
                     if self.error_file:  # paddle's worker processes hide the message from the main process
@@ -214,7 +234,17 @@ class DemoDataset(ImageNetDataset):
                          skip_corrupt_images=skip_corrupt_images, class_num=class_num)
 
 
-DATASETS = {"ImageNetDataset": ImageNetDataset, "ImageFolderDataset": ImageFolderDataset, "DemoDataset": DemoDataset}
+class MultiScaleDataset(ImageNetDataset):
+    """PaddleClas's MultiScaleDataset: an ImageNetDataset read with MultiScaleSampler, whose items
+    (w, h, index) set the size of the first crop/resize op (every dataset here accepts them)."""
+
+    def __init__(self, image_root, cls_label_path, transform_ops=None, delimiter=None, skip_corrupt_images=False,
+                 class_num=None):
+        super().__init__(image_root, cls_label_path, transform_ops, delimiter, False, skip_corrupt_images, class_num)
+
+
+DATASETS = {"ImageNetDataset": ImageNetDataset, "ImageFolderDataset": ImageFolderDataset, "DemoDataset": DemoDataset,
+            "MultiScaleDataset": MultiScaleDataset}
 
 
 def dataset_keys(name):

@@ -10,6 +10,7 @@ import hashlib
 import os
 import tempfile
 
+import numpy as np
 import paddle
 from paddle.io import BatchSampler, DataLoader, DistributedBatchSampler
 
@@ -17,7 +18,7 @@ from ..config import ConfigError, get_value, warn_once
 from .batch_ops import build_batch_transform
 from .dataset import DATASETS, DatasetError
 
-__all__ = ["build_dataset", "build_dataloader", "Loader", "ShardedBatchSampler", "mix_seed"]
+__all__ = ["build_dataset", "build_dataloader", "Loader", "ShardedBatchSampler", "MultiScaleSampler", "mix_seed"]
 
 
 def mix_seed(*parts):
@@ -46,6 +47,58 @@ class ShardedBatchSampler(BatchSampler):
 
     def set_epoch(self, epoch):
         pass
+
+
+class MultiScaleSampler(BatchSampler):
+    """PaddleClas's multi-scale training sampler: each batch is at one of `scales` (ints or (w, h),
+    rounded down to multiples of `divided_factor`) with a batch size keeping the pixel count of
+    `first_bs` images at the first scale. Items are (w, h, index) tuples, which the datasets read as
+    "crop/resize to w x h". The sequence of scales is drawn once (so every epoch has the same number
+    of steps); indices are reshuffled per epoch. Short last batches are filled from the start."""
+
+    def __init__(self, dataset, scales, first_bs, divided_factor=32, is_training=True, shuffle=True, seed=0,
+                 rank=0, world_size=1):
+        if not scales or not isinstance(scales, (list, tuple)):
+            raise ConfigError(f"MultiScaleSampler.scales must be a list of sizes, got {scales!r}")
+        dims = [(int(s), int(s)) if isinstance(s, int) else (int(s[0]), int(s[1])) for s in scales]
+        if not isinstance(first_bs, int) or first_bs < 1:
+            raise ConfigError(f"MultiScaleSampler.first_bs must be a positive int, got {first_bs!r}")
+        base = dims[0][0] * dims[0][1] * first_bs
+        if is_training:
+            dims = [(w // divided_factor * divided_factor, h // divided_factor * divided_factor) for w, h in dims]
+            self.pairs = [(w, h, int(max(1, base / (w * h)))) for w, h in dims]
+        else:
+            self.pairs = [(dims[0][0], dims[0][1], first_bs)]
+        self.n = len(dataset)
+        self.per_replica = -(-self.n // world_size)
+        self.rank, self.world_size, self.shuffle = rank, world_size, shuffle
+        self.batch_size = first_bs
+        rng = np.random.RandomState(mix_seed(seed, "multiscale"))
+        self.schedule, current = [], 0
+        while current < self.per_replica:
+            pair = self.pairs[rng.randint(len(self.pairs))]
+            self.schedule.append(pair)
+            current += pair[2]
+        self.epoch_seed = 0
+
+    def set_epoch(self, epoch_seed):
+        self.epoch_seed = epoch_seed
+
+    def __iter__(self):
+        indices = np.arange(self.n)
+        if self.shuffle:
+            np.random.RandomState(self.epoch_seed).shuffle(indices)
+        mine = indices[self.rank::self.world_size].tolist()
+        start = 0
+        for w, h, size in self.schedule:
+            ids = mine[start:start + size]
+            if len(ids) < size:
+                ids += mine[:size - len(ids)]
+            start += size
+            yield [(w, h, i) for i in ids]
+
+    def __len__(self):
+        return len(self.schedule)
 
 
 def build_dataset(section, mode, class_num=None):
@@ -134,6 +187,18 @@ def build_dataloader(config, mode, class_num=None, seed=0, rank=None, world_size
     dataset = build_dataset(section.get("dataset"), mode, class_num)
     sampler_cfg = dict(section.get("sampler") or {})
     name = sampler_cfg.get("name", "DistributedBatchSampler")
+    if name == "MultiScaleSampler" and mode == "Train":
+        params = {k: v for k, v in sampler_cfg.items() if k != "name" and v is not None}
+        unknown = [k for k in params if k not in ("scales", "first_bs", "divided_factor", "is_training", "shuffle")]
+        if unknown or "scales" not in params or "first_bs" not in params:
+            raise ConfigError(f"{base}.sampler MultiScaleSampler needs scales and first_bs (optional divided_factor, "
+                              f"is_training, shuffle); got {sorted(params)}")
+        batch_sampler = MultiScaleSampler(dataset, seed=seed, rank=rank, world_size=world_size, **params)
+        batch_ops = section.get("dataset", {}).get("batch_transform_ops")
+        batch_transform = build_batch_transform(batch_ops, class_num, f"{base}.dataset.batch_transform_ops")
+        num_workers = get_value(config, f"{base}.loader.num_workers", 0, int, lambda v: v >= 0, "an int >= 0")
+        use_shm = bool((section.get("loader") or {}).get("use_shared_memory", True))
+        return Loader(dataset, batch_sampler, num_workers, use_shm, _collate(batch_transform), seed, rank)
     if name not in ("DistributedBatchSampler", "BatchSampler"):
         if "batch_size" not in sampler_cfg and "first_bs" in sampler_cfg:
             sampler_cfg["batch_size"] = sampler_cfg["first_bs"]

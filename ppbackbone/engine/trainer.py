@@ -135,7 +135,10 @@ class Trainer:
             steps = max(1, self.iters_per_epoch // self.update_freq)
             if "Optimizer" not in cfg:
                 raise ConfigError("Optimizer section is required for training (e.g. name: Momentum, lr: {...})")
-            self.optimizer, self.scheduler = build_optimizer(cfg["Optimizer"], self.model, self.epochs, steps)
+            opt_cfg = dict(cfg["Optimizer"])
+            if self.amp_enabled and self.amp_level == "O2":
+                opt_cfg["multi_precision"] = True  # float32 master weights for the O2 half-precision params
+            self.optimizer, self.scheduler = build_optimizer(opt_cfg, self.model, self.epochs, steps)
             if cfg.get("EMA") is not None:
                 decay = get_value(cfg, "EMA.decay", 0.9999, float, lambda v: 0 < v < 1, "a number in (0, 1)")
                 self.ema = ModelEMA(self.model, decay)
