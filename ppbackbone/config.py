@@ -4,12 +4,14 @@ Errors name the file or key, the value, and what was expected.
 """
 import copy
 import difflib
+import inspect
+import logging
 import os
 
 import yaml
 
 __all__ = ["load_config", "apply_overrides", "parse_override", "build_model", "ConfigError",
-           "KNOWN_SECTIONS"]
+           "KNOWN_SECTIONS", "validate_config", "check_keys", "check_op_list", "get_value", "warn_once"]
 
 # Top-level sections of a PaddleClas config.
 KNOWN_SECTIONS = ("Global", "AMP", "EMA", "Arch", "Loss", "Optimizer", "DataLoader", "Metric", "Infer")
@@ -73,8 +75,13 @@ def parse_override(text):
 
 
 def _suggest(name, options):
-    close = difflib.get_close_matches(str(name), [str(o) for o in options], n=3, cutoff=0.6)
-    return f" Did you mean: {', '.join(close)}?" if close else ""
+    options = [str(o) for o in options]
+    lowered = str(name).lower()
+    exact = [o for o in options if o.lower() == lowered]
+    contains = [o for o in options if lowered and len(lowered) >= 3 and lowered in o.lower()]
+    close = difflib.get_close_matches(str(name), options, n=3, cutoff=0.6)
+    ranked = list(dict.fromkeys(exact + close + contains))[:3]
+    return f" Did you mean: {', '.join(ranked)}?" if ranked else ""
 
 
 def apply_overrides(config, overrides):
@@ -113,10 +120,13 @@ def apply_overrides(config, overrides):
     return config
 
 
-def load_config(path, overrides=None):
-    """Read a config (following `_BASE_`), apply `-o` overrides, and check its sections."""
+def load_config(path, overrides=None, validate=True):
+    """Read a config (following `_BASE_`), apply `-o` overrides, and check it: sections, the keys
+    inside them (unknown keys are errors with a suggestion; PaddleClas keys we recognise but do not
+    support are warned about once, by name), op lists (losses, metrics, transforms, batch ops),
+    the optimizer and lr schedule, and the model name."""
     config = apply_overrides(_load_with_bases(path), overrides)
-    unknown = [k for k in config if k not in KNOWN_SECTIONS]
+    unknown = [k for k in config if k not in KNOWN_SECTIONS and k not in UNSUPPORTED_SECTIONS]
     if unknown:
         raise ConfigError(f"{path}: unknown top-level section(s) {unknown}.{_suggest(unknown[0], KNOWN_SECTIONS)}"
                           f" Known: {', '.join(KNOWN_SECTIONS)}")
@@ -124,7 +134,233 @@ def load_config(path, overrides=None):
     if not isinstance(arch, dict) or "name" not in arch:
         raise ConfigError(f"{path}: Arch.name is required (a model name such as hgnetv2_b4; "
                           f"see ppbackbone.list_models())")
+    if validate:
+        try:
+            validate_config(config)
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from None
     return config
+
+
+# ------------------------------------------------------------------------------------------------
+# schema validation
+
+logger = logging.getLogger("ppbackbone")
+_WARNED = set()
+
+
+def warn_once(key, message):
+    """Log `message` as a warning the first time `key` is seen in this process."""
+    if key in _WARNED:
+        return
+    _WARNED.add(key)
+    logger.warning(message)
+
+
+# Keys each section accepts. Arch passes everything to create_model (which checks it); the
+# Optimizer, lr, Loss, Metric and data sections are checked against their builders.
+SECTION_KEYS = {
+    "Global": ("checkpoints", "pretrained_model", "output_dir", "device", "save_interval", "eval_during_train",
+               "eval_interval", "start_eval_epoch", "epochs", "print_batch_step", "use_visualdl", "image_shape",
+               "save_inference_dir", "seed", "update_freq"),
+    "AMP": ("use_amp", "scale_loss", "use_dynamic_loss_scaling", "level", "use_promote", "dtype"),
+    "EMA": ("decay",),
+    "Infer": ("infer_imgs", "batch_size", "transforms", "PostProcess"),
+    "Loss": ("Train", "Eval"),
+    "Metric": ("Train", "Eval"),
+    "DataLoader": ("Train", "Eval"),
+}
+# PaddleClas keys we know but do not implement: a warning (once, by name) when they are set to
+# something other than an off value.
+UNSUPPORTED_KEYS = {
+    "Global": {"to_static": "dygraph training only; export is tools/export.py",
+               "use_dali": "DALI loaders are not supported; the paddle.io loader is used",
+               "image_channel": "3-channel images only", "train_mode": "plain supervised training only",
+               "use_multilabel": "single-label classification only", "eval_mode": "classification eval only",
+               "use_distillation": "no distillation", "distillation": "no distillation",
+               "retrieval_feature_from": "no retrieval", "re_ranking": "no retrieval",
+               "feature_normalize": "no retrieval", "profiler_options": "no profiler hooks",
+               "uniform_output_enabled": "export is tools/export.py", "pdx_model_name": "PaddleX metadata",
+               "use_sync_bn": "no SyncBatchNorm", "pretrained_list": "one pretrained_model",
+               "freeze_params_list": "use Arch.freeze_at", "models": "single-model training"},
+    "AMP": {"use_fp16_test": "evaluation runs in float32"},
+}
+UNSUPPORTED_SECTIONS = ("Slim",)
+DATALOADER_MODE_KEYS = ("dataset", "sampler", "loader")
+SAMPLER_KEYS = {"DistributedBatchSampler": ("name", "batch_size", "drop_last", "shuffle"),
+                "BatchSampler": ("name", "batch_size", "drop_last", "shuffle"),
+                "MultiScaleSampler": ("name", "scales", "first_bs", "divided_factor", "is_training", "shuffle")}
+# Samplers PaddleClas has that we replace by DistributedBatchSampler (with a warning).
+UNSUPPORTED_SAMPLERS = {"RASampler": ("num_repeats",), "PKSampler": ("sample_per_id", "sample_method"),
+                        "DistributedRandomIdentitySampler": ("num_instances",)}
+LOADER_KEYS = ("num_workers", "use_shared_memory", "persistent_workers")
+
+
+def _is_off(value):
+    return value is None or value is False or value == 0 or value == "" or value == [] or value == {}
+
+
+def check_keys(mapping, allowed, where, unsupported=None):
+    """Raise ConfigError for keys of `mapping` outside `allowed` (with a suggestion); warn once for
+    keys in `unsupported` ({key: reason}) that are set to something other than an off value."""
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"{where} must be a mapping of keys, got {type(mapping).__name__}: {mapping!r}")
+    unsupported = unsupported or {}
+    for key in mapping:
+        if key in allowed or mapping[key] is None:  # a null value is an unset key
+            continue
+        if key in unsupported:
+            if not _is_off(mapping[key]):
+                warn_once(f"{where}.{key}", f"{where}.{key} (PaddleClas) is not supported and is ignored: "
+                                            f"{unsupported[key]}")
+            continue
+        raise ConfigError(f"unknown key {where}.{key}.{_suggest(key, allowed)} Allowed in {where}: "
+                          f"{', '.join(allowed)}")
+
+
+def accepted_params(cls):
+    """Keyword parameters a class's constructor accepts (None when it takes **kwargs)."""
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    return [n for n in params if n != "self"]
+
+
+def check_op_list(entries, registry, where, unsupported=(), injected=()):
+    """Check a PaddleClas op list (`[{Name: {param: value}}, ...]`): each entry one key, a name in
+    `registry` (a dict name -> class) and parameters its constructor accepts. Names in
+    `unsupported` warn once and are reported back; `injected` parameters are filled in by us
+    (e.g. class_num) and may not be set. Returns the list of unsupported names found."""
+    if entries is None:
+        return []
+    if not isinstance(entries, list):
+        raise ConfigError(f"{where} must be a list of one-key mappings like [{{Name: {{...}}}}], got {entries!r}")
+    skipped = []
+    for index, entry in enumerate(entries):
+        if isinstance(entry, str):
+            entry = {entry: None}
+        if not isinstance(entry, dict) or len(entry) != 1:
+            raise ConfigError(f"{where}[{index}] must be a one-key mapping like {{Name: {{param: value}}}}, "
+                              f"got {entry!r}")
+        (name, params), = entry.items()
+        if name in unsupported:
+            warn_once(f"{where}:{name}", f"{where}: {name} (PaddleClas) is not supported and is skipped")
+            skipped.append(name)
+            continue
+        if name not in registry:
+            raise ConfigError(f"{where}[{index}]: unknown {name!r}.{_suggest(name, registry)} "
+                              f"Known: {', '.join(registry)}")
+        if params is None:
+            continue
+        if not isinstance(params, dict):
+            raise ConfigError(f"{where}[{index}] {name}: parameters must be a mapping, got {params!r}")
+        accepted = accepted_params(registry[name])
+        if accepted is None:
+            continue
+        accepted = [a for a in accepted if a not in injected]
+        bad = [k for k in params if k not in accepted]
+        if bad:
+            raise ConfigError(f"{where}[{index}] {name}: unknown parameter(s) {bad}.{_suggest(bad[0], accepted)}"
+                              f" Accepted: {', '.join(accepted) or '(none)'}")
+    return skipped
+
+
+def _section(config, name):
+    value = config.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"section {name} must be a mapping, got {type(value).__name__}: {value!r}")
+    return value
+
+
+def validate_config(config):
+    """Check every section's keys against what ppbackbone implements (see module docstring).
+    Raises ConfigError naming the first bad key; returns the config unchanged."""
+    from .arch.registry import resolve_name
+    from .data.batch_ops import BATCH_OPS
+    from .data.dataset import DATASETS, dataset_keys
+    from .data.transforms import TRANSFORMS, UNSUPPORTED_TRANSFORMS
+    from .engine.optim import check_optimizer_config
+    from .losses import LOSSES
+    from .metrics import METRICS
+
+    for name in ("Global", "AMP", "EMA", "Infer"):
+        check_keys(_section(config, name), SECTION_KEYS[name], name, UNSUPPORTED_KEYS.get(name))
+    try:
+        resolve_name(config["Arch"]["name"])
+    except ValueError as err:
+        raise ConfigError(f"Arch.name: {err}") from None
+    for section, registry in (("Loss", LOSSES), ("Metric", METRICS)):
+        body = _section(config, section)
+        check_keys(body, SECTION_KEYS[section], section)
+        for mode, entries in body.items():
+            check_op_list(entries, registry, f"{section}.{mode}")
+    if "Optimizer" in config:
+        check_optimizer_config(config["Optimizer"])
+    loaders = _section(config, "DataLoader")
+    check_keys(loaders, SECTION_KEYS["DataLoader"], "DataLoader")
+    for mode, body in loaders.items():
+        where = f"DataLoader.{mode}"
+        check_keys(body, DATALOADER_MODE_KEYS, where)
+        dataset = body.get("dataset") or {}
+        if dataset.get("name", "ImageNetDataset") not in DATASETS:
+            raise ConfigError(f"{where}.dataset.name {dataset.get('name')!r} is not supported."
+                              f"{_suggest(dataset.get('name'), DATASETS)} Known: {', '.join(DATASETS)}")
+        check_keys(dataset, ("name",) + tuple(dataset_keys(dataset.get("name", "ImageNetDataset"))),
+                   f"{where}.dataset")
+        check_op_list(dataset.get("transform_ops"), TRANSFORMS, f"{where}.dataset.transform_ops",
+                      unsupported=UNSUPPORTED_TRANSFORMS)
+        check_op_list(dataset.get("batch_transform_ops"), BATCH_OPS, f"{where}.dataset.batch_transform_ops",
+                      injected=("class_num",))
+        sampler = body.get("sampler") or {}
+        name = sampler.get("name", "DistributedBatchSampler") if isinstance(sampler, dict) else None
+        if name in UNSUPPORTED_SAMPLERS:
+            check_keys(sampler, ("name", "batch_size", "drop_last", "shuffle") + UNSUPPORTED_SAMPLERS[name],
+                       f"{where}.sampler")
+        elif name in SAMPLER_KEYS:
+            check_keys(sampler, SAMPLER_KEYS[name], f"{where}.sampler")
+        else:
+            raise ConfigError(f"{where}.sampler.name {name!r} is not supported.{_suggest(name, SAMPLER_KEYS)} "
+                              f"Known: {', '.join(SAMPLER_KEYS)}")
+        check_keys(body.get("loader") or {}, LOADER_KEYS, f"{where}.loader")
+    infer = _section(config, "Infer")
+    if infer.get("transforms") is not None:
+        check_op_list(infer["transforms"], TRANSFORMS, "Infer.transforms", unsupported=UNSUPPORTED_TRANSFORMS)
+    if isinstance(infer.get("PostProcess"), dict):
+        check_keys(infer["PostProcess"], ("name", "topk", "class_id_map_file", "savefile"), "Infer.PostProcess")
+    return config
+
+
+_MISSING = object()
+
+
+def get_value(config, path, default=_MISSING, kind=None, check=None, expect=None):
+    """The value at dotted `path` ('Global.epochs'), `default` when absent or null. `kind` (a type or
+    tuple) and `check` (a predicate) validate it; a failure is a ConfigError naming the key, the value
+    and `expect` (what is allowed)."""
+    node = config
+    for part in path.split("."):
+        if not isinstance(node, dict) or node.get(part) is None:
+            if default is _MISSING:
+                raise ConfigError(f"{path} is required ({expect or 'see docs/training.md'})")
+            return default
+        node = node[part]
+    value = node
+    ok = True
+    if kind is not None:
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if bool not in kinds and isinstance(value, bool):
+            ok = False
+        elif not isinstance(value, kinds):
+            ok = False
+    if ok and check is not None:
+        ok = bool(check(value))
+    if not ok:
+        raise ConfigError(f"{path}={value!r} is not valid: expected {expect or kind}")
+    return value
 
 
 def build_model(config, **extra):

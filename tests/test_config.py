@@ -58,3 +58,75 @@ def test_shipped_configs_name_registered_models(path):
     cfg = load_config(path)
     ppbackbone.model_info(cfg["Arch"]["name"])  # raises for an unknown name
     assert cfg["Global"]["image_shape"][0] == 3
+
+
+# ------------------------------------------------------------------------------------------------
+# schema validation: keys inside sections, op lists, optimizer, warn-once for unsupported keys
+
+def _write(tmp_path, text, name="c.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+BASE = os.path.join(CONFIG_DIR, "quickstart.yaml")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("Global.epoch=3", r"unknown key Global.epoch\. Did you mean: epochs"),
+    ("AMP.levl=O2", r"unknown key AMP.levl\. Did you mean: level"),
+    ("Optimizer.beta_1=0.9", r"unknown key Optimizer.beta_1\. Did you mean: beta1"),
+    ("Optimizer.name=Adamw", r"Optimizer.name 'Adamw' is not supported\. Did you mean: AdamW"),
+    ("Optimizer.lr.name=Cosin", r"Optimizer.lr.name 'Cosin' is not supported\. Did you mean: Cosine"),
+    ("Optimizer.lr.warmup_epochs=2", r"unknown key Optimizer.lr.warmup_epochs\. Did you mean: warmup_epoch"),
+    ("Arch.name=hgnetv2_b7", r"Arch.name: Unknown model 'hgnetv2_b7'\. Did you mean"),
+    ("Loss.Train=[{CELos: {weight: 1.0}}]", r"Loss.Train\[0\]: unknown 'CELos'\. Did you mean: CELoss"),
+    ("Loss.Train=[{CELoss: {epsillon: 0.1}}]", r"Loss.Train\[0\] CELoss: unknown parameter\(s\) \['epsillon'\]"),
+    ("Metric.Eval=[{TopkAcc: {top_k: 5}}]", r"Metric.Eval\[0\] TopkAcc: unknown parameter\(s\) \['top_k'\]"),
+    ("DataLoader.Train.sampler.batchsize=8", r"unknown key DataLoader.Train.sampler.batchsize\. Did you mean: "
+                                             r"batch_size"),
+    ("DataLoader.Train.loader.workers=2", r"unknown key DataLoader.Train.loader.workers"),
+    ("DataLoader.Train.dataset.name=ImageNetDataSet", r"Did you mean: ImageNetDataset"),
+    ("DataLoader.Train.dataset.transform_ops=[{ResizeImg: {size: 3}}]",
+     r"transform_ops\[0\]: unknown 'ResizeImg'\. Did you mean: ResizeImage"),
+    ("DataLoader.Train.dataset.batch_transform_ops=[{Mixup: {alpha: 0.2}}]", r"Did you mean: MixupOperator"),
+    ("DataLoader.Train.sampler.name=RandomSampler", r"sampler.name 'RandomSampler' is not supported"),
+])
+def test_validation_names_the_bad_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(BASE, [override])
+
+
+def test_every_shipped_recipe_passes_validation():
+    for path in SHIPPED:
+        cfg = load_config(path)  # validates keys, op lists, optimizer
+        assert cfg["Optimizer"]["name"] in ("Momentum", "AdamW", "Lamb", "SGD")
+
+
+def test_recognised_unsupported_keys_warn_once(caplog):
+    from ppbackbone.config import _WARNED
+    _WARNED.discard("Global.use_dali")
+    with caplog.at_level("WARNING", logger="ppbackbone"):
+        load_config(BASE, ["Global.use_dali=True"])
+        load_config(BASE, ["Global.use_dali=True"])
+        load_config(BASE, ["Global.to_static=False"])  # an off value: nothing to say
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("Global.use_dali" in m for m in messages) == 1
+    assert not any("to_static" in m for m in messages)
+    _WARNED.discard("DataLoader.Train.dataset.transform_ops:AutoAugment")
+    with caplog.at_level("WARNING", logger="ppbackbone"):
+        load_config(BASE, ["DataLoader.Train.dataset.transform_ops=[{DecodeImage: null}, {AutoAugment: null}]"])
+    assert any("AutoAugment (PaddleClas) is not supported and is skipped" in r.getMessage() for r in caplog.records)
+
+
+def test_arch_aliases_and_null_keys():
+    cfg = load_config(BASE, ["Arch.name=PPHGNetV2_B0", "Optimizer.momentum=null"])
+    assert build_model(cfg).model_name == "hgnetv2_b0"
+
+
+def test_get_value_checks_types():
+    from ppbackbone.config import get_value
+    cfg = {"Global": {"epochs": "ten", "seed": None}}
+    with pytest.raises(ConfigError, match=r"Global.epochs='ten' is not valid: expected a positive int"):
+        get_value(cfg, "Global.epochs", 1, int, lambda v: v > 0, "a positive int")
+    assert get_value(cfg, "Global.seed", 7, int) == 7

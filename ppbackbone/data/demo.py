@@ -21,10 +21,10 @@ from PIL import Image, ImageDraw
 
 __all__ = ["ensure_demo_dataset", "demo_dataset_dir", "DEMO_CLASSES", "DEMO_VERSION"]
 
-DEMO_VERSION = 1
+DEMO_VERSION = 2
 DEMO_CLASSES = ("circle", "square", "triangle", "star", "cross", "ring", "hstripes", "vstripes",
                 "checker", "dots")
-_COUNTS = {"train": 100, "val": 30}
+_COUNTS = {"train": 150, "val": 30}
 _SEED = 20240917
 
 
@@ -59,9 +59,9 @@ def _draw(label, rng):
     img = Image.new("RGB", (w, h), bg)
     draw = ImageDraw.Draw(img)
     side = min(w, h)
-    radius = side * rng.uniform(0.22, 0.42)
-    cx = w / 2 + rng.uniform(-1, 1) * (w / 2 - radius) * 0.8
-    cy = h / 2 + rng.uniform(-1, 1) * (h / 2 - radius) * 0.8
+    radius = side * rng.uniform(0.3, 0.44)
+    cx = w / 2 + rng.uniform(-1, 1) * (w / 2 - radius) * 0.5
+    cy = h / 2 + rng.uniform(-1, 1) * (h / 2 - radius) * 0.5
     angle = rng.uniform(0, 2 * math.pi)
     name = DEMO_CLASSES[label]
     if name == "circle":
@@ -107,7 +107,7 @@ def _draw(label, rng):
             for x in np.arange(ox - step, w + step, step):
                 draw.ellipse([x - dot, y - dot, x + dot, y + dot], fill=fg)
     arr = np.asarray(img).astype(np.float32)
-    arr += rng.normal(0, rng.uniform(3, 14), arr.shape)  # sensor-like noise
+    arr += rng.normal(0, rng.uniform(2, 8), arr.shape)  # sensor-like noise
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
 
 

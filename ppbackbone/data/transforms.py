@@ -29,7 +29,8 @@ except ImportError:  # pragma: no cover - exercised only without opencv
 
 __all__ = ["build_transforms", "Compose", "TransformError", "ImageDecodeError", "TRANSFORMS",
            "DecodeImage", "ResizeImage", "CropImage", "RandCropImage", "RandFlipImage", "NormalizeImage",
-           "ToCHWImage", "TimmAutoAugment", "RandomErasing", "IMAGENET_MEAN", "IMAGENET_STD"]
+           "ToCHWImage", "TimmAutoAugment", "RandomErasing", "IMAGENET_MEAN", "IMAGENET_STD", "UNSUPPORTED_TRANSFORMS",
+           "build_op", "number"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -554,6 +555,12 @@ class RandomErasing:
 
 TRANSFORMS = {cls.__name__: cls for cls in (DecodeImage, ResizeImage, CropImage, RandCropImage, RandFlipImage,
                                              NormalizeImage, ToCHWImage, TimmAutoAugment, RandomErasing)}
+# PaddleClas ops that ppbackbone does not implement: training configs that name them get a warning
+# (once, by name) and the op is skipped; build_transforms itself refuses them.
+UNSUPPORTED_TRANSFORMS = ("AutoAugment", "RandAugment", "RandAugmentV2", "RandAugmentV3", "ColorJitter",
+                          "PCALighting", "HideAndSeek", "GridMask", "Cutout", "AugMix", "RandomRotation",
+                          "RandomGrayscale", "BlurImage", "RandomInterpolationAugment", "Pad", "Padv2",
+                          "RandCropImageV2", "RandomCropImage", "CropImageAtRatio", "RandomRot90")
 
 
 class Compose:

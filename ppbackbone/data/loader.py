@@ -1,0 +1,229 @@
+"""Data loaders from a config's `DataLoader.Train` / `DataLoader.Eval` section.
+
+`paddle.io.DataLoader` with worker processes and a `DistributedBatchSampler` (each rank reads its
+share). Every random stream of the data pipeline is seeded from Global.seed and the epoch: the
+shuffle order per epoch, each item's augmentation per (epoch, item index), and the batch ops
+(Mixup/Cutmix) from the stream of the batch's last item. So an epoch draws the same numbers
+whether the run started at epoch 0 or was resumed, and whatever the number of workers.
+"""
+import hashlib
+import os
+import tempfile
+
+import numpy as np
+import paddle
+from paddle.io import BatchSampler, DataLoader, DistributedBatchSampler
+
+from ..config import ConfigError, get_value, warn_once
+from .batch_ops import build_batch_transform
+from .dataset import DATASETS, DatasetError
+
+__all__ = ["build_dataset", "build_dataloader", "Loader", "ShardedBatchSampler", "MultiScaleSampler", "mix_seed"]
+
+
+def mix_seed(*parts):
+    """A 32-bit seed from any parts (stable across processes and Python versions)."""
+    digest = hashlib.sha256(repr(parts).encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+class ShardedBatchSampler(BatchSampler):
+    """Evaluation sampler: rank r takes items r, r + n, r + 2n, ... in order, without the padding
+    DistributedBatchSampler adds, so metrics summed over ranks count each image exactly once."""
+
+    def __init__(self, dataset, batch_size, rank=0, world_size=1, drop_last=False):
+        self.indices = list(range(rank, len(dataset), world_size))
+        self.batch_size, self.drop_last = batch_size, drop_last
+
+    def __iter__(self):
+        for start in range(0, len(self.indices), self.batch_size):
+            batch = self.indices[start:start + self.batch_size]
+            if len(batch) == self.batch_size or not self.drop_last:
+                yield batch
+
+    def __len__(self):
+        full, rest = divmod(len(self.indices), self.batch_size)
+        return full + (1 if rest and not self.drop_last else 0)
+
+    def set_epoch(self, epoch):
+        pass
+
+
+class MultiScaleSampler(BatchSampler):
+    """PaddleClas's multi-scale training sampler: each batch is at one of `scales` (ints or (w, h),
+    rounded down to multiples of `divided_factor`) with a batch size keeping the pixel count of
+    `first_bs` images at the first scale. Items are (w, h, index) tuples, which the datasets read as
+    "crop/resize to w x h". The sequence of scales is drawn once (so every epoch has the same number
+    of steps); indices are reshuffled per epoch. Short last batches are filled from the start."""
+
+    def __init__(self, dataset, scales, first_bs, divided_factor=32, is_training=True, shuffle=True, seed=0,
+                 rank=0, world_size=1):
+        if not scales or not isinstance(scales, (list, tuple)):
+            raise ConfigError(f"MultiScaleSampler.scales must be a list of sizes, got {scales!r}")
+        dims = [(int(s), int(s)) if isinstance(s, int) else (int(s[0]), int(s[1])) for s in scales]
+        if not isinstance(first_bs, int) or first_bs < 1:
+            raise ConfigError(f"MultiScaleSampler.first_bs must be a positive int, got {first_bs!r}")
+        base = dims[0][0] * dims[0][1] * first_bs
+        if is_training:
+            dims = [(w // divided_factor * divided_factor, h // divided_factor * divided_factor) for w, h in dims]
+            self.pairs = [(w, h, int(max(1, base / (w * h)))) for w, h in dims]
+        else:
+            self.pairs = [(dims[0][0], dims[0][1], first_bs)]
+        self.n = len(dataset)
+        self.per_replica = -(-self.n // world_size)
+        self.rank, self.world_size, self.shuffle = rank, world_size, shuffle
+        self.batch_size = first_bs
+        rng = np.random.RandomState(mix_seed(seed, "multiscale"))
+        self.schedule, current = [], 0
+        while current < self.per_replica:
+            pair = self.pairs[rng.randint(len(self.pairs))]
+            self.schedule.append(pair)
+            current += pair[2]
+        self.epoch_seed = 0
+
+    def set_epoch(self, epoch_seed):
+        self.epoch_seed = epoch_seed
+
+    def __iter__(self):
+        indices = np.arange(self.n)
+        if self.shuffle:
+            np.random.RandomState(self.epoch_seed).shuffle(indices)
+        mine = indices[self.rank::self.world_size].tolist()
+        start = 0
+        for w, h, size in self.schedule:
+            ids = mine[start:start + size]
+            if len(ids) < size:
+                ids += mine[:size - len(ids)]
+            start += size
+            yield [(w, h, i) for i in ids]
+
+    def __len__(self):
+        return len(self.schedule)
+
+
+def build_dataset(section, mode, class_num=None):
+    """The dataset of `DataLoader.<mode>.dataset` (checked)."""
+    where = f"DataLoader.{mode}.dataset"
+    params = {k: v for k, v in (section or {}).items() if v is not None}  # null = unset
+    name = params.pop("name", "ImageNetDataset")
+    params.pop("batch_transform_ops", None)
+    if name not in DATASETS:
+        raise ConfigError(f"{where}.name {name!r} is not supported; known: {', '.join(DATASETS)}")
+    try:
+        return DATASETS[name](class_num=class_num, **params)
+    except TypeError as err:
+        raise ConfigError(f"{where} ({name}): {err}") from None
+
+
+class Loader:
+    """An epoch-aware wrapper of paddle.io.DataLoader: call `set_epoch(e)` before iterating epoch e."""
+
+    def __init__(self, dataset, batch_sampler, num_workers=0, use_shared_memory=True, collate_fn=None,
+                 seed=0, rank=0):
+        self.dataset, self.batch_sampler = dataset, batch_sampler
+        self.seed, self.rank, self.num_workers = seed, rank, num_workers
+        self.epoch = 0
+        if num_workers and hasattr(dataset, "error_file"):
+            fd, dataset.error_file = tempfile.mkstemp(prefix="ppbackbone-loader-", suffix=".err")
+            os.close(fd)
+        self.loader = DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers,
+                                 use_shared_memory=use_shared_memory, collate_fn=collate_fn,
+                                 return_list=True)
+
+    def set_epoch(self, epoch):
+        """Seed epoch `epoch`'s shuffle order and augmentation (call before iterating)."""
+        self.epoch = int(epoch)
+        if hasattr(self.batch_sampler, "set_epoch"):
+            self.batch_sampler.set_epoch(mix_seed(self.seed, "shuffle", self.epoch))
+        if hasattr(self.dataset, "seed_base"):
+            self.dataset.seed_base = (self.seed, self.epoch)
+
+    def __iter__(self):
+        error_file = getattr(self.dataset, "error_file", None)
+        try:
+            yield from self.loader
+        except Exception:
+            message = ""
+            if error_file and os.path.exists(error_file):
+                with open(error_file, encoding="utf-8") as f:
+                    message = f.read()
+            if message:
+                raise DatasetError(f"A data loader worker failed: {message}") from None
+            if self.num_workers:
+                raise DatasetError("A data loader worker process failed; its traceback (naming the image) is "
+                                   "printed above") from None
+            raise
+
+    def __del__(self):
+        error_file = getattr(self.dataset, "error_file", None)
+        if error_file and os.path.exists(error_file):
+            try:
+                os.remove(error_file)
+            except OSError:
+                pass
+
+    def __len__(self):
+        return len(self.batch_sampler)
+
+
+def _collate(batch_transform):
+    from paddle.io.dataloader.collate import default_collate_fn
+
+    def collate(batch):
+        if batch_transform is not None:
+            batch = batch_transform(batch)
+        return default_collate_fn(batch)
+    return collate
+
+
+def build_dataloader(config, mode, class_num=None, seed=0, rank=None, world_size=None):
+    """A Loader for `DataLoader.<mode>` ('Train' shuffles through DistributedBatchSampler and may
+    apply batch_transform_ops; 'Eval' shards in order). `class_num` bounds labels and sizes the
+    soft targets of Mixup/Cutmix."""
+    base = f"DataLoader.{mode}"
+    section = get_value(config, base, kind=dict, expect=f"a {base} section with dataset/sampler/loader")
+    rank = paddle.distributed.get_rank() if rank is None else rank
+    world_size = paddle.distributed.get_world_size() if world_size is None else world_size
+    dataset = build_dataset(section.get("dataset"), mode, class_num)
+    sampler_cfg = dict(section.get("sampler") or {})
+    name = sampler_cfg.get("name", "DistributedBatchSampler")
+    if name == "MultiScaleSampler" and mode == "Train":
+        params = {k: v for k, v in sampler_cfg.items() if k != "name" and v is not None}
+        unknown = [k for k in params if k not in ("scales", "first_bs", "divided_factor", "is_training", "shuffle")]
+        if unknown or "scales" not in params or "first_bs" not in params:
+            raise ConfigError(f"{base}.sampler MultiScaleSampler needs scales and first_bs (optional divided_factor, "
+                              f"is_training, shuffle); got {sorted(params)}")
+        batch_sampler = MultiScaleSampler(dataset, seed=seed, rank=rank, world_size=world_size, **params)
+        batch_ops = section.get("dataset", {}).get("batch_transform_ops")
+        batch_transform = build_batch_transform(batch_ops, class_num, f"{base}.dataset.batch_transform_ops")
+        num_workers = get_value(config, f"{base}.loader.num_workers", 0, int, lambda v: v >= 0, "an int >= 0")
+        use_shm = bool((section.get("loader") or {}).get("use_shared_memory", True))
+        return Loader(dataset, batch_sampler, num_workers, use_shm, _collate(batch_transform), seed, rank)
+    if name not in ("DistributedBatchSampler", "BatchSampler"):
+        if "batch_size" not in sampler_cfg and "first_bs" in sampler_cfg:
+            sampler_cfg["batch_size"] = sampler_cfg["first_bs"]
+        warn_once(f"{base}.sampler:{name}", f"{base}.sampler.name {name} (PaddleClas) is not supported: using "
+                                            f"DistributedBatchSampler with batch_size {sampler_cfg.get('batch_size')}"
+                                            f" at the transforms' image size")
+    batch_size = sampler_cfg.get("batch_size")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ConfigError(f"{base}.sampler.batch_size={batch_size!r}: expected a positive int (images per rank "
+                          f"and step)")
+    drop_last = bool(sampler_cfg.get("drop_last", mode == "Train"))
+    shuffle = bool(sampler_cfg.get("shuffle", mode == "Train"))
+    per_rank = -(-len(dataset) // world_size)
+    if drop_last and batch_size > per_rank:
+        raise DatasetError(f"{base}.sampler.batch_size={batch_size} with drop_last=True, but the dataset has "
+                           f"{len(dataset)} images ({per_rank} per rank on {world_size} rank(s)): no batch would "
+                           f"be produced. Lower batch_size or set drop_last: False")
+    if mode == "Train":
+        batch_sampler = DistributedBatchSampler(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
+                                                num_replicas=world_size, rank=rank)
+    else:
+        batch_sampler = ShardedBatchSampler(dataset, batch_size, rank, world_size, drop_last)
+    batch_ops = section.get("dataset", {}).get("batch_transform_ops") if mode == "Train" else None
+    batch_transform = build_batch_transform(batch_ops, class_num, f"{base}.dataset.batch_transform_ops")
+    loader_cfg = section.get("loader") or {}
+    num_workers = get_value(config, f"{base}.loader.num_workers", 0, int, lambda v: v >= 0, "an int >= 0")
+    use_shm = bool(loader_cfg.get("use_shared_memory", True))
+    return Loader(dataset, batch_sampler, num_workers, use_shm, _collate(batch_transform), seed, rank)

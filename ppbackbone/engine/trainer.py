@@ -1,0 +1,421 @@
+"""The training and evaluation engine behind tools/train.py and tools/eval.py.
+
+`Trainer(config)` builds everything the config describes before any work starts (model, data,
+loss, metrics, optimizer + lr schedule, EMA, AMP, checkpoints to resume or weights to fine-tune
+from), so a bad value fails in seconds. `train()` runs the epochs; `evaluate()` runs one pass over
+`DataLoader.Eval`.
+
+Model hook: if the model has a method `on_epoch_begin(epoch, total_epochs)`, the trainer calls it
+at the start of every epoch (`epoch` is 0-based: the number of epochs completed; a resumed run calls
+it for the epoch it resumes at). Standalone evaluation calls `on_epoch_begin(total_epochs,
+total_epochs)`: the model as it is at the end of training. Families with schedule-dependent
+structure (e.g. VanillaNet's deep-training activation blend) use it.
+"""
+import contextlib
+import os
+import random
+import time
+
+import numpy as np
+import paddle
+from paddle.base.unique_name import UniqueNameGenerator
+from paddle.utils import unique_name
+
+from ..config import ConfigError, build_model, get_value, warn_once
+from ..data.loader import build_dataloader, mix_seed
+from ..losses import build_loss
+from ..metrics import build_metrics
+from ..weights import load_weights
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .ema import ModelEMA
+from .logging_utils import AverageMeter, ProgressBar, VisualDLWriter, format_eta, setup_logger
+from .optim import build_optimizer
+
+__all__ = ["Trainer"]
+
+
+def _dist_info():
+    return paddle.distributed.get_rank(), paddle.distributed.get_world_size()
+
+
+class Trainer:
+    """Train or evaluate the model a PaddleClas-schema config describes.
+
+    mode 'train' builds the train loader, optimizer and (if eval_during_train) the eval loader;
+    mode 'eval' only the model, eval loader, loss and metrics.
+    """
+
+    def __init__(self, config, mode="train"):
+        if mode not in ("train", "eval"):
+            raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
+        self.config, self.mode = config, mode
+        self.rank, self.world_size = _dist_info()
+        self._read_global()
+        self.output_dir = os.path.join(self.output_root, str(config["Arch"]["name"]))
+        self.log = setup_logger(os.path.join(self.output_dir, f"{mode}.log"), self.rank)
+        self._setup_device()
+        if self.world_size > 1:
+            paddle.distributed.init_parallel_env()
+        # Fresh name counters per trainer: parameter and optimizer-state names do not depend on what
+        # else this process built, so a checkpoint's optimizer state always finds its tensors.
+        self._names = UniqueNameGenerator()
+        with self.names():
+            self._build()
+
+    # ------------------------------------------------------------------------------------ setup
+    def names(self):
+        return unique_name.guard(self._names)
+
+    def _read_global(self):
+        cfg = self.config
+        pos_int = dict(kind=int, check=lambda v: v > 0, expect="a positive int")
+        self.epochs = get_value(cfg, "Global.epochs", 1, **pos_int)
+        self.print_batch_step = get_value(cfg, "Global.print_batch_step", 10, **pos_int)
+        self.save_interval = get_value(cfg, "Global.save_interval", 1, **pos_int)
+        self.eval_interval = get_value(cfg, "Global.eval_interval", 1, **pos_int)
+        self.start_eval_epoch = get_value(cfg, "Global.start_eval_epoch", 0, int, lambda v: v >= 0, "an int >= 0")
+        self.update_freq = get_value(cfg, "Global.update_freq", 1, **pos_int)
+        self.eval_during_train = get_value(cfg, "Global.eval_during_train", True, bool, expect="True or False")
+        self.use_visualdl = get_value(cfg, "Global.use_visualdl", False, bool, expect="True or False")
+        self.seed = get_value(cfg, "Global.seed", 0, int, lambda v: v >= 0, "an int >= 0")
+        self.output_root = get_value(cfg, "Global.output_dir", "./output/", str, expect="a folder path")
+        self.checkpoints = get_value(cfg, "Global.checkpoints", None, str, expect="a checkpoint path prefix")
+        self.pretrained_model = get_value(cfg, "Global.pretrained_model", None, str, expect="a weights file path")
+        self.device = str(get_value(cfg, "Global.device", "gpu", str, expect="gpu, cpu, xpu, ...")).lower()
+
+    def _setup_device(self):
+        device = self.device
+        if device == "gpu" and not paddle.device.is_compiled_with_cuda():
+            warn_once("device", "Global.device=gpu but this PaddlePaddle build has no CUDA: running on CPU")
+            device = "cpu"
+        elif device not in ("gpu", "cpu") and device not in paddle.device.get_all_custom_device_type() and \
+                not getattr(paddle.device, f"is_compiled_with_{device}", lambda: False)():
+            raise ConfigError(f"Global.device={self.device!r} is not available in this PaddlePaddle build "
+                              f"(use gpu or cpu)")
+        if device == "gpu" and self.world_size > 1:
+            device = f"gpu:{paddle.distributed.ParallelEnv().device_id}"
+        paddle.set_device(device)
+        self.on_cpu = device == "cpu"
+
+    def _build(self):
+        cfg = self.config
+        paddle.seed(self.seed)
+        random.seed(self.seed)
+        np.random.seed(self.seed)
+        self.model = build_model(cfg)
+        self.model_name = getattr(self.model, "model_name", cfg["Arch"]["name"])
+        self.class_num = int(getattr(self.model, "num_classes", 0) or 0)
+        if self.class_num <= 0:
+            raise ConfigError(f"Arch.class_num must be > 0 for classification training, got {self.class_num}")
+        if self.pretrained_model and not self.checkpoints:
+            load_weights(self.model, self.pretrained_model)
+        self.train_loader = self.eval_loader = None
+        if self.mode == "train":
+            self.train_loader = build_dataloader(cfg, "Train", self.class_num, self.seed, self.rank, self.world_size)
+        if self.mode == "eval" or self.eval_during_train:
+            if self.mode == "eval" or "Eval" in (cfg.get("DataLoader") or {}):
+                self.eval_loader = build_dataloader(cfg, "Eval", self.class_num, self.seed, self.rank,
+                                                    self.world_size)
+            else:
+                warn_once("noeval", "Global.eval_during_train is True but DataLoader.Eval is missing: no evaluation")
+        loss_cfg = cfg.get("Loss") or {}
+        self.train_loss = build_loss(loss_cfg.get("Train"), "Loss.Train") if self.mode == "train" else None
+        self.eval_loss = build_loss(loss_cfg.get("Eval"), "Loss.Eval")
+        metric_cfg = cfg.get("Metric") or {}
+        self.train_metrics = build_metrics(metric_cfg.get("Train"), "Metric.Train") if self.mode == "train" else []
+        self.eval_metrics = build_metrics(metric_cfg.get("Eval"), "Metric.Eval")
+        self._setup_amp()
+        self.ema = None
+        self.optimizer = self.scheduler = None
+        self.start_epoch, self.global_step = 1, 0
+        self.best_metric, self.best_epoch = -1.0, 0
+        self.history = []  # one record per iteration: epoch, iter, step, lr, loss (cheap; tests and tools use it)
+        if self.mode == "train":
+            self.iters_per_epoch = len(self.train_loader)
+            steps = max(1, self.iters_per_epoch // self.update_freq)
+            if "Optimizer" not in cfg:
+                raise ConfigError("Optimizer section is required for training (e.g. name: Momentum, lr: {...})")
+            opt_cfg = dict(cfg["Optimizer"])
+            if self.amp_enabled and self.amp_level == "O2":
+                opt_cfg["multi_precision"] = True  # float32 master weights for the O2 half-precision params
+            self.optimizer, self.scheduler = build_optimizer(opt_cfg, self.model, self.epochs, steps)
+            if cfg.get("EMA") is not None:
+                decay = get_value(cfg, "EMA.decay", 0.9999, float, lambda v: 0 < v < 1, "a number in (0, 1)")
+                self.ema = ModelEMA(self.model, decay)
+            if self.checkpoints:
+                self._resume(self.checkpoints)
+        self.train_model = paddle.DataParallel(self.model) if (self.world_size > 1 and self.mode == "train") \
+            else self.model
+
+    def _setup_amp(self):
+        amp = self.config.get("AMP")
+        self.amp_enabled, self.scaler, self.amp_level = False, None, "O1"
+        if not amp or not amp.get("use_amp", True):
+            return
+        if self.on_cpu:
+            warn_once("amp-cpu", "AMP.use_amp: paddle's automatic mixed precision has no effect on CPU (float16 "
+                                 "kernels need a GPU); training in float32")
+            return
+        level = str(amp.get("level", "O1")).upper()
+        if level not in ("O1", "O2"):
+            raise ConfigError(f"AMP.level={amp.get('level')!r}: use O1 or O2")
+        self.amp_level, self.amp_enabled = level, True
+        self.amp_dtype = str(amp.get("dtype", "float16"))
+        self.amp_promote = bool(amp.get("use_promote", False))
+        if self.amp_dtype == "float16":
+            self.scaler = paddle.amp.GradScaler(init_loss_scaling=float(amp.get("scale_loss", 1.0)),
+                                                use_dynamic_loss_scaling=bool(amp.get("use_dynamic_loss_scaling",
+                                                                                      False)))
+        if level == "O2":
+            self.model = paddle.amp.decorate(models=self.model, level="O2", dtype=self.amp_dtype)
+
+    def _autocast(self):
+        if not self.amp_enabled:
+            return contextlib.nullcontext()
+        return paddle.amp.auto_cast(True, level=self.amp_level, dtype=self.amp_dtype, use_promote=self.amp_promote)
+
+    # ------------------------------------------------------------------------------------ checkpoints
+    def _resume(self, prefix):
+        ckpt = load_checkpoint(prefix)
+        states = ckpt["states"] or {}
+        saved_name = states.get("model_name")
+        if saved_name and saved_name != self.model_name:
+            raise CheckpointError(f"Global.checkpoints={prefix!r} was saved from model {saved_name!r}, but the config "
+                                  f"builds {self.model_name!r}")
+        self._check_state(ckpt["model"], ckpt["prefix"] + ".pdparams")
+        self.model.set_state_dict(ckpt["model"])
+        if self.ema is not None:
+            if ckpt["ema"] is not None:
+                self.ema.set_state_dict(ckpt["ema"])
+            else:
+                warn_once("ema-resume", f"{prefix} has no EMA weights (.pdema): EMA restarts from the model weights")
+                self.ema = ModelEMA(self.model, self.ema.decay)
+        self._set_optimizer_state(ckpt["optimizer"], prefix)
+        self.start_epoch = int(states.get("epoch", 0)) + 1
+        self.global_step = int(states.get("global_step", (self.start_epoch - 1) * (self.iters_per_epoch //
+                                                                                      self.update_freq)))
+        self.best_metric = float(states.get("best_metric", states.get("metric", -1.0)))
+        self.best_epoch = int(states.get("best_epoch", 0))
+        if self.scaler is not None and states.get("scaler"):
+            self.scaler.load_state_dict(states["scaler"])
+        self.log.info(f"Resumed from {ckpt['prefix']}: continuing at epoch {self.start_epoch}/{self.epochs} "
+                      f"(global step {self.global_step}, best metric {self.best_metric:.5f})")
+
+    def _check_state(self, state, path):
+        own = self.model.state_dict()
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        mismatched = [(k, tuple(state[k].shape), tuple(own[k].shape)) for k in own
+                      if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+        if missing or unexpected or mismatched:
+            raise CheckpointError(
+                f"{path} does not fit {self.model_name} (class_num {self.class_num}): {len(missing)} missing, "
+                f"{len(unexpected)} unexpected, {len(mismatched)} shape-mismatched tensor(s), e.g. "
+                f"{(missing or unexpected or mismatched)[:3]}. Resuming needs a checkpoint of the same model; to "
+                f"start from its weights instead, use Global.pretrained_model")
+
+    def _set_optimizer_state(self, state, prefix):
+        state = dict(state or {})
+        keys = [k for k in state if k not in ("LR_Scheduler", "master_weights")]
+        names = [p.name for p in self.model.parameters() if not p.stop_gradient]
+        unknown = [k for k in keys if not any(k.startswith(n + "_") for n in names)]
+        if unknown:
+            raise CheckpointError(f"{prefix}.pdopt holds optimizer state for other parameters (e.g. {unknown[:2]}): "
+                                  f"was it written by another model or optimizer? Use Global.pretrained_model to "
+                                  f"start from its weights with a fresh optimizer")
+        if "LR_Scheduler" not in state and isinstance(self.scheduler, paddle.optimizer.lr.LRScheduler):
+            raise CheckpointError(f"{prefix}.pdopt has no learning-rate schedule state")
+        self.optimizer.set_state_dict(state)
+
+    def _states(self, epoch, metric):
+        states = {"metric": float(metric), "epoch": int(epoch), "best_metric": float(self.best_metric),
+                  "best_epoch": int(self.best_epoch), "global_step": int(self.global_step),
+                  "model_name": self.model_name, "class_num": self.class_num, "seed": self.seed,
+                  "epochs": self.epochs}
+        if self.scaler is not None:
+            states["scaler"] = self.scaler.state_dict()
+        return states
+
+    def save(self, name, epoch, metric):
+        """Write checkpoint output_dir/<Arch.name>/<name> (rank 0 only)."""
+        if self.rank != 0:
+            return None
+        prefix = os.path.join(self.output_dir, name)
+        save_checkpoint(prefix, self.model.state_dict(), self.optimizer.state_dict(), self._states(epoch, metric),
+                        ema_state=self.ema.state_dict() if self.ema is not None else None)
+        self.log.info(f"Saved checkpoint {prefix}")
+        return prefix
+
+    # ------------------------------------------------------------------------------------ training
+    def _epoch_hook(self, epoch_index, total):
+        hook = getattr(self.model, "on_epoch_begin", None)
+        if callable(hook):
+            hook(epoch_index, total)
+
+    def current_lr(self):
+        return float(self.optimizer.get_lr())
+
+    def train(self):
+        """Run epochs start_epoch..epochs; returns {'best_metric', 'best_epoch', 'last_eval', 'epochs_run'}."""
+        if self.mode != "train":
+            raise RuntimeError("Trainer was built in eval mode")
+        with self.names():
+            return self._train()
+
+    def _train(self):
+        vdl = VisualDLWriter(os.path.join(self.output_root, "vdl"), self.use_visualdl and self.rank == 0)
+        if self.world_size > 1 and self.rank == 0:
+            self.log.info(f"Distributed: {self.world_size} ranks; this console shows rank 0, the others log to "
+                          f"log/workerlog.N (look there if a rank fails)")
+        self.log.info(f"Training {self.model_name} ({sum(int(np.prod(p.shape)) for p in self.model.parameters()):,} "
+                      f"params, {self.class_num} classes) for {self.epochs} epochs, {self.iters_per_epoch} iterations "
+                      f"of {self.train_loader.batch_sampler.batch_size} x {self.world_size} images each; output "
+                      f"{self.output_dir}")
+        total_iters = (self.epochs - self.start_epoch + 1) * self.iters_per_epoch
+        done_iters, run_start = 0, time.time()
+        last_eval = {}
+        metric_key = None
+        for epoch in range(self.start_epoch, self.epochs + 1):
+            self.train_loader.set_epoch(epoch)
+            paddle.seed(mix_seed(self.seed, "paddle", epoch, self.rank))
+            self._epoch_hook(epoch - 1, self.epochs)
+            self.train_model.train()
+            for m in self.train_metrics:
+                m.reset()
+            loss_meters = {}
+            batch_time, reader_time = AverageMeter(), AverageMeter()
+            tic = time.time()
+            for it, (images, labels) in enumerate(self.train_loader):
+                reader_time.update(time.time() - tic)
+                with self._autocast():
+                    logits = self.train_model(images)
+                    losses = self.train_loss(logits, labels)
+                loss = losses["loss"] / self.update_freq
+                if self.scaler is not None:
+                    self.scaler.scale(loss).backward()
+                else:
+                    loss.backward()
+                if (it + 1) % self.update_freq == 0:
+                    if self.scaler is not None:
+                        self.scaler.step(self.optimizer)
+                        self.scaler.update()
+                    else:
+                        self.optimizer.step()
+                    self.optimizer.clear_grad()
+                    if not self.scheduler.by_epoch:
+                        self.scheduler.step()
+                    if self.ema is not None:
+                        self.ema.update(self.model)
+                    self.global_step += 1
+                n = int(images.shape[0])
+                values = {k: float(v) for k, v in losses.items()}
+                self.history.append({"epoch": epoch, "iter": it, "step": self.global_step,
+                                     "lr": self.current_lr(), "loss": values["loss"]})
+                if not np.isfinite(values["loss"]):
+                    raise FloatingPointError(f"loss is {values['loss']} at epoch {epoch}, iteration {it}: lower "
+                                             f"Optimizer.lr.learning_rate or check the data")
+                for k, v in values.items():
+                    loss_meters.setdefault(k, AverageMeter()).update(v, n)
+                for m in self.train_metrics:
+                    m.update(logits.detach(), labels)
+                batch_time.update(time.time() - tic)
+                done_iters += 1
+                if it % self.print_batch_step == 0 or it == self.iters_per_epoch - 1:
+                    self._log_train(epoch, it, loss_meters, batch_time, reader_time, n,
+                                    (total_iters - done_iters) * (time.time() - run_start) / done_iters, vdl)
+                tic = time.time()
+            if self.scheduler.by_epoch:
+                self.scheduler.step()
+            summary = ", ".join([f"{k}: {m.avg:.5f}" for k, m in loss_meters.items()] +
+                                [f"{k}: {v:.5f}" for m in self.train_metrics for k, v in m.accumulate().items()])
+            self.log.info(f"[Train][Epoch {epoch}/{self.epochs}][Avg] {summary}")
+            metric = self.best_metric
+            if self.eval_loader is not None and self.eval_during_train and epoch % self.eval_interval == 0 \
+                    and epoch >= self.start_eval_epoch:
+                last_eval = self.evaluate(epoch=epoch)
+                metric_key = metric_key or next(k for k in last_eval if k != "loss")
+                metric = last_eval[metric_key]
+                if self.ema is not None:
+                    with self.ema.applied_to(self.model):
+                        ema_eval = self.evaluate(epoch=epoch, tag="Eval EMA")
+                    last_eval.update({f"ema_{k}": v for k, v in ema_eval.items()})
+                    metric = max(metric, ema_eval[metric_key])
+                for k, v in last_eval.items():
+                    vdl.add_scalar(f"eval/{k}", v, epoch)
+                if epoch % self.save_interval == 0:
+                    self.save(f"epoch_{epoch}", epoch, metric)
+                if metric > self.best_metric:
+                    self.best_metric, self.best_epoch = metric, epoch
+                    self.save("best_model", epoch, metric)
+                self.log.info(f"[Eval][Epoch {epoch}] best {metric_key}: {self.best_metric:.5f} (epoch "
+                              f"{self.best_epoch})")
+            elif epoch % self.save_interval == 0:
+                self.save(f"epoch_{epoch}", epoch, metric)
+            self.save("latest", epoch, metric)
+        vdl.close()
+        return {"best_metric": self.best_metric, "best_epoch": self.best_epoch, "last_eval": last_eval,
+                "epochs_run": max(0, self.epochs - self.start_epoch + 1)}
+
+    def _log_train(self, epoch, it, loss_meters, batch_time, reader_time, n, eta, vdl):
+        lr = self.current_lr()
+        ips = n * self.world_size / max(batch_time.avg, 1e-9)
+        metrics = {k: v for m in self.train_metrics for k, v in m.accumulate().items()}
+        text = ", ".join([f"{k}: {m.avg:.5f}" for k, m in loss_meters.items()] +
+                         [f"{k}: {v:.5f}" for k, v in metrics.items()])
+        self.log.info(f"[Train][Epoch {epoch}/{self.epochs}][Iter {it}/{self.iters_per_epoch}] lr: {lr:.6f}, {text}, "
+                      f"batch_cost: {batch_time.avg:.4f}s, reader_cost: {reader_time.avg:.4f}s, ips: {ips:.1f} "
+                      f"images/s, eta: {format_eta(eta)}")
+        step = self.global_step
+        vdl.add_scalar("train/lr", lr, step)
+        vdl.add_scalar("train/loss", loss_meters["loss"].avg, step)
+        vdl.add_scalar("train/ips", ips, step)
+        for k, v in metrics.items():
+            vdl.add_scalar(f"train/{k}", v, step)
+
+    # ------------------------------------------------------------------------------------ evaluation
+    @paddle.no_grad()
+    def evaluate(self, epoch=None, tag="Eval"):
+        """One pass over DataLoader.Eval: {'loss': mean loss, 'top1': ..., 'top5': ...} summed over ranks."""
+        if self.eval_loader is None:
+            raise ConfigError("DataLoader.Eval is required for evaluation")
+        with self.names():
+            if self.mode == "eval":
+                self._epoch_hook(self.epochs, self.epochs)
+            was_training = self.model.training
+            self.model.eval()
+            for m in self.eval_metrics:
+                m.reset()
+            self.eval_loader.set_epoch(0)
+            loss_sum, count = 0.0, 0
+            bar = ProgressBar(len(self.eval_loader), f"[{tag}]" + (f"[Epoch {epoch}]" if epoch else ""),
+                              enabled=self.rank == 0)
+            start = time.time()
+            for images, labels in self.eval_loader:
+                with self._autocast():
+                    logits = self.model(images)
+                n = int(images.shape[0])
+                loss_sum += float(self.eval_loss(logits, labels)["loss"]) * n
+                count += n
+                for m in self.eval_metrics:
+                    m.update(logits, labels)
+                bar.update()
+            totals = np.concatenate([np.array([loss_sum, count], dtype="float64")] +
+                                    [m.state().astype("float64") for m in self.eval_metrics])
+            if self.world_size > 1:
+                tensor = paddle.to_tensor(totals)
+                paddle.distributed.all_reduce(tensor)
+                totals = tensor.numpy()
+            loss_sum, count = float(totals[0]), int(round(totals[1]))
+            offset = 2
+            result = {"loss": loss_sum / max(count, 1)}
+            for m in self.eval_metrics:
+                size = len(m.state())
+                m.load_state(np.round(totals[offset:offset + size]).astype("int64"))
+                offset += size
+                result.update(m.accumulate())
+            if was_training:
+                self.model.train()
+        text = ", ".join(f"{k}: {v:.5f}" for k, v in result.items())
+        self.log.info(f"[{tag}]" + (f"[Epoch {epoch}]" if epoch else "") + f"[Avg] {text} ({count} images, "
+                      f"{time.time() - start:.1f}s)")
+        return result
