@@ -59,8 +59,13 @@ def run_latency(args):
     return 0
 
 
+def add_train(subparsers):
+    from ppbackbone.benchmarks.train import add_train as add
+    add(subparsers)
+
+
 # Each mode adds its subparser here.
-MODES = [add_latency]
+MODES = [add_latency, add_train]
 
 
 def main(argv=None):
