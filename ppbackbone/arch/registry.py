@@ -13,7 +13,8 @@ class ModelInfo:
 
     builder: class or callable taking the keyword arguments `default_args` + the caller's overrides.
     num_params: parameter count of the default instance (trainable + frozen, without BN statistics),
-        pinned by the generic tests.
+        pinned by the generic tests (`test_num_params` for the smaller `test_args` instance that the
+        generic suite builds when a family's full widths are too heavy for CI).
     url: where official weights are published (`create_model(..., pretrained=True)`).
     reference: the reference implementation it is weight-compatible with.
     """
@@ -26,6 +27,7 @@ class ModelInfo:
     url: str = None
     reference: str = ""
     test_args: dict = field(default_factory=dict)
+    test_num_params: int = None  # parameter count of the `test_args` instance, when test_args is set
 
     def accepted_args(self):
         """Names of the keyword arguments the builder accepts (None when it takes **kwargs)."""

@@ -1,0 +1,73 @@
+"""Convert PyTorch checkpoints (the official VanillaNet `.pth` files) to Paddle state dicts.
+
+All VanillaNet layers are Conv2d/BatchNorm2d, so conversion is a renaming of BN statistics
+(`running_mean` -> `_mean`, `running_var` -> `_variance`) and dropping `num_batches_tracked`; no
+tensor is transposed. torch is needed only to read `.pth` files and is imported lazily.
+"""
+import numpy as np
+
+from .weights import save_weights
+
+__all__ = ["torch_state_to_paddle", "read_torch_checkpoint", "convert_torch_checkpoint"]
+
+_RENAMES = (("running_mean", "_mean"), ("running_var", "_variance"))
+# Where official training scripts keep the weights inside a checkpoint, most preferred first.
+_CHECKPOINT_KEYS = ("model_ema", "model", "state_dict")
+
+
+def torch_state_to_paddle(state):
+    """{torch name: array-like} -> {Paddle name: numpy array}."""
+    out = {}
+    for key, value in state.items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        prefix, _, leaf = key.rpartition(".")
+        for old, new in _RENAMES:
+            if leaf == old:
+                leaf = new
+        value = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+        out[f"{prefix}.{leaf}" if prefix else leaf] = value
+    return out
+
+
+def read_torch_checkpoint(path, key=None):
+    """Read a .pth file into {name: numpy array}; `key` picks the sub-dict (default: model_ema, model,
+    state_dict, or the file itself)."""
+    try:
+        import torch
+    except ImportError:
+        raise ImportError("Reading a PyTorch .pth checkpoint needs torch (only for this conversion): "
+                          "pip install torch") from None
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"Checkpoint not found: {path}") from None
+    except Exception as err:
+        raise ValueError(f"Could not read PyTorch checkpoint {path}: {type(err).__name__}: {err}") from None
+    if key is not None:
+        if key not in checkpoint:
+            raise KeyError(f"{path} has no {key!r} entry; it has: {sorted(checkpoint)[:10]}")
+        checkpoint = checkpoint[key]
+    else:
+        for candidate in _CHECKPOINT_KEYS:
+            if isinstance(checkpoint.get(candidate), dict):
+                checkpoint = checkpoint[candidate]
+                break
+    return {k: v for k, v in checkpoint.items() if hasattr(v, "shape")}
+
+
+def convert_torch_checkpoint(src, dst, model_name=None, key=None, **create_kwargs):
+    """Convert `src` (.pth) to `dst` (.safetensors or .pdparams). With `model_name`, the result is loaded
+    into that model first and must match it with zero missing and zero unexpected keys."""
+    state = torch_state_to_paddle(read_torch_checkpoint(src, key))
+    if model_name is not None:
+        from .arch import create_model
+        from .weights import load_weights
+        model = create_model(model_name, **create_kwargs)
+        path = save_weights(state, dst)
+        report = load_weights(model, path)
+        if report.missing or report.unexpected or report.head_skipped:
+            raise ValueError(f"{src} does not match {model_name} exactly: missing {report.missing[:5]}, "
+                             f"unexpected {report.unexpected[:5]}, head skipped {report.head_skipped[:5]}")
+        return path
+    return save_weights(state, dst)

@@ -1,0 +1,129 @@
+"""VanillaNet against the official PyTorch implementation (checked-in fixture), deep-training schedule,
+deploy fusion, the torch checkpoint converter and published deploy parameter counts."""
+import ast
+import json
+import os
+
+import numpy as np
+import paddle
+import pytest
+
+import ppbackbone
+from ppbackbone.arch.vanillanet import PUBLISHED_DEPLOY_M, VanillaNet, act_learn_at
+from ppbackbone.convert import torch_state_to_paddle
+
+FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "vanillanet_official.npz")
+
+
+@pytest.fixture(scope="module")
+def official():
+    data = np.load(FIXTURE)
+    weights = {k[2:]: data[k] for k in data.files if k.startswith("w:")}
+    return data, weights, ast.literal_eval(str(data["config"]))
+
+
+def _model(official, tmp_path):
+    data, weights, config = official
+    model = VanillaNet(dims=config["dims"], strides=config["strides"], act_num=config["act_num"],
+                       num_classes=config["num_classes"], drop_rate=config["drop_rate"])
+    path = ppbackbone.save_weights(torch_state_to_paddle(weights), str(tmp_path / "official.safetensors"))
+    report = ppbackbone.load_weights(model, path, verbose=False)
+    assert not (report.missing or report.unexpected or report.mismatched or report.head_skipped)
+    model.eval()
+    return model, paddle.to_tensor(data["x"])
+
+
+def test_train_form_matches_official_at_any_act_learn(official, tmp_path):
+    data = official[0]
+    model, x = _model(official, tmp_path)
+    model.set_act_learn(0.5)
+    np.testing.assert_allclose(model(x).numpy(), data["out_half"], rtol=1e-4, atol=1e-5)
+    model.change_act(1.0)
+    np.testing.assert_allclose(model(x).numpy(), data["out_one"], rtol=1e-4, atol=1e-5)
+
+
+def test_deploy_form_matches_official_switch_to_deploy(official, tmp_path):
+    data = official[0]
+    model, x = _model(official, tmp_path)
+    model.set_act_learn(1.0)
+    ppbackbone.reparameterize(model)
+    got = model(x).numpy()
+    scale = float(np.abs(data["out_deploy"]).max())
+    assert float(np.abs(got - data["out_deploy"]).max()) <= 1e-4 * max(1.0, scale)
+    ours = {k: list(v.shape) for k, v in model.state_dict().items()}
+    theirs = dict(zip([str(k) for k in data["deploy_keys"]], json.loads(str(data["deploy_shapes"]))))
+    theirs = {k.replace("running_mean", "_mean").replace("running_var", "_variance"): v for k, v in theirs.items()}
+    assert ours == theirs, "deploy-form names/shapes differ from the official switch_to_deploy()"
+
+
+def test_deploy_refuses_when_not_exact(official, tmp_path):
+    model, _ = _model(official, tmp_path)
+    model.set_act_learn(0.3)
+    with pytest.raises(ValueError, match="act_learn == 1.*it is 0.3"):
+        ppbackbone.reparameterize(model)
+
+
+def test_deploy_checkpoint_loads_into_deploy_built_model(official, tmp_path):
+    data, _, config = official
+    model, x = _model(official, tmp_path)
+    ppbackbone.reparameterize(model)
+    path = ppbackbone.save_weights(model, str(tmp_path / "deploy.safetensors"))
+    deployed = VanillaNet(dims=config["dims"], strides=config["strides"], num_classes=config["num_classes"],
+                          deploy=True)
+    report = ppbackbone.load_weights(deployed, path, verbose=False)
+    assert not (report.missing or report.unexpected)
+    deployed.eval()
+    np.testing.assert_allclose(deployed(x).numpy(), data["out_deploy"], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("mode, expected", [
+    ("linear", [0.0, 0.25, 0.5, 1.0, 1.0]),
+    ("cosine", [0.0, 0.5 * (1 - np.cos(np.pi * 0.25)), 0.5, 1.0, 1.0]),
+])
+def test_act_learn_schedule(mode, expected):
+    values = [act_learn_at(e, 4, mode) for e in (0, 1, 2, 4, 9)]
+    np.testing.assert_allclose(values, expected)
+    model = ppbackbone.create_model("vanillanet_5", dims=[8, 16, 32, 64], num_classes=4,
+                                    act_learn_schedule=mode, decay_epochs=4)
+    model.on_epoch_begin(2, 10)
+    assert model.act_learn == pytest.approx(0.5)
+    assert all(stage.act_learn == pytest.approx(0.5) for stage in model.stages)
+    with pytest.raises(ValueError, match="expected 'linear' or 'cosine'"):
+        act_learn_at(1, 4, "step")
+
+
+def test_detection_feature_mode_of_vanillanet_13():
+    model = ppbackbone.create_model("vanillanet_13", dims=[d // 32 for d in ppbackbone.model_info(
+        "vanillanet_13").default_args["dims"]], out_indices=[0, 1, 8, 10])
+    assert model.out_strides == [4, 8, 16, 32]
+    model.eval()
+    outs = model(paddle.zeros([1, 3, 64, 64]))
+    assert [o.shape[2] for o in outs] == [16, 8, 4, 2]
+
+
+def test_ada_pool_needs_large_enough_inputs():
+    model = ppbackbone.create_model("vanillanet_13_x1_5_ada_pool", **ppbackbone.model_info(
+        "vanillanet_13_x1_5_ada_pool").test_args)
+    model.eval()
+    with pytest.raises(ValueError, match="ada_pool.*pools to 8x8 but its input is 4x4"):
+        model(paddle.zeros([1, 3, 16, 16]))
+
+
+def test_unknown_variant_suggests_names():
+    with pytest.raises(ValueError, match="Did you mean: vanillanet_1"):
+        ppbackbone.create_model("vanillanet_14")
+
+
+@pytest.mark.parametrize("variant", ["5", "6", "13"])
+def test_published_deploy_parameter_counts(variant):
+    model = ppbackbone.create_model(f"vanillanet_{variant}")
+    model.eval()
+    ppbackbone.reparameterize(model)
+    assert round(ppbackbone.count_params(model) / 1e6, 1) == PUBLISHED_DEPLOY_M[variant]
+
+
+def test_converter_renames_bn_statistics_and_drops_counters():
+    import numpy as np
+    state = {"stem1.1.running_mean": np.zeros(2), "stem1.1.running_var": np.ones(2),
+             "stem1.1.num_batches_tracked": np.array(3), "stem1.0.weight": np.ones((2, 3, 4, 4))}
+    assert sorted(torch_state_to_paddle(state)) == ["stem1.0.weight", "stem1.1._mean", "stem1.1._variance"]
