@@ -9,7 +9,6 @@ with `FLAGS_enable_pir_api=0` still writes the older `inference.pdmodel` (+ `.pd
 `inference.yml` holds everything a predictor needs besides the network: preprocessing, postprocessing,
 label list, input/output names and shapes, and provenance (model, weights, fused, versions).
 """
-import hashlib
 import os
 import shutil
 import tempfile
@@ -21,7 +20,7 @@ import paddle
 import yaml
 
 from .config import ConfigError, build_model
-from .weights import load_weights
+from .weights import file_sha256, load_weights
 
 __all__ = ["export_model", "ExportError", "ExportResult", "derive_inference_config", "write_inference_config",
            "convert_to_onnx", "save_static", "program_op_counts", "output_names", "find_model_file",
@@ -83,13 +82,6 @@ def output_names(model):
 def _as_list(out):
     return list(out) if isinstance(out, (list, tuple)) else [out]
 
-
-def _file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _image_shape(config, image_shape=None):
@@ -318,7 +310,7 @@ def derive_inference_config(config, model, image_shape, outputs, fused, weights=
         info["Model"]["weights"] = os.path.abspath(weights) if os.path.isfile(weights) else str(weights)
         info["Model"]["weights_from"] = weights_flag
         if os.path.isfile(weights):
-            info["Model"]["weights_sha256"] = _file_sha256(weights)
+            info["Model"]["weights_sha256"] = file_sha256(weights)
     for name, out in zip(outputs, _as_list(model.out_feature_info if feature_mode else [None])):
         entry = {"name": name}
         if feature_mode:

@@ -4,6 +4,7 @@
 or whose non-head tensors have other shapes, is an error; a classifier head of another size is
 skipped with one line; everything else is summed up in one report.
 """
+import hashlib
 import os
 import tempfile
 import urllib.request
@@ -13,7 +14,7 @@ import numpy as np
 import paddle
 
 __all__ = ["load_weights", "save_weights", "read_state_dict", "download_weights", "LoadReport",
-           "weights_cache_dir", "atomic_write"]
+           "weights_cache_dir", "atomic_write", "file_sha256"]
 
 # Below this fraction of the model's tensors found in a file, the file is another architecture.
 MIN_MATCH_FRACTION = 0.5
@@ -168,6 +169,15 @@ def load_weights(model, path, verbose=True):
             print(f"  classifier head of another size skipped ({', '.join(head_sizes)}): it keeps its "
                   f"fresh initialisation")
     return report
+
+
+def file_sha256(path):
+    """Hex SHA-256 of a file's bytes (read in 1 MiB chunks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class atomic_write:

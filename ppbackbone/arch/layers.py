@@ -3,7 +3,6 @@
 Parameter names follow PaddleClas / PaddleDetection (`conv`, `bn`, `lab`, ...) so that official
 checkpoints load without renaming. Families build from these pieces; none re-implements them.
 """
-import paddle
 import paddle.nn as nn
 from paddle import ParamAttr
 from paddle.nn.initializer import Constant, KaimingNormal

@@ -11,13 +11,12 @@ the recorded hashes, so a checkpoint torn by a kill in the middle of the renames
 message instead of resuming from mixed files. `epoch_N` prefixes are never rewritten, so the last
 complete one always survives.
 """
-import hashlib
 import os
 
 import numpy as np
 import paddle
 
-from ..weights import atomic_write
+from ..weights import atomic_write, file_sha256
 
 __all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError", "checkpoint_files"]
 
@@ -27,13 +26,6 @@ _SUFFIXES = (".pdparams", ".pdema", ".pdopt")
 class CheckpointError(ValueError):
     """A checkpoint that cannot be resumed from; the message names the file and the reason."""
 
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _to_numpy(state):
@@ -61,7 +53,7 @@ def save_checkpoint(prefix, model_state, optimizer_state, states, ema_state=None
             continue
         with atomic_write(prefix + suffix) as tmp:
             paddle.save(payloads[suffix], tmp)
-            hashes[suffix] = _sha256(tmp)
+            hashes[suffix] = file_sha256(tmp)
     if ema_state is None and os.path.exists(prefix + ".pdema"):
         os.remove(prefix + ".pdema")  # a stale raw-weights file of an earlier EMA run
     states = dict(states, files=hashes)
@@ -90,7 +82,7 @@ def load_checkpoint(prefix):
             raise CheckpointError(f"{prefix}.pdstates is unreadable ({err})") from None
     for suffix, digest in (states.get("files") or {}).items():
         path = prefix + suffix
-        if not os.path.isfile(path) or _sha256(path) != digest:
+        if not os.path.isfile(path) or file_sha256(path) != digest:
             raise CheckpointError(f"Checkpoint {prefix} is incomplete: {path} does not match its .pdstates (the run "
                                   f"was probably killed while writing it). Resume from an epoch_N checkpoint "
                                   f"in {os.path.dirname(prefix) or '.'} instead")
