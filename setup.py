@@ -14,6 +14,8 @@ with open(os.path.join(HERE, "ppbackbone", "__init__.py"), encoding="utf-8") as 
 REFERENCE_NEEDS = [
     "tqdm", "six", "requests", "scikit-learn", "opencv-python-headless", "pycocotools", "matplotlib",
     "pandas", "scipy", "typeguard", "shapely", "terminaltables",
+    # paddledet 2.6.0 imports pkg_resources, which setuptools 81+ no longer ships
+    "setuptools<81",
 ]
 
 # Optional deployment runtimes: `tools/export.py --onnx` (paddle2onnx; verified with onnxruntime) and

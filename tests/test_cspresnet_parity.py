@@ -145,6 +145,7 @@ def test_fused_weights_equal_paddledetection_convert_to_deploy(tmp_path):
     (dict(act="swishh"), "act: Unknown activation 'swishh'"),
     (dict(return_idx=[4]), "return_idx .*out_indices \\[4\\] out of range.*indices 0..3"),
     (dict(out_indices=[-5]), "out_indices \\[-5\\] out of range"),
+    (dict(layers=[3, 6]), "channels needs len\\(layers\\) \\+ 1 = 3 entries"),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -190,3 +191,16 @@ def test_imagenet_backbone_weights_load_into_the_plus_preset(image, tmp_path):
     classifier = ppbackbone.create_model("cspresnet_s")
     report = ppbackbone.load_weights(classifier, path, verbose=False)
     assert sorted(report.missing) == sorted(alphas + ["fc.weight", "fc.bias"])
+
+
+def test_param_attrs_equal_paddledetection_at_defaults():
+    """lr_mult_list is ours (PaddleDetection's CSPResNet has none); at its default every parameter's
+    learning rate, regularizer and trainability equal the reference's."""
+    def attrs(param):
+        reg = param.regularizer
+        return (param.optimize_attr["learning_rate"], None if reg is None else (type(reg).__name__, float(reg._coeff)),
+                param.trainable, param.stop_gradient)
+    ref = dict(reference(use_large_stem=True, use_alpha=True, width_mult=0.375, depth_mult=0.33).named_parameters())
+    ours = dict(ppbackbone.create_model("cspresnet_t", out_indices=[1, 2, 3]).named_parameters())
+    assert sorted(ref) == sorted(ours)
+    assert {k: attrs(p) for k, p in ours.items()} == {k: attrs(p) for k, p in ref.items()}

@@ -181,7 +181,7 @@ for _size, (_depth, _width) in CSP_CFGS.items():
     register_model(f"cspresnet_{_size}", CSPResNet,
                    dict(use_large_stem=True, use_alpha=True, depth_mult=_depth, width_mult=_width),
                    family="cspresnet", num_params=NUM_PARAMS[f"cspresnet_{_size}"],
-                   url=None if _size == "t" else f"{_DET_URL}CSPResNetb_{_size}_pretrained.pdparams",
+                   url=f"{_DET_URL}CSPResNetb_{_size}_pretrained.pdparams",
                    reference=f"PaddleDetection CSPResNet (PP-YOLOE+ {_size}: depth {_depth}, width {_width})")
 
 register_model("cspresnet", CSPResNet, dict(out_indices=[1, 2, 3]), aliases=("CSPResNet",), family="cspresnet",
