@@ -160,17 +160,6 @@ class CSPResNet(Backbone):
             self.build_head(num_classes)
         self.apply_freeze(freeze_at, freeze_stem_only, freeze_norm)
 
-    def groups(self):
-        return [self.stem, *self.stages]
-
-    def forward_stages(self, x):
-        x = self.stem(x)
-        outs = []
-        for stage in self.stages:
-            x = stage(x)
-            outs.append(x)
-        return outs
-
 
 # Parameter counts of the default instances (BN statistics excluded); the feature-mode counts with BN
 # statistics equal REFERENCES.md's PaddleDetection figures (tests/test_cspresnet_parity.py).

@@ -190,17 +190,6 @@ class PPHGNetV2(Backbone):
                             use_lab=use_lab, dropout=dropout_prob)
         self.apply_freeze(freeze_at, freeze_stem_only, freeze_norm)
 
-    def groups(self):
-        return [self.stem, *self.stages]
-
-    def forward_stages(self, x):
-        x = self.stem(x)
-        outs = []
-        for stage in self.stages:
-            x = stage(x)
-            outs.append(x)
-        return outs
-
 
 class PPHGNet(Backbone):
     """PP-HGNet (v1): three 3x3 ConvBNAct stem + max-pool, 4 HG stages with ESE, PaddleClas head.
@@ -227,9 +216,6 @@ class PPHGNet(Backbone):
             self.build_head(num_classes, class_expand if use_last_conv else None, act="relu",
                             dropout=dropout_prob)
         self.apply_freeze(freeze_at, freeze_stem_only, freeze_norm)
-
-    def groups(self):
-        return [self.stem, *self.stages]
 
     def forward_stages(self, x):
         x = self.pool(self.stem(x))

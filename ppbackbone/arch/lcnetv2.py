@@ -167,17 +167,6 @@ class PPLCNetV2(Backbone):
                             dropout=dropout_prob if use_last_conv else 0.0)
         self.apply_freeze(freeze_at, freeze_stem_only, freeze_norm)
 
-    def groups(self):
-        return [self.stem, *self.stages]
-
-    def forward_stages(self, x):
-        x = self.stem(x)
-        outs = []
-        for stage in self.stages:
-            x = stage(x)
-            outs.append(x)
-        return outs
-
     def filter_state_dict(self, state_dict):
         """Reconcile PaddleClas's pre-allocated fused conv (`...dw_conv.{weight,bias}` of Rep blocks)
         with this model's fused/unfused state (see the module docstring)."""
