@@ -6,9 +6,10 @@ A family subclasses `Backbone` and, in its constructor:
      `{channels, stride, name}`, stride ascending);
   3. when `self.out_indices is None`, builds its classifier head with `self.build_head(...)`;
   4. calls `self.apply_freeze(freeze_at, freeze_stem_only, freeze_norm)`.
-A family laid out as `self.stem` + `self.stages` needs nothing more; another layout overrides
-`groups()` (stem first, then one layer per stage: what lr_mult_list and freeze_at index) and
-`forward_stages(x)` (one output per stage). The rest of the surface comes from here.
+It provides `groups()` (stem first, then one layer per stage: what lr_mult_list and freeze_at
+index) and `forward_stages(x)` (one output per stage). The defaults cover the common layout (a
+`self.stem` and a `self.stages` list, run in sequence); a family overrides what differs. The rest
+of the surface comes from here.
 """
 from collections import namedtuple
 
@@ -48,16 +49,19 @@ class Backbone(nn.Layer):
     def groups(self):
         """[stem, stage1, ...]: the layers `lr_mult_list` and `freeze_at` refer to.
 
-        Default: `self.stem` and the entries of `self.stages` (override for another layout)."""
+        Default: `[self.stem, *self.stages]`."""
+        if not (hasattr(self, "stem") and hasattr(self, "stages")):
+            raise NotImplementedError(f"{type(self).__name__} has no `stem` + `stages`: it must define groups()")
         return [self.stem, *self.stages]
 
     def forward_stages(self, x):
         """List with the output of every stage (len(feature_info) entries).
 
-        Default: `self.stem`, then each of `self.stages` in turn (override for another layout)."""
-        x = self.stem(x)
+        Default: the groups in sequence, collecting each stage's output."""
+        stem, *stages = self.groups()
+        x = stem(x)
         outs = []
-        for stage in self.stages:
+        for stage in stages:
             x = stage(x)
             outs.append(x)
         return outs

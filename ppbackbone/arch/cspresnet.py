@@ -9,6 +9,8 @@ classifier head by default; give `out_indices` (or PaddleDetection's `return_idx
 backbone. `use_alpha=False` gives the legacy PP-YOLOE backbone. `cspresnet` (alias `CSPResNet`) is
 PaddleDetection's class with its own defaults (feature mode, return_idx [1, 2, 3], small stem).
 """
+import numbers
+
 import paddle
 import paddle.nn as nn
 from paddle import ParamAttr
@@ -92,7 +94,8 @@ class CSPResStage(nn.Layer):
         self.conv1 = _conv_bn(mid, mid // 2, 1, act=act, lr_mult=lr_mult)
         self.conv2 = _conv_bn(mid, mid // 2, 1, act=act, lr_mult=lr_mult)
         self.blocks = nn.Sequential(*[BasicBlock(mid // 2, act, use_alpha, lr_mult) for _ in range(num_blocks)])
-        self.attn = ESEModule(mid, gate="hardsigmoid", conv_name="fc", lr_mult=lr_mult, conv_init=None)
+        # F.hardsigmoid's slope 1/6 and offset 0.5, as PaddleDetection's get_act_fn("hardsigmoid")
+        self.attn = ESEModule(mid, gate="hardsigmoid", conv_name="fc", lr_mult=lr_mult, conv_init=None, pool="mean")
         self.conv3 = _conv_bn(mid, c_out, 1, act=act, lr_mult=lr_mult)
 
     def forward(self, x):
@@ -119,13 +122,14 @@ class CSPResNet(Backbone):
                  freeze_stem_only=False, freeze_norm=False):
         super().__init__()
         for name, value in (("width_mult", width_mult), ("depth_mult", depth_mult)):
-            if not value > 0:
-                raise ValueError(f"CSPResNet: {name} must be > 0, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+                raise ValueError(f"CSPResNet: {name} must be a number > 0, got {value!r}")
         if len(channels) != len(layers) + 1:
             raise ValueError(f"CSPResNet: channels needs len(layers) + 1 = {len(layers) + 1} entries "
                              f"(stem + one per stage), got {len(channels)}")
         out_indices = return_idx if return_idx is not None else out_indices
-        act_name = f"{act}_trt" if trt and act in ("swish", "silu") else act
+        # PaddleDetection's trt flag swaps swish and silu alike for the x * sigmoid(x) form.
+        act_name = "swish_trt" if trt and act in ("swish", "silu") else act
         try:
             get_act(act_name)
         except ValueError as err:
@@ -145,8 +149,13 @@ class CSPResNet(Backbone):
         self.stages = nn.Sequential(*[
             (str(i), CSPResStage(channels[i], channels[i + 1], layers[i], act_name, use_alpha, lr_mults[i + 1]))
             for i in range(len(layers))])
-        self.init_features([dict(channels=channels[i + 1], stride=4 * 2 ** i, name=f"stages.{i}")
-                            for i in range(len(layers))], out_indices)
+        try:
+            self.init_features([dict(channels=channels[i + 1], stride=4 * 2 ** i, name=f"stages.{i}")
+                                for i in range(len(layers))], out_indices)
+        except ValueError as err:
+            if return_idx is None:
+                raise
+            raise ValueError(f"CSPResNet: return_idx (PaddleDetection's name for out_indices): {err}") from None
         if self.out_indices is None:
             self.build_head(num_classes)
         self.apply_freeze(freeze_at, freeze_stem_only, freeze_norm)
@@ -161,7 +170,7 @@ for _size, (_depth, _width) in CSP_CFGS.items():
     register_model(f"cspresnet_{_size}", CSPResNet,
                    dict(use_large_stem=True, use_alpha=True, depth_mult=_depth, width_mult=_width),
                    family="cspresnet", num_params=NUM_PARAMS[f"cspresnet_{_size}"],
-                   url=None if _size == "t" else f"{_DET_URL}CSPResNetb_{_size}_pretrained.pdparams",
+                   url=f"{_DET_URL}CSPResNetb_{_size}_pretrained.pdparams",
                    reference=f"PaddleDetection CSPResNet (PP-YOLOE+ {_size}: depth {_depth}, width {_width})")
 
 register_model("cspresnet", CSPResNet, dict(out_indices=[1, 2, 3]), aliases=("CSPResNet",), family="cspresnet",

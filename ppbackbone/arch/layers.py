@@ -3,6 +3,7 @@
 Parameter names follow PaddleClas / PaddleDetection (`conv`, `bn`, `lab`, ...) so that official
 checkpoints load without renaming. Families build from these pieces; none re-implements them.
 """
+import paddle
 import paddle.nn as nn
 from paddle import ParamAttr
 from paddle.nn.initializer import Constant, KaimingNormal
@@ -165,18 +166,25 @@ class ESEModule(nn.Layer):
     """Effective squeeze-excitation: x * gate(conv1x1(GAP(x))), one biased 1x1 conv.
 
     `conv_name` keeps the reference's parameter name: "conv" in PP-HGNet, "fc" in CSPResNet.
+    `pool` picks the reference's pooling op, so the result matches it bit for bit: "adaptive"
+    (AdaptiveAvgPool2D, PaddleClas) or "mean" (`x.mean((2, 3))`, PaddleDetection); they differ in
+    summation order only.
     """
 
-    def __init__(self, channels, gate="sigmoid", conv_name="conv", lr_mult=1.0, conv_init="kaiming"):
+    def __init__(self, channels, gate="sigmoid", conv_name="conv", lr_mult=1.0, conv_init="kaiming",
+                 pool="adaptive"):
         super().__init__()
+        if pool not in ("adaptive", "mean"):
+            raise ValueError(f"ESEModule: pool={pool!r}; expected 'adaptive' or 'mean'")
         self._conv_name = conv_name
-        self.avg_pool = nn.AdaptiveAvgPool2D(1)
+        self.avg_pool = nn.AdaptiveAvgPool2D(1) if pool == "adaptive" else None
         self.add_sublayer(conv_name, nn.Conv2D(channels, channels, 1, weight_attr=conv_attr(lr_mult, conv_init),
                                                bias_attr=ParamAttr(learning_rate=lr_mult)))
         self.gate = get_act(gate)
 
     def forward(self, x):
-        scale = self.gate(getattr(self, self._conv_name)(self.avg_pool(x)))
+        pooled = self.avg_pool(x) if self.avg_pool is not None else paddle.mean(x, axis=[2, 3], keepdim=True)
+        scale = self.gate(getattr(self, self._conv_name)(pooled))
         return x * scale
 
 

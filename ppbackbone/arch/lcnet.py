@@ -165,14 +165,6 @@ class PPLCNet(Backbone):
     def groups(self):
         return [self.conv1] + [getattr(self, name) for name in self.stage_names]
 
-    def forward_stages(self, x):
-        x = self.conv1(x)
-        outs = []
-        for name in self.stage_names:
-            x = getattr(self, name)(x)
-            outs.append(x)
-        return outs
-
 
 def check_stride_list(stride_list):
     """[conv1, blocks3, blocks4, blocks5, blocks6] strides: 5 positive ints (default all 2)."""
