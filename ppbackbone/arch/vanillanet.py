@@ -61,6 +61,12 @@ def act_learn_at(epoch, decay_epochs, mode="linear"):
     raise ValueError(f"act_learn_schedule {mode!r}: expected 'linear' or 'cosine'")
 
 
+def _blend(x, act_learn):
+    """leaky_relu(x, act_learn): ReLU at 0, identity at 1. At 1 it is skipped: exact, cheaper, and Paddle
+    Inference 3.3.1's oneDNN passes crash (SIGSEGV) on a leaky_relu with slope 1 in an unfused export."""
+    return x if act_learn == 1 else F.leaky_relu(x, act_learn)
+
+
 def _trunc_normal_attr(lr_mult):
     return conv_attr(lr_mult, TruncatedNormal(std=0.02))
 
@@ -128,7 +134,7 @@ class Block(nn.Layer, RepMixin):
         if self.conv is not None:
             x = self.conv(x)
         else:
-            x = self.conv2(F.leaky_relu(self.conv1(x), self.act_learn))
+            x = self.conv2(_blend(self.conv1(x), self.act_learn))
         if self.ada_pool and x.shape[2] is not None and 0 < x.shape[2] < self.ada_pool:
             raise ValueError(f"VanillaNet ada_pool: this block pools to {self.ada_pool}x{self.ada_pool} but its input "
                              f"is {x.shape[2]}x{x.shape[3]}; use a larger image (vanillanet_13_x1_5_ada_pool is "
@@ -251,7 +257,7 @@ class VanillaNet(Backbone, RepMixin):
         if self.stem is not None:
             x = self.stem(x)
         else:
-            x = self.stem2(F.leaky_relu(self.stem1(x), self.act_learn))
+            x = self.stem2(_blend(self.stem1(x), self.act_learn))
         outs = []
         for stage in self.stages:
             x = stage(x)
@@ -264,7 +270,7 @@ class VanillaNet(Backbone, RepMixin):
         if self.cls is not None:
             x = self.cls(x)
         else:
-            x = self.cls2(F.leaky_relu(self.cls1(x), self.act_learn))
+            x = self.cls2(_blend(self.cls1(x), self.act_learn))
         return paddle.flatten(x, 1)
 
     # ------------------------------------------------------------------ deploy
