@@ -27,10 +27,9 @@ def run(mode, description, argv=None):
     args = parse_args(description, argv)
     warnings.filterwarnings("ignore", message="When training, we now always track global mean and variance")
     warnings.filterwarnings("ignore", message="No ccache found")
-    from .config import ConfigError, load_config
-    from .data.dataset import DatasetError
-    from .data.transforms import TransformError
-    from .engine import CheckpointError, Trainer
+    from .config import load_config
+    from .engine import Trainer
+    from .errors import UserError
     rank, world = _rank()
     try:
         config = load_config(args.config, args.override)
@@ -42,7 +41,7 @@ def run(mode, description, argv=None):
                 print("Warning: no Global.pretrained_model given: evaluating freshly initialised weights",
                       file=sys.stderr)
             trainer.evaluate()
-    except (ConfigError, DatasetError, TransformError, CheckpointError, FileNotFoundError) as err:
+    except (UserError, FileNotFoundError) as err:
         print(f"Error{f' (rank {rank})' if world > 1 else ''}: {err}", file=sys.stderr)
         return 2
     except Exception:

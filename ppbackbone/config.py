@@ -3,22 +3,17 @@
 Errors name the file or key, the value, and what was expected.
 """
 import copy
-import difflib
-import inspect
-import logging
 import os
 
 import yaml
+
+from .errors import ConfigError, check_keys, check_op_list, get_value, suggest, warn_once  # noqa: F401  (re-exported)
 
 __all__ = ["load_config", "apply_overrides", "parse_override", "build_model", "ConfigError",
            "KNOWN_SECTIONS", "validate_config", "check_keys", "check_op_list", "get_value", "warn_once"]
 
 # Top-level sections of a PaddleClas config.
 KNOWN_SECTIONS = ("Global", "AMP", "EMA", "Arch", "Loss", "Optimizer", "DataLoader", "Metric", "Infer")
-
-
-class ConfigError(ValueError):
-    """A config file, key or value that cannot be used; the message says which and why."""
 
 
 def _read_yaml(path):
@@ -74,16 +69,6 @@ def parse_override(text):
     return key.split("."), value
 
 
-def _suggest(name, options):
-    options = [str(o) for o in options]
-    lowered = str(name).lower()
-    exact = [o for o in options if o.lower() == lowered]
-    contains = [o for o in options if lowered and len(lowered) >= 3 and lowered in o.lower()]
-    close = difflib.get_close_matches(str(name), options, n=3, cutoff=0.6)
-    ranked = list(dict.fromkeys(exact + close + contains))[:3]
-    return f" Did you mean: {', '.join(ranked)}?" if ranked else ""
-
-
 def apply_overrides(config, overrides):
     """Apply `-o` overrides in order. A new key may be added inside an existing section; a path
     through a missing section or a non-mapping is an error naming the key."""
@@ -92,7 +77,7 @@ def apply_overrides(config, overrides):
         parts, value = parse_override(text)
         if parts[0] not in config and parts[0] not in KNOWN_SECTIONS:
             raise ConfigError(f"Override {text!r}: unknown section {parts[0]!r}."
-                              f"{_suggest(parts[0], KNOWN_SECTIONS)} Sections: {', '.join(KNOWN_SECTIONS)}")
+                              f"{suggest(parts[0], KNOWN_SECTIONS)} Sections: {', '.join(KNOWN_SECTIONS)}")
         node = config
         for depth, part in enumerate(parts[:-1]):
             if isinstance(node, list):
@@ -106,7 +91,7 @@ def apply_overrides(config, overrides):
                     node[part] = {}
                 else:
                     raise ConfigError(f"Override {text!r}: no key {'.'.join(parts[:depth + 1])!r}."
-                                      f"{_suggest(part, node.keys())}")
+                                      f"{suggest(part, node.keys())}")
             node = node[part]
             if not isinstance(node, (dict, list)):
                 raise ConfigError(f"Override {text!r}: {'.'.join(parts[:depth + 1])} is a value, not a section")
@@ -128,7 +113,7 @@ def load_config(path, overrides=None, validate=True):
     config = apply_overrides(_load_with_bases(path), overrides)
     unknown = [k for k in config if k not in KNOWN_SECTIONS and k not in UNSUPPORTED_SECTIONS]
     if unknown:
-        raise ConfigError(f"{path}: unknown top-level section(s) {unknown}.{_suggest(unknown[0], KNOWN_SECTIONS)}"
+        raise ConfigError(f"{path}: unknown top-level section(s) {unknown}.{suggest(unknown[0], KNOWN_SECTIONS)}"
                           f" Known: {', '.join(KNOWN_SECTIONS)}")
     arch = config.get("Arch")
     if not isinstance(arch, dict) or "name" not in arch:
@@ -144,18 +129,6 @@ def load_config(path, overrides=None, validate=True):
 
 # ------------------------------------------------------------------------------------------------
 # schema validation
-
-logger = logging.getLogger("ppbackbone")
-_WARNED = set()
-
-
-def warn_once(key, message):
-    """Log `message` as a warning the first time `key` is seen in this process."""
-    if key in _WARNED:
-        return
-    _WARNED.add(key)
-    logger.warning(message)
-
 
 # Keys each section accepts. Arch passes everything to create_model (which checks it); the
 # Optimizer, lr, Loss, Metric and data sections are checked against their builders.
@@ -194,75 +167,6 @@ SAMPLER_KEYS = {"DistributedBatchSampler": ("name", "batch_size", "drop_last", "
 UNSUPPORTED_SAMPLERS = {"RASampler": ("num_repeats",), "PKSampler": ("sample_per_id", "sample_method"),
                         "DistributedRandomIdentitySampler": ("num_instances",)}
 LOADER_KEYS = ("num_workers", "use_shared_memory", "persistent_workers")
-
-
-def _is_off(value):
-    return value is None or value is False or value == 0 or value == "" or value == [] or value == {}
-
-
-def check_keys(mapping, allowed, where, unsupported=None):
-    """Raise ConfigError for keys of `mapping` outside `allowed` (with a suggestion); warn once for
-    keys in `unsupported` ({key: reason}) that are set to something other than an off value."""
-    if not isinstance(mapping, dict):
-        raise ConfigError(f"{where} must be a mapping of keys, got {type(mapping).__name__}: {mapping!r}")
-    unsupported = unsupported or {}
-    for key in mapping:
-        if key in allowed or mapping[key] is None:  # a null value is an unset key
-            continue
-        if key in unsupported:
-            if not _is_off(mapping[key]):
-                warn_once(f"{where}.{key}", f"{where}.{key} (PaddleClas) is not supported and is ignored: "
-                                            f"{unsupported[key]}")
-            continue
-        raise ConfigError(f"unknown key {where}.{key}.{_suggest(key, allowed)} Allowed in {where}: "
-                          f"{', '.join(allowed)}")
-
-
-def accepted_params(cls):
-    """Keyword parameters a class's constructor accepts (None when it takes **kwargs)."""
-    params = inspect.signature(cls.__init__).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return None
-    return [n for n in params if n != "self"]
-
-
-def check_op_list(entries, registry, where, unsupported=(), injected=()):
-    """Check a PaddleClas op list (`[{Name: {param: value}}, ...]`): each entry one key, a name in
-    `registry` (a dict name -> class) and parameters its constructor accepts. Names in
-    `unsupported` warn once and are reported back; `injected` parameters are filled in by us
-    (e.g. class_num) and may not be set. Returns the list of unsupported names found."""
-    if entries is None:
-        return []
-    if not isinstance(entries, list):
-        raise ConfigError(f"{where} must be a list of one-key mappings like [{{Name: {{...}}}}], got {entries!r}")
-    skipped = []
-    for index, entry in enumerate(entries):
-        if isinstance(entry, str):
-            entry = {entry: None}
-        if not isinstance(entry, dict) or len(entry) != 1:
-            raise ConfigError(f"{where}[{index}] must be a one-key mapping like {{Name: {{param: value}}}}, "
-                              f"got {entry!r}")
-        (name, params), = entry.items()
-        if name in unsupported:
-            warn_once(f"{where}:{name}", f"{where}: {name} (PaddleClas) is not supported and is skipped")
-            skipped.append(name)
-            continue
-        if name not in registry:
-            raise ConfigError(f"{where}[{index}]: unknown {name!r}.{_suggest(name, registry)} "
-                              f"Known: {', '.join(registry)}")
-        if params is None:
-            continue
-        if not isinstance(params, dict):
-            raise ConfigError(f"{where}[{index}] {name}: parameters must be a mapping, got {params!r}")
-        accepted = accepted_params(registry[name])
-        if accepted is None:
-            continue
-        accepted = [a for a in accepted if a not in injected]
-        bad = [k for k in params if k not in accepted]
-        if bad:
-            raise ConfigError(f"{where}[{index}] {name}: unknown parameter(s) {bad}.{_suggest(bad[0], accepted)}"
-                              f" Accepted: {', '.join(accepted) or '(none)'}")
-    return skipped
 
 
 def _section(config, name):
@@ -306,7 +210,7 @@ def validate_config(config):
         dataset = body.get("dataset") or {}
         if dataset.get("name", "ImageNetDataset") not in DATASETS:
             raise ConfigError(f"{where}.dataset.name {dataset.get('name')!r} is not supported."
-                              f"{_suggest(dataset.get('name'), DATASETS)} Known: {', '.join(DATASETS)}")
+                              f"{suggest(dataset.get('name'), DATASETS)} Known: {', '.join(DATASETS)}")
         check_keys(dataset, ("name",) + tuple(dataset_keys(dataset.get("name", "ImageNetDataset"))),
                    f"{where}.dataset")
         check_op_list(dataset.get("transform_ops"), TRANSFORMS, f"{where}.dataset.transform_ops",
@@ -321,7 +225,7 @@ def validate_config(config):
         elif name in SAMPLER_KEYS:
             check_keys(sampler, SAMPLER_KEYS[name], f"{where}.sampler")
         else:
-            raise ConfigError(f"{where}.sampler.name {name!r} is not supported.{_suggest(name, SAMPLER_KEYS)} "
+            raise ConfigError(f"{where}.sampler.name {name!r} is not supported.{suggest(name, SAMPLER_KEYS)} "
                               f"Known: {', '.join(SAMPLER_KEYS)}")
         check_keys(body.get("loader") or {}, LOADER_KEYS, f"{where}.loader")
     infer = _section(config, "Infer")
@@ -330,37 +234,6 @@ def validate_config(config):
     if isinstance(infer.get("PostProcess"), dict):
         check_keys(infer["PostProcess"], ("name", "topk", "class_id_map_file", "savefile"), "Infer.PostProcess")
     return config
-
-
-_MISSING = object()
-
-
-def get_value(config, path, default=_MISSING, kind=None, check=None, expect=None):
-    """The value at dotted `path` ('Global.epochs'), `default` when absent or null. `kind` (a type or
-    tuple) and `check` (a predicate) validate it; a failure is a ConfigError naming the key, the value
-    and `expect` (what is allowed)."""
-    node = config
-    for part in path.split("."):
-        if not isinstance(node, dict) or node.get(part) is None:
-            if default is _MISSING:
-                raise ConfigError(f"{path} is required ({expect or 'see docs/training.md'})")
-            return default
-        node = node[part]
-    value = node
-    ok = True
-    if kind is not None:
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if bool not in kinds and isinstance(value, bool):
-            ok = False
-        elif not isinstance(value, kinds):
-            ok = False
-    if ok and check is not None:
-        ok = bool(check(value))
-    if not ok:
-        raise ConfigError(f"{path}={value!r} is not valid: expected {expect or kind}")
-    return value
 
 
 def build_model(config, **extra):

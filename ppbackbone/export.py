@@ -19,7 +19,8 @@ import numpy as np
 import paddle
 import yaml
 
-from .config import ConfigError, build_model
+from .config import build_model
+from .errors import ConfigError, UserError
 from .weights import file_sha256, load_weights
 
 __all__ = ["export_model", "ExportError", "ExportResult", "derive_inference_config", "write_inference_config",
@@ -40,7 +41,7 @@ DEFAULT_ONNX_OPSET = 13
 _EXPORT_MARKERS = (INFERENCE_YML, PARAMS_FILE) + MODEL_FILES
 
 
-class ExportError(RuntimeError):
+class ExportError(UserError, RuntimeError):
     """An export that cannot be done or did not verify; the message says why and what to change."""
 
 

@@ -8,6 +8,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from .errors import ConfigError, check_op_list
+
 __all__ = ["CELoss", "SoftTargetCrossEntropy", "BCELoss", "CombinedLoss", "build_loss", "LOSSES"]
 
 
@@ -113,7 +115,6 @@ class CombinedLoss(nn.Layer):
 def build_loss(entries, where="Loss"):
     """A CombinedLoss from a PaddleClas loss list (names in LOSSES, known parameters; each takes
     `weight`). None or an empty list gives plain cross entropy."""
-    from .config import ConfigError, check_op_list
     if not entries:
         entries = [{"CELoss": {"weight": 1.0}}]
     check_op_list(entries, LOSSES, where)

@@ -2,6 +2,8 @@
 import numpy as np
 import paddle
 
+from .errors import ConfigError, check_op_list, warn_once
+
 __all__ = ["TopkAcc", "build_metrics", "METRICS"]
 
 
@@ -26,7 +28,6 @@ class TopkAcc:
             self._clipped = {k: min(k, class_num) for k in self.topk}
             over = [k for k in self.topk if k > class_num]
             if over:
-                from .config import warn_once
                 warn_once(f"topk>{class_num}", f"TopkAcc: top-{over} exceeds the {class_num} classes; "
                           f"reported as top-{class_num} (always 1.0 by definition)")
         return self._clipped
@@ -68,7 +69,6 @@ METRICS = {"TopkAcc": TopkAcc}
 
 def build_metrics(entries, where="Metric"):
     """Metric objects from a PaddleClas list ([{TopkAcc: {topk: [1, 5]}}]); None -> TopkAcc(1, 5)."""
-    from .config import ConfigError, check_op_list
     if not entries:
         entries = [{"TopkAcc": {"topk": [1, 5]}}]
     check_op_list(entries, METRICS, where)

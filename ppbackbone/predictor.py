@@ -10,6 +10,8 @@ import os
 import numpy as np
 import yaml
 
+from .errors import UserError
+
 __all__ = ["Predictor", "read_inference_config", "PaddleBackend", "OnnxRuntimeBackend", "OpenVinoBackend",
            "create_backend", "ModelDirError", "ImageError", "RUNTIMES", "DEVICES", "IMAGE_EXTENSIONS",
            "list_images", "format_result"]
@@ -19,11 +21,11 @@ DEVICES = ("cpu", "gpu")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
-class ModelDirError(ValueError):
+class ModelDirError(UserError, ValueError):
     """An export directory that is missing, incomplete or corrupted; the message says what to do."""
 
 
-class ImageError(ValueError):
+class ImageError(UserError, ValueError):
     """An image that cannot be read or decoded; the message names it."""
 
 

@@ -13,12 +13,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import paddle
 
-__all__ = ["load_weights", "save_weights", "read_state_dict", "download_weights", "LoadReport",
+from .errors import UserError
+
+__all__ = ["WeightsError", "load_weights", "save_weights", "read_state_dict", "download_weights", "LoadReport",
            "weights_cache_dir", "atomic_write", "file_sha256"]
 
 # Below this fraction of the model's tensors found in a file, the file is another architecture.
 MIN_MATCH_FRACTION = 0.5
 _URL_PREFIXES = ("http://", "https://")
+
+
+class WeightsError(UserError, ValueError):
+    """A weights file that cannot be used for this model; the message names the file and why."""
 
 
 @dataclass
@@ -105,10 +111,10 @@ def read_state_dict(path):
         else:
             state = paddle.load(path, return_numpy=True)
     except Exception as err:  # any reader failure means a corrupt or foreign file
-        raise ValueError(f"Could not read weights file {path}: {type(err).__name__}: {err}. "
+        raise WeightsError(f"Could not read weights file {path}: {type(err).__name__}: {err}. "
                          f"Expected a .pdparams (paddle.save) or .safetensors state dict") from None
     if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
-        raise ValueError(f"Weights file {path} does not hold a state dict (got {type(state).__name__})")
+        raise WeightsError(f"Weights file {path} does not hold a state dict (got {type(state).__name__})")
     return {k: np.asarray(v) for k, v in state.items() if not isinstance(v, (dict, list, str))}, path
 
 
@@ -151,13 +157,13 @@ def load_weights(model, path, verbose=True):
     report.missing = [k for k in model_state if k not in to_load and k not in report.head_skipped]
     name = getattr(model, "model_name", type(model).__name__)
     if len(to_load) < MIN_MATCH_FRACTION * len(model_state):
-        raise ValueError(
+        raise WeightsError(
             f"{resolved} matches only {len(to_load)} of the {len(model_state)} tensors of {name}: it looks "
             f"like weights of another architecture. First unexpected keys: {report.unexpected[:5]}; "
             f"first missing: {report.missing[:5]}; shape mismatches: {report.mismatched[:3]}")
     if report.mismatched:
         details = "; ".join(f"{k}: file {a} vs model {b}" for k, a, b in report.mismatched[:5])
-        raise ValueError(f"{resolved}: {len(report.mismatched)} tensors of {name} have another shape in the "
+        raise WeightsError(f"{resolved}: {len(report.mismatched)} tensors of {name} have another shape in the "
                          f"file ({details}); is it weights of another variant?")
     for key, value in to_load.items():
         target = model_state[key]

@@ -104,7 +104,7 @@ def test_every_shipped_recipe_passes_validation():
 
 
 def test_recognised_unsupported_keys_warn_once(caplog):
-    from ppbackbone.config import _WARNED
+    from ppbackbone.errors import _WARNED
     _WARNED.discard("Global.use_dali")
     with caplog.at_level("WARNING", logger="ppbackbone"):
         load_config(BASE, ["Global.use_dali=True"])
@@ -125,7 +125,7 @@ def test_arch_aliases_and_null_keys():
 
 
 def test_get_value_checks_types():
-    from ppbackbone.config import get_value
+    from ppbackbone.errors import get_value
     cfg = {"Global": {"epochs": "ten", "seed": None}}
     with pytest.raises(ConfigError, match=r"Global.epochs='ten' is not valid: expected a positive int"):
         get_value(cfg, "Global.epochs", 1, int, lambda v: v > 0, "a positive int")

@@ -8,6 +8,8 @@ import random
 
 import numpy as np
 
+from ..errors import ConfigError, check_op_list
+
 __all__ = ["MixupOperator", "CutmixOperator", "OpSampler", "BATCH_OPS", "build_batch_transform"]
 
 
@@ -123,7 +125,6 @@ BATCH_OPS = dict(_MIX_OPS, OpSampler=OpSampler)
 
 def build_batch_transform(op_list, class_num, where="batch_transform_ops"):
     """One callable applying the PaddleClas `batch_transform_ops` list in order (None if empty)."""
-    from ..config import ConfigError, check_op_list
     if not op_list:
         return None
     check_op_list(op_list, BATCH_OPS, where, injected=("class_num",))

@@ -8,6 +8,7 @@ label, a label outside [0, class_num), a listed file that does not exist and an 
 errors naming the file and line. A corrupt image is an error naming the file, or, with
 `skip_corrupt_images: True`, skipped (another image is used) with a counted warning.
 """
+import hashlib
 import inspect
 import logging
 import os
@@ -16,6 +17,7 @@ import random
 import numpy as np
 import paddle
 
+from ..errors import UserError, warn_once
 from .transforms import UNSUPPORTED_TRANSFORMS, build_transforms
 
 __all__ = ["ImageNetDataset", "ImageFolderDataset", "DemoDataset", "MultiScaleDataset", "DatasetError", "DATASETS", "dataset_keys",
@@ -25,7 +27,13 @@ logger = logging.getLogger("ppbackbone")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
-class DatasetError(ValueError):
+def mix_seed(*parts):
+    """A 32-bit seed from any parts (stable across processes and Python versions)."""
+    digest = hashlib.sha256(repr(parts).encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+class DatasetError(UserError, ValueError):
     """A dataset that cannot be used; the message names the file (and line) and what was expected."""
 
 
@@ -67,7 +75,6 @@ def _filter_ops(op_list, where):
     for entry in op_list or []:
         name = next(iter(entry)) if isinstance(entry, dict) and len(entry) == 1 else entry
         if name in UNSUPPORTED_TRANSFORMS:
-            from ..config import warn_once
             warn_once(f"{where}:{name}", f"{where}: {name} (PaddleClas) is not supported and is skipped")
             continue
         kept.append(entry)
@@ -155,7 +162,6 @@ class _ImageDataset(paddle.io.Dataset):
         if self.seed_base is not None:
             # Item-level seeds make augmentation independent of worker count, prefetching and order;
             # the batch ops that run next in the same process continue from the last item's stream.
-            from .loader import mix_seed
             item_seed = mix_seed(*self.seed_base, index)
             random.seed(item_seed)
             np.random.seed(item_seed)

@@ -6,7 +6,6 @@ shuffle order per epoch, each item's augmentation per (epoch, item index), and t
 (Mixup/Cutmix) from the stream of the batch's last item. So an epoch draws the same numbers
 whether the run started at epoch 0 or was resumed, and whatever the number of workers.
 """
-import hashlib
 import os
 import tempfile
 
@@ -14,17 +13,11 @@ import numpy as np
 import paddle
 from paddle.io import BatchSampler, DataLoader, DistributedBatchSampler
 
-from ..config import ConfigError, get_value, warn_once
+from ..errors import ConfigError, get_value, warn_once
 from .batch_ops import build_batch_transform
-from .dataset import DATASETS, DatasetError
+from .dataset import DATASETS, DatasetError, mix_seed
 
 __all__ = ["build_dataset", "build_dataloader", "Loader", "ShardedBatchSampler", "MultiScaleSampler", "mix_seed"]
-
-
-def mix_seed(*parts):
-    """A 32-bit seed from any parts (stable across processes and Python versions)."""
-    digest = hashlib.sha256(repr(parts).encode()).digest()
-    return int.from_bytes(digest[:4], "little")
 
 
 class ShardedBatchSampler(BatchSampler):

@@ -21,6 +21,8 @@ import warnings
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
+from ..errors import UserError
+
 try:  # OpenCV is the PaddleClas default backend; PIL covers everything when it is missing
     import cv2
     cv2.setNumThreads(1)  # one decode/resize thread per loader worker; workers give the parallelism
@@ -36,11 +38,11 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class TransformError(ValueError):
+class TransformError(UserError, ValueError):
     """A transform op or parameter that cannot be used; the message names the op and the value."""
 
 
-class ImageDecodeError(ValueError):
+class ImageDecodeError(UserError, ValueError):
     """Bytes that are not a decodable image (corrupt, truncated, empty or not an image)."""
 
 

@@ -16,6 +16,7 @@ import os
 import numpy as np
 import paddle
 
+from ..errors import UserError
 from ..weights import atomic_write, file_sha256
 
 __all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError", "checkpoint_files"]
@@ -23,7 +24,7 @@ __all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError", "checkpoint_
 _SUFFIXES = (".pdparams", ".pdema", ".pdopt")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be resumed from; the message names the file and the reason."""
 
 

@@ -18,7 +18,7 @@ import math
 
 import paddle
 
-from ..config import ConfigError, _suggest, check_keys, warn_once
+from ..errors import ConfigError, check_keys, suggest, warn_once
 
 __all__ = ["build_optimizer", "build_lr_scheduler", "check_optimizer_config", "OPTIMIZER_KEYS", "LR_KEYS",
            "decay_excluded"]
@@ -64,7 +64,7 @@ def check_optimizer_config(cfg):
         raise ConfigError(f"Optimizer must be a mapping, got {cfg!r}")
     name = cfg.get("name")
     if name not in OPTIMIZER_KEYS:
-        raise ConfigError(f"Optimizer.name {name!r} is not supported.{_suggest(name, OPTIMIZER_KEYS)} "
+        raise ConfigError(f"Optimizer.name {name!r} is not supported.{suggest(name, OPTIMIZER_KEYS)} "
                           f"Known: {', '.join(OPTIMIZER_KEYS)}")
     check_keys(cfg, OPTIMIZER_KEYS[name], "Optimizer", _OPT_UNSUPPORTED)
     lr = cfg.get("lr")
@@ -77,7 +77,7 @@ def check_optimizer_config(cfg):
             raise ConfigError(f"Optimizer.lr must be a number or a mapping, got {lr!r}")
         lr_name = lr.get("name", "Constant")
         if lr_name not in LR_KEYS:
-            raise ConfigError(f"Optimizer.lr.name {lr_name!r} is not supported.{_suggest(lr_name, LR_KEYS)} "
+            raise ConfigError(f"Optimizer.lr.name {lr_name!r} is not supported.{suggest(lr_name, LR_KEYS)} "
                               f"Known: {', '.join(LR_KEYS)}")
         check_keys(lr, LR_KEYS[lr_name], "Optimizer.lr")
         if lr_name == "Piecewise" and lr.get("learning_rate") is None:

@@ -21,7 +21,8 @@ import paddle
 from paddle.base.unique_name import UniqueNameGenerator
 from paddle.utils import unique_name
 
-from ..config import ConfigError, build_model, get_value, warn_once
+from ..config import build_model
+from ..errors import ConfigError, get_value, warn_once
 from ..data.loader import build_dataloader, mix_seed
 from ..losses import build_loss
 from ..metrics import build_metrics
@@ -36,6 +37,19 @@ __all__ = ["Trainer"]
 
 def _dist_info():
     return paddle.distributed.get_rank(), paddle.distributed.get_world_size()
+
+
+class _EtaClock:
+    """Remaining time of a run from the mean time per iteration so far."""
+
+    def __init__(self, total_iters):
+        self.total, self.done, self.start = total_iters, 0, time.time()
+
+    def tick(self):
+        self.done += 1
+
+    def remaining(self):
+        return (self.total - self.done) * (time.time() - self.start) / max(self.done, 1)
 
 
 class Trainer:
@@ -130,6 +144,7 @@ class Trainer:
         self.start_epoch, self.global_step = 1, 0
         self.best_metric, self.best_epoch = -1.0, 0
         self.history = []  # one record per iteration: epoch, iter, step, lr, loss (cheap; tests and tools use it)
+        self._metric_key = None  # the first eval metric (e.g. top1): what best_model is chosen by
         if self.mode == "train":
             self.iters_per_epoch = len(self.train_loader)
             steps = max(1, self.iters_per_epoch // self.update_freq)
@@ -264,6 +279,17 @@ class Trainer:
 
     def _train(self):
         vdl = VisualDLWriter(os.path.join(self.output_root, "vdl"), self.use_visualdl and self.rank == 0)
+        self._log_start()
+        eta = _EtaClock((self.epochs - self.start_epoch + 1) * self.iters_per_epoch)
+        last_eval = {}
+        for epoch in range(self.start_epoch, self.epochs + 1):
+            self.train_epoch(epoch, eta, vdl)
+            last_eval = self._eval_and_save(epoch, vdl) or last_eval
+        vdl.close()
+        return {"best_metric": self.best_metric, "best_epoch": self.best_epoch, "last_eval": last_eval,
+                "epochs_run": max(0, self.epochs - self.start_epoch + 1)}
+
+    def _log_start(self):
         if self.world_size > 1 and self.rank == 0:
             self.log.info(f"Distributed: {self.world_size} ranks; this console shows rank 0, the others log to "
                           f"log/workerlog.N (look there if a rank fails)")
@@ -271,90 +297,99 @@ class Trainer:
                       f"params, {self.class_num} classes) for {self.epochs} epochs, {self.iters_per_epoch} iterations "
                       f"of {self.train_loader.batch_sampler.batch_size} x {self.world_size} images each; output "
                       f"{self.output_dir}")
-        total_iters = (self.epochs - self.start_epoch + 1) * self.iters_per_epoch
-        done_iters, run_start = 0, time.time()
-        last_eval = {}
-        metric_key = None
-        for epoch in range(self.start_epoch, self.epochs + 1):
-            self.train_loader.set_epoch(epoch)
-            paddle.seed(mix_seed(self.seed, "paddle", epoch, self.rank))
-            self._epoch_hook(epoch - 1, self.epochs)
-            self.train_model.train()
+
+    def train_epoch(self, epoch, eta, vdl):
+        """One pass over DataLoader.Train (1-based `epoch`): forward/backward every batch, an optimizer
+        step every `update_freq` batches, logs every `print_batch_step`. Returns {loss name: mean}."""
+        self.train_loader.set_epoch(epoch)
+        paddle.seed(mix_seed(self.seed, "paddle", epoch, self.rank))
+        self._epoch_hook(epoch - 1, self.epochs)
+        self.train_model.train()
+        for m in self.train_metrics:
+            m.reset()
+        loss_meters = {}
+        batch_time, reader_time = AverageMeter(), AverageMeter()
+        tic = time.time()
+        for it, (images, labels) in enumerate(self.train_loader):
+            reader_time.update(time.time() - tic)
+            logits, values = self._train_step(images, labels, it)
+            n = int(images.shape[0])
+            self.history.append({"epoch": epoch, "iter": it, "step": self.global_step,
+                                 "lr": self.current_lr(), "loss": values["loss"]})
+            if not np.isfinite(values["loss"]):
+                raise FloatingPointError(f"loss is {values['loss']} at epoch {epoch}, iteration {it}: lower "
+                                         f"Optimizer.lr.learning_rate or check the data")
+            for k, v in values.items():
+                loss_meters.setdefault(k, AverageMeter()).update(v, n)
             for m in self.train_metrics:
-                m.reset()
-            loss_meters = {}
-            batch_time, reader_time = AverageMeter(), AverageMeter()
+                m.update(logits.detach(), labels)
+            batch_time.update(time.time() - tic)
+            eta.tick()
+            if it % self.print_batch_step == 0 or it == self.iters_per_epoch - 1:
+                self._log_train(epoch, it, loss_meters, batch_time, reader_time, n, eta.remaining(), vdl)
             tic = time.time()
-            for it, (images, labels) in enumerate(self.train_loader):
-                reader_time.update(time.time() - tic)
-                with self._autocast():
-                    logits = self.train_model(images)
-                    losses = self.train_loss(logits, labels)
-                loss = losses["loss"] / self.update_freq
-                if self.scaler is not None:
-                    self.scaler.scale(loss).backward()
-                else:
-                    loss.backward()
-                if (it + 1) % self.update_freq == 0:
-                    if self.scaler is not None:
-                        self.scaler.step(self.optimizer)
-                        self.scaler.update()
-                    else:
-                        self.optimizer.step()
-                    self.optimizer.clear_grad()
-                    if not self.scheduler.by_epoch:
-                        self.scheduler.step()
-                    if self.ema is not None:
-                        self.ema.update(self.model)
-                    self.global_step += 1
-                n = int(images.shape[0])
-                values = {k: float(v) for k, v in losses.items()}
-                self.history.append({"epoch": epoch, "iter": it, "step": self.global_step,
-                                     "lr": self.current_lr(), "loss": values["loss"]})
-                if not np.isfinite(values["loss"]):
-                    raise FloatingPointError(f"loss is {values['loss']} at epoch {epoch}, iteration {it}: lower "
-                                             f"Optimizer.lr.learning_rate or check the data")
-                for k, v in values.items():
-                    loss_meters.setdefault(k, AverageMeter()).update(v, n)
-                for m in self.train_metrics:
-                    m.update(logits.detach(), labels)
-                batch_time.update(time.time() - tic)
-                done_iters += 1
-                if it % self.print_batch_step == 0 or it == self.iters_per_epoch - 1:
-                    self._log_train(epoch, it, loss_meters, batch_time, reader_time, n,
-                                    (total_iters - done_iters) * (time.time() - run_start) / done_iters, vdl)
-                tic = time.time()
-            if self.scheduler.by_epoch:
-                self.scheduler.step()
-            summary = ", ".join([f"{k}: {m.avg:.5f}" for k, m in loss_meters.items()] +
-                                [f"{k}: {v:.5f}" for m in self.train_metrics for k, v in m.accumulate().items()])
-            self.log.info(f"[Train][Epoch {epoch}/{self.epochs}][Avg] {summary}")
-            metric = self.best_metric
-            if self.eval_loader is not None and self.eval_during_train and epoch % self.eval_interval == 0 \
-                    and epoch >= self.start_eval_epoch:
-                last_eval = self.evaluate(epoch=epoch)
-                metric_key = metric_key or next(k for k in last_eval if k != "loss")
-                metric = last_eval[metric_key]
-                if self.ema is not None:
-                    with self.ema.applied_to(self.model):
-                        ema_eval = self.evaluate(epoch=epoch, tag="Eval EMA")
-                    last_eval.update({f"ema_{k}": v for k, v in ema_eval.items()})
-                    metric = max(metric, ema_eval[metric_key])
-                for k, v in last_eval.items():
-                    vdl.add_scalar(f"eval/{k}", v, epoch)
-                if epoch % self.save_interval == 0:
-                    self.save(f"epoch_{epoch}", epoch, metric)
-                if metric > self.best_metric:
-                    self.best_metric, self.best_epoch = metric, epoch
-                    self.save("best_model", epoch, metric)
-                self.log.info(f"[Eval][Epoch {epoch}] best {metric_key}: {self.best_metric:.5f} (epoch "
-                              f"{self.best_epoch})")
-            elif epoch % self.save_interval == 0:
-                self.save(f"epoch_{epoch}", epoch, metric)
-            self.save("latest", epoch, metric)
-        vdl.close()
-        return {"best_metric": self.best_metric, "best_epoch": self.best_epoch, "last_eval": last_eval,
-                "epochs_run": max(0, self.epochs - self.start_epoch + 1)}
+        if self.scheduler.by_epoch:
+            self.scheduler.step()
+        summary = ", ".join([f"{k}: {m.avg:.5f}" for k, m in loss_meters.items()] +
+                            [f"{k}: {v:.5f}" for m in self.train_metrics for k, v in m.accumulate().items()])
+        self.log.info(f"[Train][Epoch {epoch}/{self.epochs}][Avg] {summary}")
+        return {k: m.avg for k, m in loss_meters.items()}
+
+    def _train_step(self, images, labels, it):
+        """Forward and backward one batch (gradients accumulate over `update_freq` batches, then
+        `_optimizer_step`). Returns (logits, {loss name: float})."""
+        with self._autocast():
+            logits = self.train_model(images)
+            losses = self.train_loss(logits, labels)
+        loss = losses["loss"] / self.update_freq
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+        else:
+            loss.backward()
+        if (it + 1) % self.update_freq == 0:
+            self._optimizer_step()
+        return logits, {k: float(v) for k, v in losses.items()}
+
+    def _optimizer_step(self):
+        """Apply the accumulated gradients, then the per-step lr schedule and EMA."""
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.clear_grad()
+        if not self.scheduler.by_epoch:
+            self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        self.global_step += 1
+
+    def _eval_and_save(self, epoch, vdl):
+        """After an epoch: evaluate when due (EMA weights too), write epoch_N / best_model / latest.
+        Returns the evaluation results ({} when no evaluation ran)."""
+        metric, results = self.best_metric, {}
+        if self.eval_loader is not None and self.eval_during_train and epoch % self.eval_interval == 0 \
+                and epoch >= self.start_eval_epoch:
+            results = self.evaluate(epoch=epoch)
+            self._metric_key = self._metric_key or next(k for k in results if k != "loss")
+            metric = results[self._metric_key]
+            if self.ema is not None:
+                with self.ema.applied_to(self.model):
+                    ema_eval = self.evaluate(epoch=epoch, tag="Eval EMA")
+                results.update({f"ema_{k}": v for k, v in ema_eval.items()})
+                metric = max(metric, ema_eval[self._metric_key])
+            for k, v in results.items():
+                vdl.add_scalar(f"eval/{k}", v, epoch)
+        if epoch % self.save_interval == 0:
+            self.save(f"epoch_{epoch}", epoch, metric)
+        if results:
+            if metric > self.best_metric:
+                self.best_metric, self.best_epoch = metric, epoch
+                self.save("best_model", epoch, metric)
+            self.log.info(f"[Eval][Epoch {epoch}] best {self._metric_key}: {self.best_metric:.5f} (epoch "
+                          f"{self.best_epoch})")
+        self.save("latest", epoch, metric)
+        return results
 
     def _log_train(self, epoch, it, loss_meters, batch_time, reader_time, n, eta, vdl):
         lr = self.current_lr()

@@ -1,0 +1,148 @@
+"""User-error types and the small checking helpers every layer of ppbackbone uses.
+
+This is a leaf module: it imports nothing of the package, so config, data, engine, export and the
+models may all use it without import cycles.
+
+`UserError` marks a mistake in what the user gave (a config key, a file, a flag): the command-line
+tools print its message as `Error: ...` without a traceback. Anything else is a bug and keeps its
+traceback.
+"""
+import difflib
+import inspect
+import logging
+
+__all__ = ["UserError", "ConfigError", "suggest", "check_keys", "check_op_list", "accepted_params",
+           "get_value", "warn_once", "is_off"]
+
+logger = logging.getLogger("ppbackbone")
+
+
+class UserError(Exception):
+    """A problem with the user's input; the message names the key or file, the value and what fits."""
+
+
+class ConfigError(UserError, ValueError):
+    """A config file, key or value that cannot be used; the message says which and why."""
+
+
+def suggest(name, options):
+    """' Did you mean: a, b?' for the options closest to `name` ('' when none is close)."""
+    options = [str(o) for o in options]
+    lowered = str(name).lower()
+    exact = [o for o in options if o.lower() == lowered]
+    contains = [o for o in options if lowered and len(lowered) >= 3 and lowered in o.lower()]
+    close = difflib.get_close_matches(str(name), options, n=3, cutoff=0.6)
+    ranked = list(dict.fromkeys(exact + close + contains))[:3]
+    return f" Did you mean: {', '.join(ranked)}?" if ranked else ""
+
+
+_WARNED = set()
+
+
+def warn_once(key, message):
+    """Log `message` as a warning the first time `key` is seen in this process."""
+    if key in _WARNED:
+        return
+    _WARNED.add(key)
+    logger.warning(message)
+
+
+def is_off(value):
+    """True for the values a PaddleClas config uses to leave an option unset or disabled."""
+    return value is None or value is False or value == 0 or value == "" or value == [] or value == {}
+
+
+def check_keys(mapping, allowed, where, unsupported=None):
+    """Raise ConfigError for keys of `mapping` outside `allowed` (with a suggestion); warn once for
+    keys in `unsupported` ({key: reason}) that are set to something other than an off value."""
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"{where} must be a mapping of keys, got {type(mapping).__name__}: {mapping!r}")
+    unsupported = unsupported or {}
+    for key in mapping:
+        if key in allowed or mapping[key] is None:  # a null value is an unset key
+            continue
+        if key in unsupported:
+            if not is_off(mapping[key]):
+                warn_once(f"{where}.{key}", f"{where}.{key} (PaddleClas) is not supported and is ignored: "
+                                            f"{unsupported[key]}")
+            continue
+        raise ConfigError(f"unknown key {where}.{key}.{suggest(key, allowed)} Allowed in {where}: "
+                          f"{', '.join(allowed)}")
+
+
+def accepted_params(cls):
+    """Keyword parameters a class's constructor accepts (None when it takes **kwargs)."""
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    return [n for n in params if n != "self"]
+
+
+def check_op_list(entries, registry, where, unsupported=(), injected=()):
+    """Check a PaddleClas op list (`[{Name: {param: value}}, ...]`): each entry one key, a name in
+    `registry` (a dict name -> class) and parameters its constructor accepts. Names in
+    `unsupported` warn once and are reported back; `injected` parameters are filled in by us
+    (e.g. class_num) and may not be set. Returns the list of unsupported names found."""
+    if entries is None:
+        return []
+    if not isinstance(entries, list):
+        raise ConfigError(f"{where} must be a list of one-key mappings like [{{Name: {{...}}}}], got {entries!r}")
+    skipped = []
+    for index, entry in enumerate(entries):
+        if isinstance(entry, str):
+            entry = {entry: None}
+        if not isinstance(entry, dict) or len(entry) != 1:
+            raise ConfigError(f"{where}[{index}] must be a one-key mapping like {{Name: {{param: value}}}}, "
+                              f"got {entry!r}")
+        (name, params), = entry.items()
+        if name in unsupported:
+            warn_once(f"{where}:{name}", f"{where}: {name} (PaddleClas) is not supported and is skipped")
+            skipped.append(name)
+            continue
+        if name not in registry:
+            raise ConfigError(f"{where}[{index}]: unknown {name!r}.{suggest(name, registry)} "
+                              f"Known: {', '.join(registry)}")
+        if params is None:
+            continue
+        if not isinstance(params, dict):
+            raise ConfigError(f"{where}[{index}] {name}: parameters must be a mapping, got {params!r}")
+        accepted = accepted_params(registry[name])
+        if accepted is None:
+            continue
+        accepted = [a for a in accepted if a not in injected]
+        bad = [k for k in params if k not in accepted]
+        if bad:
+            raise ConfigError(f"{where}[{index}] {name}: unknown parameter(s) {bad}.{suggest(bad[0], accepted)}"
+                              f" Accepted: {', '.join(accepted) or '(none)'}")
+    return skipped
+
+
+_MISSING = object()
+
+
+def get_value(config, path, default=_MISSING, kind=None, check=None, expect=None):
+    """The value at dotted `path` ('Global.epochs'), `default` when absent or null. `kind` (a type or
+    tuple) and `check` (a predicate) validate it; a failure is a ConfigError naming the key, the value
+    and `expect` (what is allowed)."""
+    node = config
+    for part in path.split("."):
+        if not isinstance(node, dict) or node.get(part) is None:
+            if default is _MISSING:
+                raise ConfigError(f"{path} is required ({expect or 'see docs/training.md'})")
+            return default
+        node = node[part]
+    value = node
+    ok = True
+    if kind is not None:
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if bool not in kinds and isinstance(value, bool):
+            ok = False
+        elif not isinstance(value, kinds):
+            ok = False
+    if ok and check is not None:
+        ok = bool(check(value))
+    if not ok:
+        raise ConfigError(f"{path}={value!r} is not valid: expected {expect or kind}")
+    return value
