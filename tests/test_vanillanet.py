@@ -15,22 +15,44 @@ from ppbackbone.convert import torch_state_to_paddle
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "vanillanet_official.npz")
 
 
-@pytest.fixture(scope="module")
-def official():
-    data = np.load(FIXTURE)
-    weights = {k[2:]: data[k] for k in data.files if k.startswith("w:")}
+CASES = ["", "ada:"]  # fixture key prefixes: the plain instance and the ada_pool one (stride-3 padded stem)
+
+
+@pytest.fixture(scope="module", params=CASES, ids=["plain", "ada_pool"])
+def official(request):
+    """(outputs, torch-named weights, official constructor arguments) of one fixture case."""
+    with np.load(FIXTURE) as raw:
+        prefix = request.param
+        data = {k[len(prefix):]: raw[k] for k in raw.files if k.startswith(prefix) and
+                (prefix or not k.startswith("ada:"))}
+    weights = {k[2:]: data[k] for k in data if k.startswith("w:")}
     return data, weights, ast.literal_eval(str(data["config"]))
+
+
+def _build(config, **kwargs):
+    return VanillaNet(dims=config["dims"], strides=config["strides"], act_num=config["act_num"],
+                      num_classes=config["num_classes"], drop_rate=config["drop_rate"],
+                      ada_pool=config.get("ada_pool"), **kwargs)
 
 
 def _model(official, tmp_path):
     data, weights, config = official
-    model = VanillaNet(dims=config["dims"], strides=config["strides"], act_num=config["act_num"],
-                       num_classes=config["num_classes"], drop_rate=config["drop_rate"])
+    model = _build(config)
     path = ppbackbone.save_weights(torch_state_to_paddle(weights), str(tmp_path / "official.safetensors"))
     report = ppbackbone.load_weights(model, path, verbose=False)
     assert not (report.missing or report.unexpected or report.mismatched or report.head_skipped)
     model.eval()
     return model, paddle.to_tensor(data["x"])
+
+
+def test_fixture_has_the_ada_pool_stem():
+    """The ada_pool case exercises what differs: official stem 4x4 stride 3 padding 1 (64 -> 21)."""
+    with np.load(FIXTURE) as raw:
+        config = ast.literal_eval(str(raw["ada:config"]))
+        assert raw["ada:w:stem1.0.weight"].shape[2:] == (4, 4)
+    model = _build(config)
+    assert (model.stem_stride, model.stem_padding) == (3, 1)
+    assert [s[0] for s in model.feature_sizes(64)] == [11, 11, 3]
 
 
 def test_train_form_matches_official_at_any_act_learn(official, tmp_path):
@@ -68,8 +90,7 @@ def test_deploy_checkpoint_loads_into_deploy_built_model(official, tmp_path):
     model, x = _model(official, tmp_path)
     ppbackbone.reparameterize(model)
     path = ppbackbone.save_weights(model, str(tmp_path / "deploy.safetensors"))
-    deployed = VanillaNet(dims=config["dims"], strides=config["strides"], num_classes=config["num_classes"],
-                          deploy=True)
+    deployed = _build(config, deploy=True)
     report = ppbackbone.load_weights(deployed, path, verbose=False)
     assert not (report.missing or report.unexpected)
     deployed.eval()
@@ -105,8 +126,21 @@ def test_ada_pool_needs_large_enough_inputs():
     model = ppbackbone.create_model("vanillanet_13_x1_5_ada_pool", **ppbackbone.model_info(
         "vanillanet_13_x1_5_ada_pool").test_args)
     model.eval()
-    with pytest.raises(ValueError, match="ada_pool.*pools to 8x8 but its input is 4x4"):
+    with pytest.raises(ValueError, match="ada_pool.*pools to 11x11 but its input is 5x5"):
         model(paddle.zeros([1, 3, 16, 16]))
+
+
+def test_ada_pool_sizes_at_224_are_the_official_ones():
+    """Official vanillanet_13_x1_5_ada_pool at 224: stem 75, adaptive pools 38/19/10 (nominal strides 3/6/12/24)."""
+    info = ppbackbone.model_info("vanillanet_13_x1_5_ada_pool")
+    dims = [d // 48 for d in info.default_args["dims"]]
+    model = ppbackbone.create_model("vanillanet_13_x1_5_ada_pool", dims=dims, out_indices=list(range(11)))
+    model.eval()
+    maps = model(paddle.zeros([1, 3, 224, 224]))
+    heights = [int(m.shape[2]) for m in maps]
+    assert heights == [75, 38, 19, 19, 19, 19, 19, 19, 19, 10, 10]
+    assert heights == [s[0] for s in model.feature_sizes(224)]
+    assert heights == [-(-224 // f["stride"]) for f in model.feature_info]
 
 
 def test_unknown_variant_suggests_names():

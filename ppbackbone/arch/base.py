@@ -155,6 +155,18 @@ class Backbone(nn.Layer):
         if self.training:
             self.train()
 
+    def feature_sizes(self, image_size):
+        """(h, w) of every stage's output for an (h, w) input (or an int for a square one).
+
+        Default: ceil(size / stride) per side (`stride_hw` where a stage has one); a family whose stages do
+        not follow it (VanillaNet's padded stem and adaptive pools) overrides this."""
+        h, w = image_size if isinstance(image_size, (tuple, list)) else (image_size, image_size)
+        sizes = []
+        for info in self.feature_info:
+            sh, sw = info.get("stride_hw", (info["stride"], info["stride"]))
+            sizes.append((-(-h // sh), -(-w // sw)))
+        return sizes
+
     # ---------------------------------------------------------------- forward surface
     def train(self):
         super().train()

@@ -71,8 +71,8 @@ def _trunc_normal_attr(lr_mult):
     return conv_attr(lr_mult, TruncatedNormal(std=0.02))
 
 
-def _conv(c_in, c_out, k, stride=1, lr_mult=1.0):
-    return nn.Conv2D(c_in, c_out, k, stride=stride, weight_attr=_trunc_normal_attr(lr_mult),
+def _conv(c_in, c_out, k, stride=1, padding=0, lr_mult=1.0):
+    return nn.Conv2D(c_in, c_out, k, stride=stride, padding=padding, weight_attr=_trunc_normal_attr(lr_mult),
                      bias_attr=ParamAttr(initializer=Constant(0.0), learning_rate=lr_mult))
 
 
@@ -191,14 +191,21 @@ class VanillaNet(Backbone, RepMixin):
         self.act_learn_schedule = act_learn_schedule
         self.decay_epochs = decay_epochs
         self.drop_rate = drop_rate
-        self.stem1 = nn.Sequential(_conv(3, dims[0], 4, stride=4, lr_mult=lr_mults[0]), _bn(dims[0], lr_mults[0]))
+        # The official code (since f6d5bd0) gives the ada_pool variant a 4x4 stride-3 padding-1 stem (224 -> 75,
+        # which its adaptive pools take to 38/19/10); the others a 4x4 stride-4 one.
+        self.stem_stride, self.stem_padding = (3, 1) if ada_pool else (4, 0)
+        self.stem1 = nn.Sequential(_conv(3, dims[0], 4, self.stem_stride, self.stem_padding, lr_mults[0]),
+                                   _bn(dims[0], lr_mults[0]))
         self.stem2 = nn.Sequential(_conv(dims[0], dims[0], 1, lr_mult=lr_mults[0]), _bn(dims[0], lr_mults[0]),
                                    Activation(dims[0], act_num, lr_mults[0]))
         self.stem = None
         self.stages = nn.LayerList([
             Block(dims[i], dims[i + 1], act_num, strides[i], ada_pool[i] if ada_pool else 0, lr_mults[i + 1])
             for i in range(len(strides))])
-        info, stride = [], 4
+        # ada_pool: its adaptive pools have no stride; the nominal strides 3/6/12/24 are exact at 224 (75/38/19/10).
+        info, stride = [], self.stem_stride
+        self.strides = list(strides)
+        self.ada_pool = list(ada_pool) if ada_pool else None
         for i, s in enumerate(strides):
             stride *= s
             info.append(dict(channels=dims[i + 1], stride=stride, name=f"stages.{i}"))
@@ -252,6 +259,19 @@ class VanillaNet(Backbone, RepMixin):
         if self.act_learn_schedule is not None and not self.deployed:
             self.set_act_learn(act_learn_at(epoch, self.decay_epochs, self.act_learn_schedule))
 
+    def feature_sizes(self, image_size):
+        """Exact (h, w) of every stage's output for an (h, w) input (or an int for a square one): the stem conv's
+        arithmetic, then floor pooling or the adaptive pools' fixed sizes."""
+        size = image_size if isinstance(image_size, (tuple, list)) else (image_size, image_size)
+        size = [(s + 2 * self.stem_padding - 4) // self.stem_stride + 1 for s in size]
+        sizes = []
+        for i, stride in enumerate(self.strides):
+            if stride != 1:
+                ada = self.ada_pool[i] if self.ada_pool else 0
+                size = [ada if ada else s // stride for s in size]
+            sizes.append(tuple(size))
+        return sizes
+
     # ------------------------------------------------------------------ forward
     def forward_stages(self, x):
         if self.stem is not None:
@@ -281,7 +301,7 @@ class VanillaNet(Backbone, RepMixin):
         k1, b1 = fold_bn(self.stem1[0].weight, self.stem1[1], self.stem1[0].bias)
         k2, b2 = fold_bn(self.stem2[0].weight, self.stem2[1], self.stem2[0].bias)
         kernel, bias = _merge_1x1(k2, b2, k1, b1)
-        conv = nn.Conv2D(3, kernel.shape[0], 4, stride=4)
+        conv = nn.Conv2D(3, kernel.shape[0], 4, stride=self.stem_stride, padding=self.stem_padding)
         conv.weight.set_value(kernel)
         conv.bias.set_value(bias)
         act = self.stem2[2]
@@ -317,7 +337,7 @@ TEST_NUM_PARAMS = {"5": 1353760, "6": 1499424, "7": 1503296, "8": 1543360, "9": 
 for _v, _cfg in VANILLA_CFGS.items():
     _test_args = {"dims": TEST_DIMS[_v]}
     if "ada_pool" in _cfg:
-        _test_args["ada_pool"] = [0, 8, 4, 0, 0, 0, 0, 0, 0, 2, 0]  # sized for the suite's 64x64 inputs
+        _test_args["ada_pool"] = [0, 11, 6, 0, 0, 0, 0, 0, 0, 3, 0]  # 64x64 -> 21 -> 11/6/3, as 224 -> 75 -> 38/19/10
     register_model(f"vanillanet_{_v}", VanillaNet, _cfg, family="vanillanet", num_params=NUM_PARAMS.get(_v),
                    test_num_params=TEST_NUM_PARAMS.get(_v), test_args=_test_args,
                    reference=f"huawei-noah/VanillaNet vanillanet_{_v}")
