@@ -54,26 +54,34 @@ def test_v3_presets_have_paddleocr_keys_and_shapes(fixture, preset, name):
     assert fused == theirs_fused
 
 
-@pytest.mark.parametrize("case", ["det", "rec"])
-def test_v3_matches_paddleocr_unfused_and_fused(fixture, case, tmp_path):
+def _paddleocr_model(fixture, case, tmp_path):
+    """PaddleOCR's PPLCNetV3(scale=0.35, det=...) through our registry (a classifier name + det/rec), with the
+    fixture's weights, and the case's input."""
     maker = _fixture_module()
     keys = fixture[f"{case}/keys"].tolist()
     weights = maker.fixture_weights(keys, _shapes(fixture, case))
     sums = np.array([[w.astype("float64").sum(), (w.astype("float64") ** 2).sum()] for w in weights.values()])
     np.testing.assert_allclose(sums, fixture[f"{case}/checksums"], rtol=1e-6, atol=1e-6,
                                err_msg="fixture_weights no longer reproduces the fixture's weights")
-    # PaddleOCR's PPLCNetV3(scale=0.35, det=...) through our registry: a classifier name + det/rec
-    model = ppbackbone.create_model("pplcnetv3_x0_35", **{case: True})
+    model = ppbackbone.create_model("pplcnetv3_x0_35", **{"det" if case == "det" else "rec": True})
     assert list(model.state_dict()) == keys
     path = ppbackbone.save_weights(weights, str(tmp_path / "fixture.safetensors"))
     report = ppbackbone.load_weights(model, path, verbose=False)
     assert not (report.missing or report.unexpected or report.mismatched)
+    x = fixture.get(f"{case}/input")
+    if x is None:  # compact case: the generator's seeded input
+        x = maker.fixture_input(maker.CASES[case]["input_shape"])
+    return model, paddle.to_tensor(x)
+
+
+@pytest.mark.parametrize("case", ["det", "rec", "rec320"])
+def test_v3_matches_paddleocr_unfused_and_fused(fixture, case, tmp_path):
+    """det: PaddleOCR's 4 projected maps; rec: its pooled output, returned by model(x) as PaddleOCR's is."""
+    model, x = _paddleocr_model(fixture, case, tmp_path)
     model.eval()
-    x = paddle.to_tensor(fixture[f"{case}/input"])
 
     def run():
-        outs = model(x)
-        return [model.ocr_pool(outs[-1])] if case == "rec" else outs
+        return _as_list(model(x))
 
     expected = [fixture[f"{case}/out{i}"] for i in range(4 if case == "det" else 1)]
     got = run()
@@ -104,15 +112,32 @@ def test_v3_param_attrs_match_paddleocr(fixture, case):
         assert (params[name].regularizer is not None) == bool(has_reg), name
 
 
-def test_v3_rec_pooling_follows_paddleocr():
+def test_v3_rec_training_output_matches_paddleocr(fixture, tmp_path):
+    """Training mode ends with adaptive_avg_pool2d to [1, 40] (BN on batch statistics), as PaddleOCR's."""
+    model, x = _paddleocr_model(fixture, "rec320", tmp_path)
+    model.train()
+    got = model(x).numpy()
+    expected = fixture["rec320/train_out0"]
+    assert got.shape == expected.shape == (2, 176, 1, 40)
+    assert float(np.abs(got - expected).max()) <= 1e-4 * max(1.0, float(np.abs(expected).max()))
+
+
+def test_v3_rec_preset_returns_paddleocr_output_and_keeps_the_map():
     model = ppbackbone.create_model("pplcnetv3_x0_95_rec")
-    assert model.out_indices == [4] and model.out_channels == [480]
+    assert model.out_indices is None and model.feature_info[-1]["channels"] == 480
     assert model.feature_info[-1]["stride_hw"] == (16, 4)
     x = paddle.randn([1, 3, 48, 320])
     model.eval()
-    assert model.ocr_pool(model(x)[-1]).shape == [1, 480, 1, 40]
+    pooled = model(x)
+    assert pooled.shape == [1, 480, 1, 40]  # PaddleOCR's PPLCNetV3(det=False) output
+    fmap = model.forward_features(x)
+    assert fmap.shape == [1, 480, 3, 80]  # the unpooled blocks6 map
+    np.testing.assert_allclose(model.ocr_pool(fmap).numpy(), pooled.numpy(), rtol=1e-6, atol=1e-6)
+    features = ppbackbone.create_model("pplcnetv3_x0_95_rec", out_indices=[3, 4])
+    features.eval()
+    assert [list(t.shape) for t in features(x)] == [[1, 240, 12, 80], [1, 480, 3, 80]]
     model.train()
-    assert model.ocr_pool(model(paddle.randn([2, 3, 32, 160]))[-1]).shape == [2, 480, 1, 40]
+    assert model(paddle.randn([2, 3, 32, 160])).shape == [2, 480, 1, 40]
 
 
 def test_v3_classifier_takes_the_ocr_det_checkpoint(tmp_path):

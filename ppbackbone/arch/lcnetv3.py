@@ -16,9 +16,10 @@ Registered names (one class, three layouts, chosen by the `det` / `rec` flags):
   blocks2..blocks6; blocks3..blocks6 are returned through PaddleOCR's 1x1 `layer_list` convs to
   int([16, 24, 56, 480] * scale) channels; default out_indices [1, 2, 3, 4] = PaddleOCR's 4 outputs.
 - `pplcnetv3_x0_95_rec`: PaddleOCR `PPLCNetV3(scale=0.95)` (det=False), as in the PP-OCRv4/v5 mobile
-  rec configs: strides (2, 1) / (1, 2) in later blocks. Feature mode, default out_indices [4]
-  (the blocks6 map); `ocr_pool(x)` applies PaddleOCR's final pooling (training: adaptive [1, 40];
-  eval: avg_pool [3, 2]), so `model.ocr_pool(model(x)[-1])` equals PaddleOCR's backbone output.
+  rec configs: strides (2, 1) / (1, 2) in later blocks. Like PaddleOCR's backbone, `model(x)` returns the
+  blocks6 map pooled by PaddleOCR's final pooling (`ocr_pool`: training adaptive_avg_pool2d to [1, 40],
+  eval avg_pool2d [3, 2]): [N, 480, 1, 40] for a 48x320 input. The unpooled map stays available:
+  `forward_features(x)` ([N, 480, 3, 80] at 48x320), or `out_indices` (e.g. [4]) for a list of stage maps.
   `feature_info[i]["stride"]` is the height stride; `stride_hw` gives (height, width).
 In det/rec layouts `num_classes` is ignored (no classifier).
 
@@ -194,7 +195,8 @@ class PPLCNetV3(Backbone):
         lr_mult_list: 6 multipliers [conv1, blocks2, blocks3, blocks4, blocks5, blocks6].
         lab_lr: LAB learning-rate factor (0.1).
         det: PaddleOCR's det layout and 1x1 projections; feature mode (default out_indices [1, 2, 3, 4]).
-        rec: PaddleOCR's rec layout (PaddleOCR's `det=False`); feature mode (default out_indices [4]).
+        rec: PaddleOCR's rec layout (PaddleOCR's `det=False`): `forward` returns PaddleOCR's pooled blocks6 map
+            (`ocr_pool`); with out_indices, the unpooled stage maps.
         num_classes, dropout_prob, class_expand, use_last_conv: the classifier head (det/rec: ignored).
         out_indices: stages to return, 0..4 = blocks2..blocks6.
         freeze_at / freeze_stem_only / freeze_norm: see Backbone.apply_freeze (stem = conv1).
@@ -235,10 +237,8 @@ class PPLCNetV3(Backbone):
             for i, w in enumerate(widths):
                 feature_info[i + 1].update(channels=w, name=f"layer_list.{i}")
             out_indices = [1, 2, 3, 4] if out_indices is None else out_indices
-        elif self.rec:
-            out_indices = [4] if out_indices is None else out_indices
         self.init_features(feature_info, out_indices)
-        if self.out_indices is None:
+        if self.out_indices is None and not self.rec:
             self.build_head(num_classes, class_expand if use_last_conv else None, act="hardswish",
                             dropout=dropout_prob if use_last_conv else 0.0)
         self.apply_freeze(freeze_at, freeze_stem_only, freeze_norm)
@@ -253,6 +253,12 @@ class PPLCNetV3(Backbone):
             x = getattr(self, name)(x)
             outs.append(self.layer_list[i - 1](x) if self.det and i > 0 else x)
         return outs
+
+    def forward_head(self, x, pre_logits=False):
+        """Classifier: pool + head. Rec layout: PaddleOCR's pooling of the blocks6 map (`ocr_pool`)."""
+        if self.rec:
+            return self.ocr_pool(x)
+        return super().forward_head(x, pre_logits)
 
     def ocr_pool(self, x):
         """PaddleOCR's rec-backbone pooling of the blocks6 map: adaptive [1, 40] in training,
@@ -303,5 +309,7 @@ register_model("pplcnetv3_x0_75_det",
                reference="PaddleOCR PPLCNetV3(scale=0.75, det=True) (PP-OCRv4/v5 mobile det)")
 register_model("pplcnetv3_x0_95_rec",
                fixed_args_builder(PPLCNetV3, "pplcnetv3_x0_95_rec", {"scale": 0.95, "rec": True, "det": False}),
-               dict(out_indices=[4]), family="pplcnetv3", num_params=NUM_PARAMS["pplcnetv3_x0_95_rec"],
+               family="pplcnetv3", num_params=NUM_PARAMS["pplcnetv3_x0_95_rec"],
+               # The generic suite checks logits or feature lists; the pooled output is tested in test_lcnet.py.
+               test_args=dict(out_indices=[4]), test_num_params=NUM_PARAMS["pplcnetv3_x0_95_rec"],
                reference="PaddleOCR PPLCNetV3(scale=0.95) (PP-OCRv4/v5 mobile rec)")
