@@ -1,13 +1,11 @@
-"""Export a trained model for deployment: weights -> eval -> reparameterize -> to_static -> jit.save,
-then `inference.yml` beside it and a verification with Paddle Inference before anything is published.
+"""Export a trained model for deployment: weights -> eval -> reparameterize -> [softmax] -> to_static
+-> jit.save, then `inference.yml` beside it and a verification with Paddle Inference before anything
+is published.
 
 The export directory is written in a temporary directory next to `save_dir` and renamed onto it only
 after the reloaded model agreed with the dygraph one, so a failed export leaves nothing half-written.
-
-Files (Paddle 3.x, PIR): `inference.json` (program) + `inference.pdiparams` (weights); Paddle started
-with `FLAGS_enable_pir_api=0` still writes the older `inference.pdmodel` (+ `.pdiparams.info`).
-`inference.yml` holds everything a predictor needs besides the network: preprocessing, postprocessing,
-label list, input/output names and shapes, and provenance (model, weights, fused, versions).
+Its format (file names, inference.yml) belongs to ppbackbone.export_dir; the runtimes verifying it
+to ppbackbone.runtimes.
 """
 import os
 import shutil
@@ -17,28 +15,21 @@ import warnings
 
 import numpy as np
 import paddle
-import yaml
 
 from .config import build_model
 from .errors import ConfigError, UserError
+from .export_dir import (EXPORT_MARKERS, FORMAT_VERSION, INFERENCE_YML, INPUT_NAME, MODEL_FILES, MODEL_PREFIX,
+                         ONNX_FILE, PADDLEX_OPS, PARAMS_FILE, check_paddlex_name, find_model_file,
+                         from_paddlex_ops, to_paddlex_ops, write_inference_config)
+from .runtimes import OnnxRuntimeBackend, PaddleBackend
 from .weights import file_sha256, load_weights
 
-__all__ = ["export_model", "ExportError", "ExportResult", "derive_inference_config", "write_inference_config",
-           "convert_to_onnx", "save_static", "program_op_counts", "output_names", "find_model_file",
-           "INFERENCE_YML", "PARAMS_FILE", "ONNX_FILE", "MODEL_FILES", "DEFAULT_TOLERANCE", "FORMAT_VERSION"]
+__all__ = ["export_model", "ExportError", "ExportResult", "derive_inference_config", "convert_to_onnx",
+           "save_static", "program_op_counts", "output_names", "DEFAULT_TOLERANCE", "DEFAULT_ONNX_OPSET"]
 
-INFERENCE_YML = "inference.yml"
-MODEL_PREFIX = "inference"
-# Program file by Paddle IR: PIR (Paddle 3.x default) writes JSON, the legacy ProgramDesc a protobuf.
-MODEL_FILES = ("inference.json", "inference.pdmodel")
-PARAMS_FILE = "inference.pdiparams"
-ONNX_FILE = "model.onnx"
-FORMAT_VERSION = 1
-INPUT_NAME = "x"  # PaddleClas's input name: deploy code written for PaddleClas exports keeps working
 # Max |exported - dygraph| allowed, relative to the output's scale (max(1, max|dygraph output|)).
 DEFAULT_TOLERANCE = 1e-4
 DEFAULT_ONNX_OPSET = 13
-_EXPORT_MARKERS = (INFERENCE_YML, PARAMS_FILE) + MODEL_FILES
 
 
 class ExportError(UserError, RuntimeError):
@@ -64,20 +55,15 @@ class ExportResult:
 
 
 # ----------------------------------------------------------------------------------------- helpers
-def find_model_file(model_dir):
-    """The program file of an export directory (`inference.json` or `inference.pdmodel`), or None."""
-    for name in MODEL_FILES:
-        if os.path.isfile(os.path.join(model_dir, name)):
-            return name
-    return None
-
-
-def output_names(model):
-    """Names of the exported outputs: `logits` (classifier), `features` (pooled, no fc), or one
-    `stage{i}` per `out_indices` entry (feature mode; i is the stage index the user wrote)."""
+def output_names(model, softmax=False):
+    """Names of the exported outputs: `probs` (classifier ending in softmax) or `logits`, `features`
+    (pooled, no fc), or one `stage{i}` per `out_indices` entry (feature mode; i is the stage index
+    the user wrote)."""
     if getattr(model, "out_indices", None) is not None:
         return [f"stage{i}" for i in model.out_indices]
-    return ["logits"] if getattr(model, "num_classes", 1) else ["features"]
+    if not getattr(model, "num_classes", 1):
+        return ["features"]
+    return ["probs"] if softmax else ["logits"]
 
 
 def _as_list(out):
@@ -104,7 +90,7 @@ def _check_save_dir(save_dir):
         raise ExportError(f"Global.save_inference_dir={save_dir} is a file; expected a directory")
     if os.path.isdir(save_dir):
         entries = os.listdir(save_dir)
-        if entries and not any(name in entries for name in _EXPORT_MARKERS):
+        if entries and not any(name in entries for name in EXPORT_MARKERS):
             shown = ", ".join(sorted(entries)[:5]) + (" ..." if len(entries) > 5 else "")
             raise ExportError(f"Global.save_inference_dir={save_dir} exists and holds files that are not an "
                               f"export ({shown}); choose another directory (an export replaces the whole "
@@ -224,14 +210,11 @@ def _preprocess_ops(config, image_shape, feature_mode):
     if "DecodeImage" not in names:
         ops.insert(0, {"DecodeImage": {"to_rgb": True, "channel_first": False}})
     if feature_mode:
-        interpolation = None
-        for op in ops:
-            params = op[_op_name(op)] or {}
-            if _op_name(op) == "ResizeImage" and params.get("interpolation"):
-                interpolation = params["interpolation"]
         resize = {"size": [width, height]}
-        if interpolation:
-            resize["interpolation"] = interpolation
+        for op in ops:  # keep the config's resampling (interpolation, backend)
+            params = op[_op_name(op)] or {}
+            if _op_name(op) == "ResizeImage":
+                resize.update({k: params[k] for k in ("interpolation", "backend") if params.get(k)})
         ops = [op for op in ops if _op_name(op) in ("DecodeImage", "NormalizeImage", "ToCHWImage")]
         ops.insert(1, {"ResizeImage": resize})
     normalize = [op for op in ops if _op_name(op) == "NormalizeImage"]
@@ -249,6 +232,7 @@ def _check_preprocess(ops, image_shape):
     from PIL import Image
 
     from .data.transforms import build_transforms
+    ops = from_paddlex_ops(ops)  # built exactly as the Predictor will build them
     try:
         transforms = build_transforms(ops)
     except Exception as err:  # an op the deploy side cannot build must stop the export
@@ -294,64 +278,69 @@ def _mode(model):
     return "classification" if getattr(model, "num_classes", 0) else "embedding"
 
 
-def derive_inference_config(config, model, image_shape, outputs, fused, weights=None, weights_flag=None):
-    """The content of inference.yml (a dict), derived from the training config and the model."""
+def _inference_ops(config, image_shape, feature_mode):
+    """PreProcess.transform_ops of inference.yml: the deployment ops in PaddleX's layout. Ops PaddleX
+    does not know stay (ppbackbone.Predictor reads them), with a warning that PaddleX will not."""
+    try:
+        ops = to_paddlex_ops(_preprocess_ops(config, image_shape, feature_mode))
+    except ValueError as err:
+        raise ExportError(str(err)) from None
+    foreign = [_op_name(op) for op in ops if _op_name(op) not in PADDLEX_OPS]
+    if foreign:
+        warnings.warn(f"inference.yml's preprocessing uses {', '.join(foreign)}, which PaddleX does not know (it "
+                      f"builds {', '.join(PADDLEX_OPS)}): ppbackbone.Predictor reads the export, PaddleX will not")
+    return ops
+
+
+def _postprocess(config, model, softmax_in_graph):
+    """PaddleClas's PostProcess: {Topk: {topk, label_list}} for a classifier, NormalizeFeatures for an
+    embedding, none for feature maps."""
+    mode = _mode(model)
+    if mode == "embedding":
+        return {"NormalizeFeatures": None}
+    if mode != "classification":
+        return None
+    post = dict((config.get("Infer", {}) or {}).get("PostProcess", {}) or {})
+    num_classes = int(model.num_classes)
+    topk = max(1, min(int(post.get("topk", 5)), num_classes))
+    return {"Topk": {"topk": topk, "label_list": _label_list(config, num_classes)}}
+
+
+def derive_inference_config(config, model, image_shape, outputs, fused, softmax_in_graph=True,
+                            paddlex_name=None, weights=None, weights_flag=None):
+    """The content of inference.yml (a dict, format_version 2), derived from the training config and
+    the model: PaddleClas's/PaddleX's Global, PreProcess, PostProcess, then ppbackbone's sections."""
     from . import __version__
     feature_mode = model.out_indices is not None
-    info = {"format_version": FORMAT_VERSION,
-            "Model": {"name": model.model_name, "mode": _mode(model),
-                      "fused": bool(fused), "class_num": int(getattr(model, "num_classes", 0) or 0),
-                      "weights": None, "weights_sha256": None},
-            "Input": {"name": INPUT_NAME, "shape": [-1] + list(image_shape), "dtype": "float32",
-                      "layout": "NCHW", "channel_order": "RGB"},
-            "Outputs": [],
-            "PreProcess": {"transform_ops": _preprocess_ops(config, image_shape, feature_mode)},
-            "Versions": {"ppbackbone": __version__, "paddle": paddle.__version__}}
+    mode = _mode(model)
+    info = {}
+    if paddlex_name:
+        info["Global"] = {"model_name": paddlex_name}
+    info["PreProcess"] = {"transform_ops": _inference_ops(config, image_shape, feature_mode)}
+    post = _postprocess(config, model, softmax_in_graph)
+    if post:
+        info["PostProcess"] = post
+    info["format_version"] = FORMAT_VERSION
+    info["Model"] = {"name": model.model_name, "mode": mode, "fused": bool(fused),
+                     "class_num": int(getattr(model, "num_classes", 0) or 0),
+                     "softmax_in_graph": bool(softmax_in_graph and mode == "classification"),
+                     "weights": None, "weights_sha256": None}
     if weights:
         info["Model"]["weights"] = os.path.abspath(weights) if os.path.isfile(weights) else str(weights)
         info["Model"]["weights_from"] = weights_flag
         if os.path.isfile(weights):
             info["Model"]["weights_sha256"] = file_sha256(weights)
+    info["Input"] = {"name": INPUT_NAME, "shape": [-1] + list(image_shape), "dtype": "float32", "layout": "NCHW",
+                     "channel_order": "RGB"}
+    info["Outputs"] = []
     for name, out in zip(outputs, _as_list(model.out_feature_info if feature_mode else [None])):
         entry = {"name": name}
         if feature_mode:
             entry.update(stage=int(name[len("stage"):]), channels=int(out["channels"]), stride=int(out["stride"]),
                          module=out["name"])
         info["Outputs"].append(entry)
-    if not feature_mode:
-        post = dict((config.get("Infer", {}) or {}).get("PostProcess", {}) or {})
-        topk = int(post.get("topk", 5))
-        num_classes = info["Model"]["class_num"]
-        if num_classes:
-            topk = max(1, min(topk, num_classes))
-            info["PostProcess"] = {"name": "Topk", "topk": topk, "softmax": True,
-                                   "label_list": _label_list(config, num_classes)}
+    info["Versions"] = {"ppbackbone": __version__, "paddle": paddle.__version__}
     return info
-
-
-class _Dumper(yaml.SafeDumper):
-    """Block style, with lists of scalars (shapes, mean/std) on one line."""
-
-
-def _represent_list(dumper, data):
-    flow = all(isinstance(v, (int, float, str, bool)) or v is None for v in data)
-    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
-
-
-_Dumper.add_representer(list, _represent_list)
-
-# Section order in inference.yml: what the model is, how to feed it, what it returns, provenance.
-_SECTION_ORDER = ("format_version", "Model", "Input", "Outputs", "PreProcess", "PostProcess", "Verification",
-                  "Versions")
-
-
-def write_inference_config(info, path):
-    """Write inference.yml (block style, sections in a readable order)."""
-    ordered = {k: info[k] for k in _SECTION_ORDER if k in info}
-    ordered.update({k: v for k, v in info.items() if k not in ordered})
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("# Written by ppbackbone's exporter from the training config; read by ppbackbone.Predictor.\n")
-        yaml.dump(ordered, f, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
 # ----------------------------------------------------------------------------------------- program files
@@ -490,7 +479,8 @@ def _median_latency_ms(backend, batch, runs):
 # ----------------------------------------------------------------------------------------- export
 def export_model(config, save_dir=None, weights=None, allow_random_weights=False, fuse=True, onnx=False,
                  verify=True, tolerance=DEFAULT_TOLERANCE, threads=2, image_shape=None,
-                 onnx_opset=DEFAULT_ONNX_OPSET, latency_runs=10, legacy_pdmodel=False, log=print):
+                 onnx_opset=DEFAULT_ONNX_OPSET, latency_runs=10, legacy_pdmodel=False, softmax=True,
+                 paddlex_name=None, log=print):
     """Export the model a config describes, verified, into `save_dir`.
 
     Args:
@@ -500,29 +490,89 @@ def export_model(config, save_dir=None, weights=None, allow_random_weights=False
         weights: weights file; default `Global.pretrained_model`, then `Arch.pretrained`.
         allow_random_weights: export without weights (benchmarking); refused otherwise.
         fuse: reparameterize Rep blocks before export (False keeps the training branches).
-        onnx: also write model.onnx (paddle2onnx), verified with onnxruntime.
+        onnx: also write inference.onnx (paddle2onnx), verified with onnxruntime.
         verify: reload with Paddle Inference (CPU, oneDNN) and compare with the dygraph model on a
             sample batch; past `tolerance` x output scale the export fails and nothing is written.
         image_shape: [3, H, W]; default `Global.image_shape`.
         latency_runs: batch-1 latency runs printed after verification (0: skip).
         legacy_pdmodel: require the old program format (inference.pdmodel); Paddle writes it only
             when started with FLAGS_enable_pir_api=0 (tools/export.py --legacy-pdmodel sets it).
+        softmax: end a classifier's graph in softmax, as PaddleClas's exporter does (scores are
+            probabilities, which PaddleX expects); False exports logits.
+        paddlex_name: Global.model_name for PaddleX (default: the PaddleX name of a classifier when it
+            has one; "none" leaves it out); a name of another model is refused.
     Returns an ExportResult.
     """
+    config = _as_config(config)
+    save_dir = _target_dir(config, save_dir)
+    shape = _image_shape(config, image_shape)
+    if onnx:  # fail before any work when the optional dependencies are missing
+        _require_onnx_tools()
+    model, report, source = _build_with_weights(config, weights, allow_random_weights, log)
+    if paddlex_name is None and _mode(model) != "classification":
+        paddlex_name = "none"  # PaddleX's names for our models are its classifiers
+    try:
+        paddlex_name = check_paddlex_name(model.model_name, paddlex_name)
+    except ValueError as err:
+        raise ExportError(str(err)) from None
+
+    sample = np.random.RandomState(0).standard_normal([2] + shape).astype("float32")
+    reference = _dygraph_outputs(model, sample)  # the unfused model is the truth every step is checked against
+    if fuse:
+        _fuse_checked(model, sample, reference, tolerance, log)
+    elif _has_unfused(model):
+        log(f"NOTE: {model.model_name} is exported UNFUSED (fuse=False): its Rep blocks keep their training "
+            f"branches and run slower")
+    graph, softmax_in_graph = _deploy_graph(model, softmax)
+    if softmax_in_graph:
+        reference = [_softmax(reference[0])]
+    names = output_names(model, softmax_in_graph)
+
+    with _staging_dir(save_dir) as tmp_dir:
+        info = derive_inference_config(config, model, shape, names, fused=fuse, softmax_in_graph=softmax_in_graph,
+                                       paddlex_name=paddlex_name, weights=report.path if report else None,
+                                       weights_flag=source)
+        _check_preprocess(info["PreProcess"]["transform_ops"], shape)
+        model_file = _save_program(graph, tmp_dir, shape, names, legacy_pdmodel, log)
+        info["Model"].update(model_file=model_file, params_file=PARAMS_FILE)
+        verification = {"sample": f"N(0,1) batch of 2x{shape}", "tolerance": tolerance}
+        verified_on = []
+        if verify:
+            verification.update(_verify_paddle(tmp_dir, model_file, sample, reference, names, tolerance, threads,
+                                               latency_runs, info, log))
+            verified_on.append("paddle")
+        else:
+            verification["paddle_inference"] = "skipped (verify=False)"
+        if onnx:  # always verified: an unverified inference.onnx is not written
+            verification.update(_export_onnx(tmp_dir, model_file, sample, reference, names, tolerance, threads,
+                                             onnx_opset, info, log))
+            verified_on.append("onnxruntime")
+        info["Precisions"] = {"fp32": {"verified_on": verified_on}}
+        info["Verification"] = verification
+        write_inference_config(info, os.path.join(tmp_dir, INFERENCE_YML))
+    files = sorted(os.listdir(save_dir))
+    log(f"Exported {model.model_name} ({'fused' if fuse else 'unfused'}) to {save_dir}: {', '.join(files)}")
+    return ExportResult(save_dir, files, info, report)
+
+
+# The steps of export_model, in order.
+def _as_config(config):
     from .config import load_config
-    from .arch import has_unfused_blocks, reparameterize
-    if isinstance(config, (str, os.PathLike)):
-        config = load_config(config)
+    return load_config(config) if isinstance(config, (str, os.PathLike)) else config
+
+
+def _target_dir(config, save_dir):
     save_dir = save_dir or config.get("Global", {}).get("save_inference_dir")
     if not save_dir:
         raise ExportError("No output directory: set -o Global.save_inference_dir=<dir>")
     save_dir = os.path.abspath(os.fspath(save_dir))
     _check_save_dir(save_dir)
-    shape = _image_shape(config, image_shape)
-    if onnx:  # fail before any work when the optional dependencies are missing
-        _require_onnx_tools()
-    weights_path, flag = _weights_source(config, weights, allow_random_weights)
+    return save_dir
 
+
+def _build_with_weights(config, weights, allow_random_weights, log):
+    """(eval-mode model, load report or None, `flag=path` the weights came from or None)."""
+    weights_path, flag = _weights_source(config, weights, allow_random_weights)
     model = build_model(config, pretrained=False)
     report = None
     if weights_path is None:
@@ -530,88 +580,115 @@ def export_model(config, save_dir=None, weights=None, allow_random_weights=False
     else:
         report = _load_checked(model, weights_path, flag, log)
     model.eval()
-    names = output_names(model)
+    return model, report, (f"{flag}={weights_path}" if flag else None)
 
-    rng = np.random.RandomState(0)
-    sample = rng.standard_normal([2] + shape).astype("float32")
+
+def _dygraph_outputs(model, sample):
     with paddle.no_grad():
-        reference = [t.numpy() for t in _as_list(model(paddle.to_tensor(sample)))]
-    if fuse:
-        reparameterize(model)
-        if has_unfused_blocks(model):
-            raise ExportError(f"{model.model_name}: some Rep blocks are still unfused after reparameterize()")
-        with paddle.no_grad():
-            fused_out = [t.numpy() for t in _as_list(model(paddle.to_tensor(sample)))]
-        fusion_diff, _ = _compare(reference, fused_out, names, tolerance, "The fused (reparameterized) model")
-        log(f"Rep fusion: fused vs unfused dygraph max abs diff {fusion_diff:.3g}")
-    elif has_unfused_blocks(model):
-        log(f"NOTE: {model.model_name} is exported UNFUSED (fuse=False): its Rep blocks keep their training "
-            f"branches and run slower")
+        return [t.numpy() for t in _as_list(model(paddle.to_tensor(sample)))]
 
-    parent = os.path.dirname(save_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp_dir = tempfile.mkdtemp(prefix=f".{os.path.basename(save_dir)}.tmp-", dir=parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp_dir, 0o777 & ~umask)  # mkdtemp's 0700 would outlive the rename
-    try:
-        info = derive_inference_config(config, model, shape, names, fused=fuse,
-                                       weights=report.path if report else None,
-                                       weights_flag=f"{flag}={weights_path}" if flag else None)
-        _check_preprocess(info["PreProcess"]["transform_ops"], shape)
-        model_name = save_static(model, tmp_dir, shape, names, log=log)
-        if legacy_pdmodel and model_name != "inference.pdmodel":
-            raise ExportError(f"Paddle {paddle.__version__} wrote {model_name}, not inference.pdmodel: the legacy "
-                              f"program format needs FLAGS_enable_pir_api=0 set before Paddle is imported "
-                              f"(tools/export.py --legacy-pdmodel does it), and a Paddle that still supports it")
-        model_file = os.path.join(tmp_dir, model_name)
-        params_file = os.path.join(tmp_dir, PARAMS_FILE)
-        info["Model"]["model_file"] = model_name
-        info["Model"]["params_file"] = PARAMS_FILE
-        verification = {"sample": f"N(0,1) batch of 2x{shape}", "tolerance": tolerance}
-        if verify:
-            from .predictor import ModelDirError, PaddleBackend
+
+def _has_unfused(model):
+    from .arch import has_unfused_blocks
+    return has_unfused_blocks(model)
+
+
+def _fuse_checked(model, sample, reference, tolerance, log):
+    """reparameterize() in place; the fused model must agree with the unfused one."""
+    from .arch import reparameterize
+    reparameterize(model)
+    if _has_unfused(model):
+        raise ExportError(f"{model.model_name}: some Rep blocks are still unfused after reparameterize()")
+    fusion_diff, _ = _compare(reference, _dygraph_outputs(model, sample), output_names(model), tolerance,
+                              "The fused (reparameterized) model")
+    log(f"Rep fusion: fused vs unfused dygraph max abs diff {fusion_diff:.3g}")
+
+
+def _deploy_graph(model, softmax):
+    """(the layer to save, whether it ends in softmax): a classifier + softmax, as PaddleClas's exporter
+    builds it (`Arch.infer_add_softmax`), when asked; the model itself otherwise."""
+    if softmax and _mode(model) == "classification":
+        return paddle.nn.Sequential(model, paddle.nn.Softmax(axis=-1)), True
+    return model, False
+
+
+def _softmax(logits):
+    logits = logits.astype("float64")
+    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return (exp / exp.sum(axis=-1, keepdims=True)).astype("float32")
+
+
+class _staging_dir:
+    """`with _staging_dir(save_dir) as tmp:` a fresh directory beside save_dir, renamed onto it when
+    the block succeeds and removed when it fails, so save_dir only ever holds a complete export."""
+
+    def __init__(self, save_dir):
+        self.save_dir = save_dir
+
+    def __enter__(self):
+        parent = os.path.dirname(self.save_dir)
+        os.makedirs(parent, exist_ok=True)
+        self.tmp_dir = tempfile.mkdtemp(prefix=f".{os.path.basename(self.save_dir)}.tmp-", dir=parent)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp_dir, 0o777 & ~umask)  # mkdtemp's 0700 would outlive the rename
+        return self.tmp_dir
+
+    def __exit__(self, kind, error, traceback):
+        if kind is None:
             try:
-                backend = PaddleBackend(model_file, params_file, device="cpu", threads=threads, onednn=True)
-            except ModelDirError as err:
-                raise ExportError(f"VERIFICATION FAILED: the saved model does not load in Paddle Inference: "
-                                  f"{err}") from None
-            diff, relative = _compare(reference, backend.run(sample), names, tolerance,
-                                      "Paddle Inference (CPU, oneDNN)")
-            verification.update(paddle_inference_max_abs_diff=diff, paddle_inference_max_rel_diff=relative)
-            # Report the names Paddle Inference really shows (ours unless renaming was not possible).
-            for entry, actual in zip(info["Outputs"], backend.output_names):
-                entry["name"] = actual
-            log(f"Verified with Paddle Inference (CPU, oneDNN, {threads} threads): max abs diff {diff:.3g} vs the "
-                f"dygraph model ({relative:.2g} of the output scale; tolerance {tolerance:g})")
-            if latency_runs:
-                latency = _median_latency_ms(backend, sample[:1], latency_runs)
-                verification["paddle_inference_latency_ms"] = round(latency, 3)
-                log(f"Paddle Inference batch-1 {shape[1]}x{shape[2]} latency: {latency:.2f} ms "
-                    f"(median of {latency_runs}, {threads} threads)")
-        if onnx:  # always verified: an unverified model.onnx is not written
-            import paddle2onnx
-            from .predictor import OnnxRuntimeBackend
-            onnx_file = os.path.join(tmp_dir, ONNX_FILE)
-            convert_to_onnx(model_file, params_file, onnx_file, opset=onnx_opset,
-                            output_names=[e["name"] for e in info["Outputs"]])
-            info["Model"]["onnx_file"] = ONNX_FILE
-            info["Versions"]["paddle2onnx"] = paddle2onnx.__version__
-            got = OnnxRuntimeBackend(onnx_file, threads=threads).run(sample)
-            diff, relative = _compare(reference, got, names, tolerance, "ONNX Runtime")
-            verification.update(onnxruntime_max_abs_diff=diff, onnxruntime_max_rel_diff=relative)
-            log(f"Verified model.onnx with ONNX Runtime: max abs diff {diff:.3g} ({relative:.2g} of the output scale)")
-        if not verify:
-            verification["paddle_inference"] = "skipped (verify=False)"
-        info["Verification"] = verification
-        write_inference_config(info, os.path.join(tmp_dir, INFERENCE_YML))
-        _publish(tmp_dir, save_dir)
-    except BaseException:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise
-    files = sorted(os.listdir(save_dir))
-    log(f"Exported {model.model_name} ({'fused' if fuse else 'unfused'}) to {save_dir}: {', '.join(files)}")
-    return ExportResult(save_dir, files, info, report)
+                _publish(self.tmp_dir, self.save_dir)
+                return False
+            except BaseException:
+                shutil.rmtree(self.tmp_dir, ignore_errors=True)
+                raise
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        return False
+
+
+def _save_program(graph, tmp_dir, shape, names, legacy_pdmodel, log):
+    model_file = save_static(graph, tmp_dir, shape, names, log=log)
+    if legacy_pdmodel and model_file != "inference.pdmodel":
+        raise ExportError(f"Paddle {paddle.__version__} wrote {model_file}, not inference.pdmodel: the legacy "
+                          f"program format needs FLAGS_enable_pir_api=0 set before Paddle is imported "
+                          f"(tools/export.py --legacy-pdmodel does it), and a Paddle that still supports it")
+    return model_file
+
+
+def _verify_paddle(tmp_dir, model_file, sample, reference, names, tolerance, threads, latency_runs, info, log):
+    """Reload with Paddle Inference (CPU, oneDNN) and compare with the dygraph model; returns the figures
+    for inference.yml's Verification and records the output names Paddle Inference really shows."""
+    try:
+        backend = PaddleBackend(os.path.join(tmp_dir, model_file), os.path.join(tmp_dir, PARAMS_FILE),
+                                device="cpu", threads=threads, onednn=True)
+    except ValueError as err:  # ModelDirError
+        raise ExportError(f"VERIFICATION FAILED: the saved model does not load in Paddle Inference: {err}") from None
+    diff, relative = _compare(reference, backend.run(sample), names, tolerance, "Paddle Inference (CPU, oneDNN)")
+    figures = {"paddle_inference_max_abs_diff": diff, "paddle_inference_max_rel_diff": relative}
+    for entry, actual in zip(info["Outputs"], backend.output_names):
+        entry["name"] = actual  # ours unless renaming was not possible (legacy format)
+    log(f"Verified with Paddle Inference (CPU, oneDNN, {threads} threads): max abs diff {diff:.3g} vs the "
+        f"dygraph model ({relative:.2g} of the output scale; tolerance {tolerance:g})")
+    if latency_runs:
+        latency = _median_latency_ms(backend, sample[:1], latency_runs)
+        figures["paddle_inference_latency_ms"] = round(latency, 3)
+        log(f"Paddle Inference batch-1 {sample.shape[2]}x{sample.shape[3]} latency: {latency:.2f} ms "
+            f"(median of {latency_runs}, {threads} threads)")
+    return figures
+
+
+def _export_onnx(tmp_dir, model_file, sample, reference, names, tolerance, threads, opset, info, log):
+    """inference.onnx by paddle2onnx, outputs named as in inference.yml, verified with ONNX Runtime."""
+    import paddle2onnx
+    onnx_file = os.path.join(tmp_dir, ONNX_FILE)
+    convert_to_onnx(os.path.join(tmp_dir, model_file), os.path.join(tmp_dir, PARAMS_FILE), onnx_file, opset=opset,
+                    output_names=[e["name"] for e in info["Outputs"]])
+    info["Model"]["onnx_file"] = ONNX_FILE
+    info["Versions"]["paddle2onnx"] = paddle2onnx.__version__
+    got = OnnxRuntimeBackend(onnx_file, threads=threads).run(sample)
+    diff, relative = _compare(reference, got, names, tolerance, "ONNX Runtime")
+    log(f"Verified {ONNX_FILE} with ONNX Runtime: max abs diff {diff:.3g} ({relative:.2g} of the output scale)")
+    return {"onnxruntime_max_abs_diff": diff, "onnxruntime_max_rel_diff": relative}
 
 
 def _require_onnx_tools():

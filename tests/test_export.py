@@ -19,9 +19,9 @@ from PIL import Image
 import ppbackbone
 from ppbackbone.config import load_config
 from ppbackbone.data.transforms import build_transforms
-from ppbackbone.export import (DEFAULT_TOLERANCE, INFERENCE_YML, ExportError, _check_save_dir, _publish,
-                               export_model, write_inference_config)
-from ppbackbone.predictor import ImageError, ModelDirError, Predictor, read_inference_config
+from ppbackbone.export import DEFAULT_TOLERANCE, ExportError, _check_save_dir, _publish, export_model
+from ppbackbone.export_dir import INFERENCE_YML, read_inference_config, write_inference_config
+from ppbackbone.predictor import ImageError, ModelDirError, Predictor
 
 SHAPE = [3, IMAGE_SIZE, IMAGE_SIZE]
 
@@ -105,10 +105,12 @@ def _write_images(folder, count=3, size=(80, 60)):
 # ------------------------------------------------------------------------------------------------ families
 @pytest.mark.parametrize("name", family_representatives())
 def test_export_reload_compare_every_family(name, tmp_path):
-    """Export (fused) -> Paddle Inference reload -> same outputs as the unfused dygraph model."""
+    """Export (fused) -> Paddle Inference reload -> same outputs as the unfused dygraph model (logits:
+    the softmax is left out, so that the comparison is not flattened by it)."""
     config = {"Arch": _arch(name), "Global": {"image_shape": SHAPE}}
     weights = _weights_for(config, str(tmp_path / "w.safetensors"))
-    result = export_model(config, save_dir=str(tmp_path / "export"), weights=weights, latency_runs=0, log=_quiet)
+    result = export_model(config, save_dir=str(tmp_path / "export"), weights=weights, latency_runs=0, softmax=False,
+                          log=_quiet)
     assert result.inference_config["Model"]["fused"] is True
     assert os.path.isfile(tmp_path / "export" / "inference.json")
     assert os.path.isfile(tmp_path / "export" / "inference.pdiparams")
@@ -143,14 +145,20 @@ def exported(tmp_path_factory):
 def test_inference_yml_is_derived_from_the_training_config(exported):
     info = read_inference_config(exported["dir"])
     config = exported["config"]
+    # PaddleClas's/PaddleX's layout: the Eval ops after decoding, a numeric scale, channel_num.
     eval_ops = config["DataLoader"]["Eval"]["dataset"]["transform_ops"]
-    assert info["PreProcess"]["transform_ops"] == eval_ops + [{"ToCHWImage": None}]
+    assert [next(iter(op)) for op in eval_ops] == ["DecodeImage", "ResizeImage", "CropImage", "NormalizeImage"]
+    resize = dict(eval_ops[1]["ResizeImage"], interpolation="BICUBIC")  # PaddleX's spelling (bicubic + pil)
+    normalize = dict(eval_ops[3]["NormalizeImage"], scale=1.0 / 255.0, channel_num=3)
+    assert info["PreProcess"]["transform_ops"] == [{"ResizeImage": resize}, eval_ops[2],
+                                                   {"NormalizeImage": normalize}, {"ToCHWImage": None}]
+    assert info["Global"] == {"model_name": "PP-HGNetV2-B0"} and info["format_version"] == 2
     assert info["Input"] == {"name": "x", "shape": [-1] + SHAPE, "dtype": "float32", "layout": "NCHW",
                              "channel_order": "RGB"}
     assert info["Model"]["name"] == "hgnetv2_b0" and info["Model"]["fused"] is True
     assert info["Model"]["weights"].endswith("best_model.pdparams") and len(info["Model"]["weights_sha256"]) == 64
-    assert info["PostProcess"]["label_list"] == [f"class_{i}" for i in range(10)]
-    assert info["PostProcess"]["topk"] == 5 and info["PostProcess"]["softmax"] is True
+    assert info["PostProcess"] == {"Topk": {"topk": 5, "label_list": [f"class_{i}" for i in range(10)]}}
+    assert info["Model"]["softmax_in_graph"] is True and info["Outputs"] == [{"name": "probs"}]
     assert info["Versions"]["paddle"] == paddle.__version__
     assert info["Versions"]["ppbackbone"] == ppbackbone.__version__
     assert info["Verification"]["paddle_inference_max_rel_diff"] <= DEFAULT_TOLERANCE
@@ -186,10 +194,10 @@ def test_predictor_on_image_files_matches_training_preprocessing(exported, tmp_p
 
 @needs_onnx
 def test_onnxruntime_predictor_agrees_with_paddle(exported, tmp_path):
-    assert os.path.isfile(os.path.join(exported["dir"], "model.onnx"))
+    assert os.path.isfile(os.path.join(exported["dir"], "inference.onnx"))
     batch = np.random.RandomState(5).standard_normal([2] + SHAPE).astype("float32")
-    paddle_out = Predictor(exported["dir"], threads=2).run(batch)["logits"]
-    onnx_out = Predictor(exported["dir"], threads=2, runtime="onnxruntime").run(batch)["logits"]
+    paddle_out = Predictor(exported["dir"], threads=2).run(batch)["probs"]
+    onnx_out = Predictor(exported["dir"], threads=2, runtime="onnxruntime").run(batch)["probs"]
     _assert_close([paddle_out], [onnx_out])
 
 
@@ -369,7 +377,7 @@ def test_verification_failure_is_loud_and_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(predictor_module.PaddleBackend, "run",
                         lambda self, batch: [out + 0.01 * np.abs(out).max() for out in real_run(self, batch)])
     save_dir = str(tmp_path / "out")
-    with pytest.raises(ExportError, match="VERIFICATION FAILED: Paddle Inference.*'logits' differs"):
+    with pytest.raises(ExportError, match="VERIFICATION FAILED: Paddle Inference.*'probs' differs"):
         export_model(_small_config(tmp_path), save_dir=save_dir, allow_random_weights=True, log=_quiet)
     _nothing_written(tmp_path, save_dir)
 
@@ -405,6 +413,8 @@ def test_export_without_classifier_returns_embeddings(tmp_path):
     result = export_model(config, save_dir=str(tmp_path / "emb"), allow_random_weights=True, latency_runs=0,
                           log=_quiet)
     assert result.inference_config["Model"]["mode"] == "embedding"
-    assert "PostProcess" not in result.inference_config
+    assert result.inference_config["PostProcess"] == {"NormalizeFeatures": None}  # PaddleX's embedding postprocess
+    assert "Global" not in result.inference_config  # PaddleX's PP-HGNetV2-B0 is a classifier: no name fits
     (out,) = Predictor(str(tmp_path / "emb"), threads=2).predict(_write_images(str(tmp_path / "img"), count=1))
     assert list(out) == ["features"] and out["features"].shape == (ppbackbone.create_model("hgnetv2_b0").num_features,)
+    assert abs(float(np.linalg.norm(out["features"])) - 1.0) < 1e-5

@@ -57,7 +57,7 @@ def test_errors_module_is_a_leaf():
 
 # Cycles that exist on main and are being removed by an open issue; a new cycle fails the test, and
 # so does an entry here once its cycle is gone (so the list cannot go stale).
-KNOWN_CYCLES = {("ppbackbone.export", "ppbackbone.predictor")}  # issue 11: export-directory format module
+KNOWN_CYCLES = set()
 
 
 def _cycles(graph):

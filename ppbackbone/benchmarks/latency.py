@@ -1,8 +1,8 @@
 """Latency of exported models: ppbackbone vs the PaddleClas implementation, fused vs unfused, on
 Paddle Inference (CPU, oneDNN) and, when installed, ONNX Runtime and OpenVINO (both fp32).
 
-Each variant is exported the same way (eval -> [fuse] -> to_static with a dynamic batch -> jit.save,
-no softmax in the graph) from the same weights: ours are random (the figures do not depend on the
+Each variant is exported the same way (eval -> [fuse] -> softmax -> to_static with a dynamic batch ->
+jit.save, as PaddleClas's exporter does) from the same weights: ours are random (the figures do not depend on the
 values) and copied into the reference model when its parameter names match. Variants are timed in
 interleaved rounds so that load from other processes spreads over all of them; the figure is the
 median of every timed run, in milliseconds, batch 1.
@@ -20,8 +20,9 @@ import numpy as np
 import paddle
 
 from ..arch import create_model, has_unfused_blocks, model_info
-from ..export import ONNX_FILE, PARAMS_FILE, convert_to_onnx, export_model, program_op_counts, save_static
-from ..predictor import OnnxRuntimeBackend, OpenVinoBackend, PaddleBackend
+from ..export import convert_to_onnx, export_model, program_op_counts, save_static
+from ..export_dir import ONNX_FILE, PARAMS_FILE
+from ..runtimes import OnnxRuntimeBackend, OpenVinoBackend, PaddleBackend
 from ..weights import save_weights
 
 __all__ = ["latency_benchmark", "available_runtimes", "build_reference", "format_markdown", "RUNTIME_LABELS"]
@@ -149,6 +150,8 @@ def _export_reference(model, directory, image_size, fuse, onnx):
     model.eval()
     if fuse:
         _fuse_reference(model)
+    # PaddleClas's exporter ends a classifier in softmax (Arch.infer_add_softmax, default True), as ours does.
+    model = paddle.nn.Sequential(model, paddle.nn.Softmax(axis=-1))
     model_file = save_static(model, directory, [3, image_size, image_size], log=lambda *a: None)
     if onnx:
         convert_to_onnx(os.path.join(directory, model_file), os.path.join(directory, PARAMS_FILE),

@@ -1,0 +1,243 @@
+"""Inference runtimes: one small backend class per runtime, each `run(batch) -> [arrays]`.
+
+    PaddleBackend(model_file, params_file, precision="fp32"|"bf16")   Paddle Inference (oneDNN on CPU)
+    OnnxRuntimeBackend(onnx_file)                                     ONNX Runtime (CPU); fp32 or int8 QDQ files
+    OpenVinoBackend(onnx_file, precision="fp32"|"bf16")               OpenVINO (CPU)
+
+The exporter verifies with them and the Predictor runs with them; neither imports the other.
+`create_backend(export_dir, runtime, precision)` picks the file of an export directory for a
+runtime x precision pair. bf16 needs a CPU with AVX512-BF16 (or AMX), checked here at run time.
+"""
+import importlib
+import os
+
+import numpy as np
+
+from .errors import UserError
+from .export_dir import ONNX_FILE, ONNX_INT8_FILE, ModelDirError
+
+__all__ = ["PaddleBackend", "OnnxRuntimeBackend", "OpenVinoBackend", "create_backend", "RUNTIMES", "DEVICES",
+           "PRECISIONS", "RUNTIME_PRECISIONS", "PrecisionError", "cpu_features", "bf16_supported",
+           "require_bf16", "installed_runtimes", "runtime_versions", "default_threads"]
+
+RUNTIMES = ("paddle", "onnxruntime", "openvino")
+DEVICES = ("cpu", "gpu")
+PRECISIONS = ("fp32", "bf16", "int8")
+# What each runtime runs here: bf16 through oneDNN / OpenVINO's CPU plugin, int8 as the QDQ ONNX file.
+# (Paddle Inference 3.3.1 has no loader for QDQ ONNX and its own int8 path needs PaddleSlim programs.)
+RUNTIME_PRECISIONS = {"paddle": ("fp32", "bf16"), "onnxruntime": ("fp32", "int8"),
+                      "openvino": ("fp32", "bf16", "int8")}
+# Python modules each runtime needs.
+RUNTIME_MODULES = {"paddle": ("paddle",), "onnxruntime": ("onnxruntime",), "openvino": ("openvino",)}
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+class PrecisionError(UserError, ValueError):
+    """A precision this machine or runtime cannot run; the message names the flag, value and what fits."""
+
+
+def default_threads():
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _check_choice(name, value, allowed):
+    if value not in allowed:
+        raise ValueError(f"Unknown {name} {value!r}; allowed: {', '.join(allowed)}")
+
+
+# ----------------------------------------------------------------------------------------- the machine
+def cpu_features():
+    """The CPU's feature flags (Linux /proc/cpuinfo), as a sorted tuple; empty when unknown."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return tuple(sorted(set(line.split(":", 1)[1].split())))
+    except OSError:
+        pass
+    return ()
+
+
+def bf16_supported(features=None):
+    """True when the CPU computes bf16 natively (AVX512-BF16 or AMX-BF16)."""
+    features = cpu_features() if features is None else features
+    return any(flag in features for flag in BF16_FLAGS)
+
+
+def require_bf16(flag="--precision", features=None):
+    """Raise PrecisionError unless this CPU has native bf16 (emulated bf16 is slower than fp32)."""
+    features = cpu_features() if features is None else features
+    if not bf16_supported(features):
+        have = [f for f in features if f.startswith(("avx", "amx"))]
+        raise PrecisionError(f"{flag}=bf16: this CPU has no native bf16 (needs one of {', '.join(BF16_FLAGS)} in "
+                             f"/proc/cpuinfo; it has {' '.join(have) or 'no AVX flags'}); expected fp32 or int8 here")
+
+
+def installed_runtimes():
+    """The runtimes whose Python packages import here (paddle always)."""
+    found = []
+    for runtime, modules in RUNTIME_MODULES.items():
+        try:
+            for module in modules:
+                importlib.import_module(module)
+            found.append(runtime)
+        except ImportError:
+            pass
+    return found
+
+
+def runtime_versions():
+    """{package: version} of the runtimes and converters installed here."""
+    out = {}
+    for module in ("paddle", "paddle2onnx", "onnxruntime", "openvino"):
+        try:
+            out[module] = str(importlib.import_module(module).__version__)
+        except (ImportError, AttributeError):
+            pass
+    return out
+
+
+# ----------------------------------------------------------------------------------------- backends
+class PaddleBackend:
+    """Paddle Inference predictor over `inference.json` / `inference.pdmodel` + `inference.pdiparams`;
+    precision "bf16" runs oneDNN's bf16 kernels (CPU with AVX512-BF16 only)."""
+
+    name = "paddle"
+
+    def __init__(self, model_file, params_file, device="cpu", threads=None, onednn=True, precision="fp32"):
+        from paddle import inference
+        import paddle
+        _check_choice("device", device, DEVICES)
+        _check_choice("precision for runtime 'paddle'", precision, RUNTIME_PRECISIONS["paddle"])
+        for path in (model_file, params_file):
+            if not os.path.isfile(path):
+                raise ModelDirError(f"{path} is missing; re-export the model with tools/export.py")
+        config = inference.Config(model_file, params_file)
+        if device == "gpu":
+            if precision != "fp32":
+                raise PrecisionError(f"precision={precision!r} runs on device='cpu' only here")
+            if not paddle.is_compiled_with_cuda():
+                raise ValueError("device='gpu' but this Paddle build has no CUDA support; use device='cpu' or "
+                                 "install paddlepaddle-gpu")
+            config.enable_use_gpu(256, 0)
+        else:
+            config.disable_gpu()
+            config.set_cpu_math_library_num_threads(int(threads or default_threads()))
+            if precision == "bf16":
+                require_bf16("precision")
+                onednn = True
+            if onednn:
+                # Paddle 3 renamed enable_mkldnn to enable_onednn; accept either build.
+                (getattr(config, "enable_onednn", None) or config.enable_mkldnn)()
+            if precision == "bf16":
+                (getattr(config, "enable_onednn_bfloat16", None) or config.enable_mkldnn_bfloat16)()
+        config.disable_glog_info()
+        try:
+            self.predictor = inference.create_predictor(config)
+        except Exception as err:  # Paddle raises many error types for a bad program/params file
+            last_line = (str(err).strip().splitlines() or [""])[-1]  # Paddle puts the cause last
+            raise ModelDirError(f"Paddle Inference could not load {model_file} + {params_file} "
+                                f"({type(err).__name__}: {last_line}). The files look corrupted or incomplete; "
+                                f"re-export with tools/export.py") from None
+        self.precision = precision
+        self.input_names = self.predictor.get_input_names()
+        self.output_names = self.predictor.get_output_names()
+
+    def run(self, batch):
+        handle = self.predictor.get_input_handle(self.input_names[0])
+        batch = np.ascontiguousarray(batch, dtype="float32")
+        handle.reshape(list(batch.shape))
+        handle.copy_from_cpu(batch)
+        self.predictor.run()
+        return [self.predictor.get_output_handle(n).copy_to_cpu() for n in self.output_names]
+
+
+class OnnxRuntimeBackend:
+    """ONNX Runtime (CPU) session over an ONNX file (fp32, or int8 with QuantizeLinear/DequantizeLinear)."""
+
+    name = "onnxruntime"
+
+    def __init__(self, onnx_file, threads=None, precision="fp32"):
+        _check_choice("precision for runtime 'onnxruntime'", precision, RUNTIME_PRECISIONS["onnxruntime"])
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ImportError("runtime='onnxruntime' needs onnxruntime: pip install onnxruntime "
+                              "(or pip install ppbackbone[onnx])") from None
+        if not os.path.isfile(onnx_file):
+            raise ModelDirError(f"{onnx_file} is missing; export with tools/export.py ... --onnx")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(threads or default_threads())
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(onnx_file, options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own exception types for a bad file
+            raise ModelDirError(f"ONNX Runtime could not load {onnx_file} ({err}); re-export with --onnx") from None
+        self.precision = precision
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def run(self, batch):
+        return self.session.run(None, {self.input_names[0]: np.ascontiguousarray(batch, dtype="float32")})
+
+
+class OpenVinoBackend:
+    """OpenVINO (CPU) compiled model over an ONNX file. The inference precision is always set: OpenVINO
+    would pick bf16 by itself on CPUs with AVX512-BF16/AMX, changing the scores silently."""
+
+    name = "openvino"
+
+    def __init__(self, onnx_file, threads=None, precision="fp32"):
+        _check_choice("precision for runtime 'openvino'", precision, RUNTIME_PRECISIONS["openvino"])
+        try:
+            import openvino as ov
+        except ImportError:
+            raise ImportError("runtime='openvino' needs openvino: pip install openvino "
+                              "(or pip install ppbackbone[openvino])") from None
+        if not os.path.isfile(onnx_file):
+            raise ModelDirError(f"{onnx_file} is missing; export with tools/export.py ... --onnx")
+        if precision == "bf16":
+            require_bf16("precision")
+        hint = "bf16" if precision == "bf16" else "f32"  # int8 files carry their own quantized ops
+        try:
+            self.compiled = ov.Core().compile_model(onnx_file, "CPU", {
+                "INFERENCE_NUM_THREADS": int(threads or default_threads()), "INFERENCE_PRECISION_HINT": hint})
+        except Exception as err:  # OpenVINO raises RuntimeError subclasses of its own
+            raise ModelDirError(f"OpenVINO could not load {onnx_file} ({err}); re-export with --onnx") from None
+        self.precision = precision
+        self.request = self.compiled.create_infer_request()
+        self.input_names = [i.get_any_name() for i in self.compiled.inputs]
+        self.output_names = [o.get_any_name() for o in self.compiled.outputs]
+
+    def run(self, batch):
+        result = self.request.infer([np.ascontiguousarray(batch, dtype="float32")])
+        return [np.asarray(result[o]) for o in self.compiled.outputs]
+
+
+def create_backend(export, runtime="paddle", precision="fp32", device="cpu", threads=None, onednn=True):
+    """The backend running `export` (an `ExportDir`) on `runtime` at `precision`. Errors name what is
+    missing: the ONNX file (export with --onnx), an unverified precision, an unsupported pair."""
+    _check_choice("runtime", runtime, RUNTIMES)
+    _check_choice("device", device, DEVICES)
+    _check_choice("precision", precision, PRECISIONS)
+    if precision not in RUNTIME_PRECISIONS[runtime]:
+        fits = [r for r in RUNTIMES if precision in RUNTIME_PRECISIONS[r]]
+        raise PrecisionError(f"precision={precision!r} does not run on runtime={runtime!r}; expected runtime "
+                             f"{' or '.join(fits)} (or precision {', '.join(RUNTIME_PRECISIONS[runtime])})")
+    if precision not in export.precisions:
+        verified = ", ".join(export.precisions)
+        raise PrecisionError(f"precision={precision!r}: {export.path} was not exported and verified at {precision} "
+                             f"(verified: {verified}); re-export with tools/export.py ... --precision {precision}")
+    if runtime == "paddle":
+        return PaddleBackend(export.file(export.model_file), export.file(export.params_file), device=device,
+                             threads=threads, onednn=onednn, precision=precision)
+    if device != "cpu":
+        raise ValueError(f"runtime={runtime!r} runs on device='cpu' only here; got device={device!r}")
+    if precision == "int8":
+        onnx_file = export.file(export.precisions["int8"].get("file", ONNX_INT8_FILE))
+    else:  # a missing file is reported by the backend, after it checked that its runtime is installed
+        onnx_file = export.file(export.onnx_file or ONNX_FILE)
+    if runtime == "onnxruntime":
+        return OnnxRuntimeBackend(onnx_file, threads=threads, precision=precision)
+    return OpenVinoBackend(onnx_file, threads=threads, precision=precision)
