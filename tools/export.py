@@ -23,7 +23,14 @@ def parse_args(argv=None):
     parser.add_argument("--random-weights", action="store_true",
                         help="export randomly initialised weights (benchmarking only; refused otherwise)")
     parser.add_argument("--no-fuse", action="store_true", help="keep Rep blocks unfused (slower; for comparison)")
-    parser.add_argument("--onnx", action="store_true", help="also write model.onnx (needs paddle2onnx, onnxruntime)")
+    parser.add_argument("--onnx", action="store_true",
+                        help="also write inference.onnx (needs paddle2onnx, onnxruntime)")
+    parser.add_argument("--no-softmax", action="store_true",
+                        help="leave the softmax out of a classifier's graph (it outputs logits; PaddleClas and "
+                             "PaddleX expect probabilities)")
+    parser.add_argument("--paddlex-name", default=None,
+                        help="Global.model_name for PaddleX (default: the model's PaddleX name, e.g. PP-HGNetV2-B0; "
+                             "a task model such as PP-LCNet_x1_0_doc_ori; none to leave it out)")
     parser.add_argument("--onnx-opset", type=int, default=13)
     parser.add_argument("--tolerance", type=float, default=None,
                         help="max |Paddle Inference - dygraph| relative to the output scale (default 1e-4)")
@@ -51,6 +58,7 @@ def main(argv=None):
                                      overrides)
         export_model(config, allow_random_weights=args.random_weights, fuse=not args.no_fuse, onnx=args.onnx,
                      onnx_opset=args.onnx_opset, threads=args.threads, legacy_pdmodel=args.legacy_pdmodel,
+                     softmax=not args.no_softmax, paddlex_name=args.paddlex_name,
                      tolerance=args.tolerance if args.tolerance is not None else DEFAULT_TOLERANCE)
     except (ConfigError, ExportError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
