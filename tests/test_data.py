@@ -273,6 +273,44 @@ def test_worker_processes_report_the_bad_file(tmp_path):
             pass
 
 
+@pytest.mark.timeout(60, method="thread")  # a C++ queue wait ignores SIGALRM
+@pytest.mark.parametrize("mode", ["Train", "Eval"])
+def test_corrupt_image_without_workers_raises_instead_of_hanging(tmp_path, mode):
+    """num_workers 0 (the default): paddle 3.3.1's reader thread died on the error and the consumer
+    waited forever; the error must reach the loop, naming the file, and the reader must stop."""
+    import threading
+    root = tmp_path / "imgs"
+    root.mkdir()
+    for i in range(6):
+        Image.new("RGB", (20, 20), (i * 40, 0, 0)).save(root / f"{i}.jpg")
+    (root / "4.jpg").write_bytes(b"\xff\xd8\xff truncated")
+    label = _write_list(tmp_path / "l.txt", [f"{i}.jpg 0" for i in range(6)])
+    cfg = _loader_config(str(root), label, batch_size=2)
+    cfg["DataLoader"][mode] = cfg["DataLoader"].pop("Train")
+    del cfg["DataLoader"][mode]["loader"]  # the default: no worker processes
+    loader = build_dataloader(cfg, mode, 1, 0, 0, 1)
+    for epoch in (1, 2):  # a second pass fails the same way (no thread left blocked)
+        loader.set_epoch(epoch)
+        seen = 0
+        with pytest.raises(DatasetError, match=r"4.jpg: ImageDecodeError"):
+            for images, _ in loader:
+                seen += int(images.shape[0])
+        assert seen < 6
+    assert not [t for t in threading.enumerate() if t.name == "ppbackbone-reader"]
+
+
+def test_thread_reader_stops_when_the_consumer_breaks(demo_root):
+    import threading
+    loader = build_dataloader(_loader_config(demo_root, os.path.join(demo_root, "val_list.txt")), "Train", 10,
+                              0, 0, 1)
+    loader.set_epoch(1)
+    batches = iter(loader)
+    images, labels = next(batches)
+    assert images.shape == [8, 3, 16, 16] and str(labels.dtype) == "paddle.int64"
+    batches.close()
+    assert not [t for t in threading.enumerate() if t.name == "ppbackbone-reader"]
+
+
 def test_multi_scale_sampler_and_dataset(demo_root):
     """PaddleClas's MultiScaleSampler + MultiScaleDataset: batches at several sizes, batch size scaled
     to keep the pixel count of first_bs images at the first scale."""

@@ -5,9 +5,15 @@ share). Every random stream of the data pipeline is seeded from Global.seed and 
 shuffle order per epoch, each item's augmentation per (epoch, item index), and the batch ops
 (Mixup/Cutmix) from the stream of the batch's last item. So an epoch draws the same numbers
 whether the run started at epoch 0 or was resumed, and whatever the number of workers.
+
+With `num_workers: 0` the batches are read by one prefetch thread of ours (`ThreadedBatches`) rather
+than paddle's: paddle 3.3.1's reader thread dies on a dataset error without closing its queue, so
+the training loop waited forever on a corrupt image. Ours hands every error to the consumer.
 """
 import os
+import queue
 import tempfile
+import threading
 
 import numpy as np
 import paddle
@@ -17,7 +23,8 @@ from ..errors import ConfigError, get_value, warn_once
 from .batch_ops import build_batch_transform
 from .dataset import DATASETS, DatasetError, mix_seed
 
-__all__ = ["build_dataset", "build_dataloader", "Loader", "ShardedBatchSampler", "MultiScaleSampler", "mix_seed"]
+__all__ = ["build_dataset", "build_dataloader", "Loader", "ShardedBatchSampler", "MultiScaleSampler", "mix_seed",
+           "ThreadedBatches"]
 
 
 class ShardedBatchSampler(BatchSampler):
@@ -108,8 +115,77 @@ def build_dataset(section, mode, class_num=None):
         raise ConfigError(f"{where} ({name}): {err}") from None
 
 
+def _to_tensors(batch):
+    """A collated batch (numpy arrays in lists/tuples/dicts) as paddle tensors, as paddle's loader
+    returns it with return_list=True (tuples become lists)."""
+    if isinstance(batch, np.ndarray):
+        return paddle.to_tensor(batch)
+    if isinstance(batch, dict):
+        return {k: _to_tensors(v) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return [_to_tensors(v) for v in batch]
+    return batch
+
+
+class ThreadedBatches:
+    """One epoch of batches read by a background thread, `prefetch` batches ahead.
+
+    Each message on the queue is ("batch", data), ("error", exception) or ("end", None); the thread
+    always ends with an error or an end message, so the consumer re-raises a dataset error (with its
+    traceback) instead of waiting for a batch that never comes. Closing the iterator early (a break,
+    an exception in the training step) stops and joins the thread.
+    """
+
+    _POLL = 0.1  # seconds between checks of the stop flag / the thread's liveness
+
+    def __init__(self, dataset, batch_sampler, collate_fn, prefetch=2):
+        self.dataset, self.batch_sampler, self.collate_fn = dataset, batch_sampler, collate_fn
+        self.queue = queue.Queue(maxsize=max(1, prefetch))
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._read, name="ppbackbone-reader", daemon=True)
+
+    def _put(self, message):
+        while not self.stop.is_set():
+            try:
+                self.queue.put(message, timeout=self._POLL)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _read(self):
+        try:
+            for indices in self.batch_sampler:
+                batch = self.collate_fn([self.dataset[i] for i in indices])
+                if not self._put(("batch", batch)):
+                    return
+            self._put(("end", None))
+        except BaseException as err:  # noqa: B902 - every failure must reach the consumer
+            self._put(("error", err))
+
+    def __iter__(self):
+        self.thread.start()
+        try:
+            while True:
+                try:
+                    kind, payload = self.queue.get(timeout=self._POLL)
+                except queue.Empty:
+                    if not self.thread.is_alive() and self.queue.empty():
+                        raise RuntimeError("the data reader thread ended without a result") from None
+                    continue
+                if kind == "end":
+                    return
+                if kind == "error":
+                    raise payload
+                yield _to_tensors(payload)
+        finally:
+            self.stop.set()
+            self.thread.join()
+
+
 class Loader:
-    """An epoch-aware wrapper of paddle.io.DataLoader: call `set_epoch(e)` before iterating epoch e."""
+    """An epoch-aware data loader: call `set_epoch(e)` before iterating epoch e. With worker
+    processes it wraps paddle.io.DataLoader; without, it reads in a `ThreadedBatches` thread."""
 
     def __init__(self, dataset, batch_sampler, num_workers=0, use_shared_memory=True, collate_fn=None,
                  seed=0, rank=0):
@@ -119,9 +195,12 @@ class Loader:
         if num_workers and hasattr(dataset, "error_file"):
             fd, dataset.error_file = tempfile.mkstemp(prefix="ppbackbone-loader-", suffix=".err")
             os.close(fd)
-        self.loader = DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers,
-                                 use_shared_memory=use_shared_memory, collate_fn=collate_fn,
-                                 return_list=True)
+        self.collate_fn = collate_fn or _collate(None)
+        self.loader = None
+        if num_workers:
+            self.loader = DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers,
+                                     use_shared_memory=use_shared_memory, collate_fn=self.collate_fn,
+                                     return_list=True)
 
     def set_epoch(self, epoch):
         """Seed epoch `epoch`'s shuffle order and augmentation (call before iterating)."""
@@ -132,6 +211,9 @@ class Loader:
             self.dataset.seed_base = (self.seed, self.epoch)
 
     def __iter__(self):
+        if not self.num_workers:
+            yield from ThreadedBatches(self.dataset, self.batch_sampler, self.collate_fn)
+            return
         error_file = getattr(self.dataset, "error_file", None)
         try:
             yield from self.loader
@@ -142,10 +224,8 @@ class Loader:
                     message = f.read()
             if message:
                 raise DatasetError(f"A data loader worker failed: {message}") from None
-            if self.num_workers:
-                raise DatasetError("A data loader worker process failed; its traceback (naming the image) is "
-                                   "printed above") from None
-            raise
+            raise DatasetError("A data loader worker process failed; its traceback (naming the image) is "
+                               "printed above") from None
 
     def __del__(self):
         error_file = getattr(self.dataset, "error_file", None)
