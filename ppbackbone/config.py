@@ -135,7 +135,7 @@ def load_config(path, overrides=None, validate=True):
 SECTION_KEYS = {
     "Global": ("checkpoints", "pretrained_model", "output_dir", "device", "save_interval", "eval_during_train",
                "eval_interval", "start_eval_epoch", "epochs", "print_batch_step", "use_visualdl", "image_shape",
-               "save_inference_dir", "seed", "update_freq"),
+               "save_inference_dir", "seed", "update_freq", "overwrite"),
     "AMP": ("use_amp", "scale_loss", "use_dynamic_loss_scaling", "level", "use_promote", "dtype"),
     "EMA": ("decay",),
     "Infer": ("infer_imgs", "batch_size", "transforms", "PostProcess"),

@@ -14,6 +14,7 @@ import numpy as np
 import paddle
 
 from .errors import UserError
+from .safe_pickle import UnsafePickleError, load_pickle
 
 __all__ = ["WeightsError", "load_weights", "save_weights", "read_state_dict", "download_weights", "LoadReport",
            "weights_cache_dir", "atomic_write", "file_sha256"]
@@ -84,38 +85,69 @@ def download_weights(url, cache_dir=None):
     return target
 
 
+class WeightsFileNotFound(WeightsError, FileNotFoundError):
+    """A weights path that names no file."""
+
+
 def _resolve_path(path):
     path = os.fspath(path)
     if path.startswith(_URL_PREFIXES):
         return download_weights(path)
+    if os.path.isdir(path):
+        # a checkpoint set directory (output/<model>/best_model -> .checkpoints/best_model.<token>/)
+        inside = os.path.join(path, os.path.basename(path.rstrip("/\\")) + ".pdparams")
+        if os.path.isfile(inside):
+            return inside
+        raise WeightsError(f"Weights path {path} is a directory; expected a .pdparams or .safetensors file (or "
+                           f"a checkpoint prefix such as output/hgnetv2_b0/best_model)")
     if not os.path.exists(path):
         # PaddleClas habit: `Global.pretrained_model=output/best_model` without the suffix.
         for suffix in (".pdparams", ".safetensors"):
             if os.path.exists(path + suffix):
                 return path + suffix
-        raise FileNotFoundError(f"Weights file not found: {path} (expected a .pdparams or .safetensors "
-                                f"file, a path prefix of one, or a URL)")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"Weights path {path} is a directory; expected a .pdparams or "
-                                f".safetensors file")
+        raise WeightsFileNotFound(f"Weights file not found: {path} (expected a .pdparams or .safetensors "
+                                  f"file, a path prefix of one, or a URL)")
     return path
 
 
+def _describe_foreign(path, state):
+    """Why `state` (read from `path`) is not a model state dict, for the error message."""
+    if path.endswith(".pdopt") or (isinstance(state, list) and state and isinstance(state[0], dict)):
+        return "it looks like an optimizer state (.pdopt); use the .pdparams file of the same checkpoint"
+    if isinstance(state, dict) and "epoch" in state and not any(isinstance(v, np.ndarray) for v in state.values()):
+        return "it looks like a training state (.pdstates); use the .pdparams file of the same checkpoint"
+    if isinstance(state, dict) and state:
+        bad = [k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, (np.ndarray, dict, list, str))]
+        if bad:
+            return f"key {bad[0]!r} holds {type(state[bad[0]]).__name__}, not a tensor"
+    if isinstance(state, dict):
+        return "it holds no tensors"
+    return f"it holds a {type(state).__name__}, not a {{name: tensor}} dict"
+
+
 def read_state_dict(path):
-    """Read a weights file into {key: numpy array}; a clear error names an unreadable file."""
+    """Read a weights file into ({key: numpy array}, resolved path); a WeightsError names the file
+    (and the key) when it is unreadable, truncated, not a state dict or refers to code."""
     path = _resolve_path(path)
     try:
         if path.endswith(".safetensors"):
             from safetensors.numpy import load_file
             state = load_file(path)
         else:
-            state = paddle.load(path, return_numpy=True)
-    except Exception as err:  # any reader failure means a corrupt or foreign file
-        raise WeightsError(f"Could not read weights file {path}: {type(err).__name__}: {err}. "
-                         f"Expected a .pdparams (paddle.save) or .safetensors state dict") from None
+            state = load_pickle(path, return_numpy=True)
+    except UnsafePickleError as err:
+        raise WeightsError(str(err)) from None
+    except Exception as err:  # any reader failure means a corrupt, truncated or foreign file
+        raise WeightsError(f"Could not read weights file {path} ({os.path.getsize(path)} bytes): "
+                           f"{type(err).__name__}: {err}. Expected a .pdparams (paddle.save) or .safetensors "
+                           f"state dict; is the file truncated or of another kind?") from None
     if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
-        raise WeightsError(f"Weights file {path} does not hold a state dict (got {type(state).__name__})")
-    return {k: np.asarray(v) for k, v in state.items() if not isinstance(v, (dict, list, str))}, path
+        raise WeightsError(f"Weights file {path} does not hold a state dict: {_describe_foreign(path, state)}")
+    arrays = {k: v for k, v in state.items() if isinstance(v, np.ndarray)}
+    odd = [k for k, v in state.items() if k not in arrays and not isinstance(v, (dict, list, str))]
+    if odd or not arrays:
+        raise WeightsError(f"Weights file {path} does not hold a state dict: {_describe_foreign(path, state)}")
+    return arrays, path
 
 
 def _strip_prefix(state, prefix="backbone."):
@@ -186,6 +218,12 @@ def file_sha256(path):
     return digest.hexdigest()
 
 
+def _umask():
+    mask = os.umask(0o022)  # reading the umask means setting it; put it back at once
+    os.umask(mask)
+    return mask
+
+
 class atomic_write:
     """Context manager yielding a temp path next to `path`; renamed onto `path` only on success."""
 
@@ -196,6 +234,7 @@ class atomic_write:
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, exist_ok=True)
         fd, self.tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(self.path), dir=directory)
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; the file should get a normal file's mode
         os.close(fd)
         return self.tmp
 

@@ -15,6 +15,7 @@ import contextlib
 import os
 import random
 import time
+import uuid
 
 import numpy as np
 import paddle
@@ -22,17 +23,34 @@ from paddle.base.unique_name import UniqueNameGenerator
 from paddle.utils import unique_name
 
 from ..config import build_model
-from ..errors import ConfigError, get_value, warn_once
+from ..errors import ConfigError, UserError, get_value, warn_once
 from ..data.loader import build_dataloader, mix_seed
 from ..losses import build_loss
 from ..metrics import build_metrics
+from ..safe_pickle import load_pickle
 from ..weights import load_weights
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import (CheckpointError, clean_stale, find_checkpoints, load_checkpoint, remove_checkpoints,
+                         save_checkpoint)
 from .ema import ModelEMA
 from .logging_utils import AverageMeter, ProgressBar, VisualDLWriter, format_eta, setup_logger
 from .optim import build_optimizer
 
-__all__ = ["Trainer"]
+__all__ = ["Trainer", "NonFiniteLossError"]
+
+# Accumulator names (the part after `<param name>_` in an optimizer state key) per optimizer
+# class, to tell a .pdopt of another optimizer before paddle fails on it with an assertion.
+_ACCUMULATORS = {
+    "Momentum": {"velocity"},
+    "SGD": set(),
+    "Adam": {"moment1", "moment2", "beta1_pow_acc", "beta2_pow_acc"},
+    "AdamW": {"moment1", "moment2", "beta1_pow_acc", "beta2_pow_acc"},
+    "Lamb": {"moment1", "moment2", "beta1_pow_acc", "beta2_pow_acc"},
+    "RMSProp": {"momentum", "mean_square", "mean_grad"},
+}
+
+
+class NonFiniteLossError(UserError, FloatingPointError):
+    """The training loss became NaN or infinite; the message says where and what to change."""
 
 
 def _dist_info():
@@ -96,6 +114,7 @@ class Trainer:
         self.checkpoints = get_value(cfg, "Global.checkpoints", None, str, expect="a checkpoint path prefix")
         self.pretrained_model = get_value(cfg, "Global.pretrained_model", None, str, expect="a weights file path")
         self.device = str(get_value(cfg, "Global.device", "gpu", str, expect="gpu, cpu, xpu, ...")).lower()
+        self.overwrite = get_value(cfg, "Global.overwrite", False, bool, expect="True or False")
 
     def _setup_device(self):
         device = self.device
@@ -142,6 +161,7 @@ class Trainer:
         self.ema = None
         self.optimizer = self.scheduler = None
         self.start_epoch, self.global_step = 1, 0
+        self.run_id = uuid.uuid4().hex  # kept by checkpoints: which run a checkpoint belongs to
         self.best_metric, self.best_epoch = -1.0, 0
         self.history = []  # one record per iteration: epoch, iter, step, lr, loss (cheap; tests and tools use it)
         self._metric_key = None  # the first eval metric (e.g. top1): what best_model is chosen by
@@ -157,8 +177,10 @@ class Trainer:
             if cfg.get("EMA") is not None:
                 decay = get_value(cfg, "EMA.decay", 0.9999, float, lambda v: 0 < v < 1, "a number in (0, 1)")
                 self.ema = ModelEMA(self.model, decay)
+            self.resumed_from = None
             if self.checkpoints:
                 self._resume(self.checkpoints)
+            self._claim_output_dir()
         self.train_model = paddle.DataParallel(self.model) if (self.world_size > 1 and self.mode == "train") \
             else self.model
 
@@ -192,11 +214,16 @@ class Trainer:
     # ------------------------------------------------------------------------------------ checkpoints
     def _resume(self, prefix):
         ckpt = load_checkpoint(prefix)
-        states = ckpt["states"] or {}
+        states = ckpt["states"]
         saved_name = states.get("model_name")
         if saved_name and saved_name != self.model_name:
             raise CheckpointError(f"Global.checkpoints={prefix!r} was saved from model {saved_name!r}, but the config "
                                   f"builds {self.model_name!r}")
+        done = int(states.get("epoch", 0))
+        if done > self.epochs:
+            raise CheckpointError(f"Global.checkpoints={prefix!r} is at epoch {done}, beyond Global.epochs="
+                                  f"{self.epochs}: nothing to train. Set Global.epochs above {done} to train it "
+                                  f"further, or use Global.pretrained_model to start a new run from its weights")
         self._check_state(ckpt["model"], ckpt["prefix"] + ".pdparams")
         self.model.set_state_dict(ckpt["model"])
         if self.ema is not None:
@@ -205,16 +232,21 @@ class Trainer:
             else:
                 warn_once("ema-resume", f"{prefix} has no EMA weights (.pdema): EMA restarts from the model weights")
                 self.ema = ModelEMA(self.model, self.ema.decay)
-        self._set_optimizer_state(ckpt["optimizer"], prefix)
-        self.start_epoch = int(states.get("epoch", 0)) + 1
-        self.global_step = int(states.get("global_step", (self.start_epoch - 1) * (self.iters_per_epoch //
-                                                                                      self.update_freq)))
+        self.start_epoch = done + 1
+        steps = max(1, self.iters_per_epoch // self.update_freq)
+        self.global_step = int(states.get("global_step", done * steps))
+        self._set_optimizer_state(ckpt["optimizer"], ckpt["prefix"], states, done)
         self.best_metric = float(states.get("best_metric", states.get("metric", -1.0)))
         self.best_epoch = int(states.get("best_epoch", 0))
+        self.run_id = states.get("run_id") or self.run_id
+        self.resumed_from = ckpt["prefix"]
         if self.scaler is not None and states.get("scaler"):
             self.scaler.load_state_dict(states["scaler"])
         self.log.info(f"Resumed from {ckpt['prefix']}: continuing at epoch {self.start_epoch}/{self.epochs} "
                       f"(global step {self.global_step}, best metric {self.best_metric:.5f})")
+        if done == self.epochs:
+            self.log.warning(f"{ckpt['prefix']} already finished all {self.epochs} epochs: nothing to train. Raise "
+                             f"Global.epochs to train it further")
 
     def _check_state(self, state, path):
         own = self.model.state_dict()
@@ -229,37 +261,103 @@ class Trainer:
                 f"{(missing or unexpected or mismatched)[:3]}. Resuming needs a checkpoint of the same model; to "
                 f"start from its weights instead, use Global.pretrained_model")
 
-    def _set_optimizer_state(self, state, prefix):
+    def _set_optimizer_state(self, state, base, states, done):
+        """Load a .pdopt state; refuse one of other parameters or another optimizer; keep the lr
+        schedule's position when the run's length changed (the schedule is re-planned over the new
+        Global.epochs and continues at the checkpoint's step)."""
         state = dict(state or {})
+        path = base + ".pdopt"
         keys = [k for k in state if k not in ("LR_Scheduler", "master_weights")]
-        names = [p.name for p in self.model.parameters() if not p.stop_gradient]
-        unknown = [k for k in keys if not any(k.startswith(n + "_") for n in names)]
+        names = sorted((p.name for p in self.model.parameters() if not p.stop_gradient), key=len, reverse=True)
+        owner = {k: next((n for n in names if k.startswith(n + "_")), None) for k in keys}
+        unknown = [k for k, n in owner.items() if n is None]
         if unknown:
-            raise CheckpointError(f"{prefix}.pdopt holds optimizer state for other parameters (e.g. {unknown[:2]}): "
-                                  f"was it written by another model or optimizer? Use Global.pretrained_model to "
-                                  f"start from its weights with a fresh optimizer")
-        if "LR_Scheduler" not in state and isinstance(self.scheduler, paddle.optimizer.lr.LRScheduler):
-            raise CheckpointError(f"{prefix}.pdopt has no learning-rate schedule state")
-        self.optimizer.set_state_dict(state)
+            raise CheckpointError(f"{path} holds optimizer state for other parameters (e.g. {unknown[:2]}): "
+                                  f"was it written by another model? Use Global.pretrained_model to start from its "
+                                  f"weights with a fresh optimizer")
+        ours = type(self.optimizer).__name__
+        saved = states.get("optimizer")
+        kinds = {k[len(n) + 1:].rsplit("_", 1)[0] for k, n in owner.items()}
+        expected = _ACCUMULATORS.get(ours)
+        if (saved and saved != ours) or (expected is not None and kinds - expected):
+            found = saved or ", ".join(sorted(kinds - expected))
+            raise CheckpointError(f"{path} is the state of another optimizer ({found}) but Optimizer.name builds "
+                                  f"{ours}: resume with the optimizer the run was trained with, or use "
+                                  f"Global.pretrained_model={base}.pdparams to start from its weights with a fresh "
+                                  f"{ours}")
+        same_plan = states.get("epochs") in (None, self.epochs) and \
+            states.get("steps_per_epoch") in (None, max(1, self.iters_per_epoch // self.update_freq))
+        lr_state = state.get("LR_Scheduler")
+        if isinstance(self.scheduler, paddle.optimizer.lr.LRScheduler):
+            if not same_plan or lr_state is None:
+                position = done if self.scheduler.by_epoch else self.global_step
+                self.scheduler.step(position)
+                why = "has no schedule state" if lr_state is None else \
+                    f"was planned for {states.get('epochs')} epochs"
+                self.log.info(f"{path} {why}: the learning-rate schedule for Global.epochs={self.epochs} continues "
+                              f"at {'epoch' if self.scheduler.by_epoch else 'step'} {position} (lr "
+                              f"{self.scheduler():.6g})")
+                state["LR_Scheduler"] = self.scheduler.state_dict()  # set_state_dict loads it back
+        try:
+            self.optimizer.set_state_dict(state)
+        except (AssertionError, KeyError, ValueError, TypeError) as err:
+            raise CheckpointError(f"{path} does not fit the {ours} optimizer of this config ({type(err).__name__}: "
+                                  f"{err})") from None
 
     def _states(self, epoch, metric):
         states = {"metric": float(metric), "epoch": int(epoch), "best_metric": float(self.best_metric),
                   "best_epoch": int(self.best_epoch), "global_step": int(self.global_step),
                   "model_name": self.model_name, "class_num": self.class_num, "seed": self.seed,
-                  "epochs": self.epochs}
+                  "epochs": self.epochs, "steps_per_epoch": max(1, self.iters_per_epoch // self.update_freq),
+                  "optimizer": type(self.optimizer).__name__, "run_id": self.run_id}
         if self.scaler is not None:
             states["scaler"] = self.scaler.state_dict()
         return states
 
-    def save(self, name, epoch, metric):
-        """Write checkpoint output_dir/<Arch.name>/<name> (rank 0 only)."""
+    def save(self, names, epoch, metric):
+        """Write checkpoint(s) output_dir/<Arch.name>/<name> for each of `names` (one name or a list,
+        published in that order; rank 0 only). Returns the prefixes."""
         if self.rank != 0:
             return None
-        prefix = os.path.join(self.output_dir, name)
-        save_checkpoint(prefix, self.model.state_dict(), self.optimizer.state_dict(), self._states(epoch, metric),
-                        ema_state=self.ema.state_dict() if self.ema is not None else None)
-        self.log.info(f"Saved checkpoint {prefix}")
-        return prefix
+        names = [names] if isinstance(names, str) else list(names)
+        prefixes = save_checkpoint([os.path.join(self.output_dir, n) for n in names], self.model.state_dict(),
+                                   self.optimizer.state_dict(), self._states(epoch, metric),
+                                   ema_state=self.ema.state_dict() if self.ema is not None else None)
+        self.log.info(f"Saved checkpoint {', '.join(prefixes)}")
+        return prefixes
+
+    def _claim_output_dir(self):
+        """Refuse to train into a run directory holding another run's checkpoints (unless
+        Global.overwrite, which deletes them); remove what killed saves left behind."""
+        if self.rank == 0:
+            removed = clean_stale(self.output_dir)
+            if removed:
+                self.log.info(f"Removed {len(removed)} leftover(s) of an interrupted save in {self.output_dir}")
+        foreign = {}
+        for name, prefix in find_checkpoints(self.output_dir).items():
+            if self.resumed_from and os.path.realpath(prefix) == os.path.realpath(self.resumed_from):
+                continue
+            try:
+                run_id = load_pickle(prefix + ".pdstates").get("run_id")
+            except Exception:  # unreadable or absent .pdstates: not provably ours
+                run_id = None
+            same_dir = self.resumed_from and os.path.samefile(os.path.dirname(os.path.abspath(self.resumed_from)),
+                                                              self.output_dir)
+            if run_id != self.run_id and not (same_dir and run_id is None):
+                foreign[name] = prefix
+        if not foreign:
+            return
+        if self.overwrite:
+            if self.rank == 0:
+                self.log.warning(f"Global.overwrite: deleting the checkpoints of another run in {self.output_dir}: "
+                                 f"{', '.join(sorted(foreign))}")
+                remove_checkpoints(self.output_dir, keep=self.resumed_from)
+            return
+        latest = os.path.join(self.output_dir, "latest")
+        raise CheckpointError(
+            f"{self.output_dir} already holds checkpoints of another run ({', '.join(sorted(foreign))}); this run "
+            f"would overwrite them. Either resume that run: -o Global.checkpoints={latest}, or start a new one over "
+            f"it, deleting them: -o Global.overwrite=True (or choose another Global.output_dir)")
 
     # ------------------------------------------------------------------------------------ training
     def _epoch_hook(self, epoch_index, total):
@@ -317,8 +415,10 @@ class Trainer:
             self.history.append({"epoch": epoch, "iter": it, "step": self.global_step,
                                  "lr": self.current_lr(), "loss": values["loss"]})
             if not np.isfinite(values["loss"]):
-                raise FloatingPointError(f"loss is {values['loss']} at epoch {epoch}, iteration {it}: lower "
-                                         f"Optimizer.lr.learning_rate or check the data")
+                raise NonFiniteLossError(f"the training loss is {values['loss']} at epoch {epoch}, iteration {it} "
+                                         f"(lr {self.current_lr():.6g}): training diverged. Lower "
+                                         f"Optimizer.lr.learning_rate (or add warmup), check the data and labels, "
+                                         f"then resume from the last checkpoint in {self.output_dir}")
             for k, v in values.items():
                 loss_meters.setdefault(k, AverageMeter()).update(v, n)
             for m in self.train_metrics:
@@ -380,15 +480,18 @@ class Trainer:
                 metric = max(metric, ema_eval[self._metric_key])
             for k, v in results.items():
                 vdl.add_scalar(f"eval/{k}", v, epoch)
-        if epoch % self.save_interval == 0:
-            self.save(f"epoch_{epoch}", epoch, metric)
+        names = []
         if results:
             if metric > self.best_metric:
                 self.best_metric, self.best_epoch = metric, epoch
-                self.save("best_model", epoch, metric)
+                names.append("best_model")
             self.log.info(f"[Eval][Epoch {epoch}] best {self._metric_key}: {self.best_metric:.5f} (epoch "
                           f"{self.best_epoch})")
-        self.save("latest", epoch, metric)
+        if epoch % self.save_interval == 0:
+            names.append(f"epoch_{epoch}")
+        # best_model first: a set of epoch N on disk then implies best_model is up to date to epoch N,
+        # so resuming from any of them after a kill ends with the same best_model
+        self.save(names + ["latest"], epoch, metric)
         return results
 
     def _log_train(self, epoch, it, loss_meters, batch_time, reader_time, n, eta, vdl):
