@@ -37,7 +37,7 @@ class UnsafePickleError(UserError, pickle.UnpicklingError):
 
 def _reconstruct(subtype, shape, dtype):
     if subtype is not np.ndarray:
-        raise pickle.UnpicklingError(f"array subtype {subtype!r} is not allowed")
+        raise UnsafePickleError(f"array subtype {subtype!r} is not allowed")
     return np.ndarray.__new__(np.ndarray, shape, dtype)
 
 
@@ -47,26 +47,26 @@ _NUMPY_SCALAR = getattr(getattr(np, "_core", None), "multiarray", None) or np.co
 def _scalar(dtype, data=None):
     scalar = _NUMPY_SCALAR.scalar
     if not isinstance(dtype, np.dtype) or dtype.hasobject:
-        raise pickle.UnpicklingError(f"numpy scalar of dtype {dtype!r} is not allowed")
+        raise UnsafePickleError(f"numpy scalar of dtype {dtype!r} is not allowed")
     return scalar(dtype, data) if data is not None else scalar(dtype)
 
 
 def _frombuffer(buffer, dtype, shape, order):
     if not isinstance(dtype, np.dtype) or dtype.hasobject:
-        raise pickle.UnpicklingError(f"array of dtype {dtype!r} is not allowed")
+        raise UnsafePickleError(f"array of dtype {dtype!r} is not allowed")
     return np.frombuffer(buffer, dtype=dtype).reshape(shape, order=order)
 
 
 def _dtype(*args, **kwargs):
     dtype = np.dtype(*args, **kwargs)
     if dtype.hasobject:
-        raise pickle.UnpicklingError("numpy object arrays are not allowed (they hold arbitrary objects)")
+        raise UnsafePickleError("numpy object arrays are not allowed (they hold arbitrary objects)")
     return dtype
 
 
 def _encode(text, encoding="latin1"):
     if not isinstance(text, str):
-        raise pickle.UnpicklingError("_codecs.encode is allowed on strings only")
+        raise UnsafePickleError("_codecs.encode is allowed on strings only")
     return codecs.encode(text, encoding)
 
 
@@ -111,6 +111,14 @@ class _RestrictedUnpickler(pickle.Unpickler):
                 f"states and training states (arrays, numbers, strings, lists, dicts) are read. If you trust the "
                 f"file, convert it with paddle.load + ppbackbone.save_weights in a separate process")
         return found
+
+    def load(self):
+        try:
+            return super().load()
+        except UnsafePickleError as err:
+            if self.source in str(err):
+                raise
+            raise UnsafePickleError(f"{self.source}: {err}; refused (nothing was executed)") from None
 
     def persistent_load(self, pid):
         raise UnsafePickleError(f"{self.source} uses pickle persistent ids ({pid!r}), which paddle.save never writes")

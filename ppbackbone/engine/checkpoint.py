@@ -22,6 +22,7 @@ Loading accepts that layout, a copied set directory, and flat PaddleClas-style f
 required (it holds the epoch); the recorded hashes, when present, must match. Every pickle is read
 with `ppbackbone.safe_pickle` (data only, never code).
 """
+import collections
 import errno
 import io
 import os
@@ -37,7 +38,7 @@ from ..safe_pickle import UnsafePickleError, load_pickle
 from ..weights import file_sha256
 
 __all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError", "CheckpointWriteError", "checkpoint_files",
-           "find_checkpoints", "clean_stale", "remove_checkpoints", "SETS_DIR"]
+           "find_checkpoints", "newest_checkpoint", "clean_stale", "remove_checkpoints", "fault_point", "SETS_DIR"]
 
 SETS_DIR = ".checkpoints"
 _SUFFIXES = (".pdparams", ".pdema", ".pdopt")
@@ -54,14 +55,16 @@ class CheckpointWriteError(UserError, OSError):
 
 
 # ------------------------------------------------------------------------------------ fault injection
-_FAULTS = {"count": 0}
+_FAULTS = {"count": 0, "tags": collections.deque(maxlen=100000)}  # the last tags, for tests
 
 
 def fault_point(tag):
-    """A moment where a kill must leave a loadable checkpoint. With PPBACKBONE_KILL_AT=N in the
-    environment, the N-th fault point of the process (1-based) kills it with SIGKILL; the count so
-    far is `_FAULTS['count']` (tests use both to kill a run at every moment of its saves)."""
+    """A moment where a kill must leave a loadable checkpoint (between the files of a save, around
+    its publication, after each optimizer step). With PPBACKBONE_KILL_AT=N in the environment, the
+    N-th fault point of the process (1-based) kills it with SIGKILL; `_FAULTS` counts and names them
+    (tests use both to kill a run at every such moment)."""
     _FAULTS["count"] += 1
+    _FAULTS["tags"].append(tag)
     target = os.environ.get("PPBACKBONE_KILL_AT")
     if target and int(target) == _FAULTS["count"]:
         import signal
@@ -234,6 +237,19 @@ def find_checkpoints(directory):
                 os.path.isfile(path[:-len(".pdopt")] + ".pdparams"):
             found[entry[:-len(".pdopt")]] = path[:-len(".pdopt")]
     return found
+
+
+def newest_checkpoint(directory):
+    """The prefix of the checkpoint in `directory` with the highest epoch (latest on a tie), or None:
+    what to resume from after a kill."""
+    ranked = []
+    for name, prefix in find_checkpoints(directory).items():
+        try:
+            epoch = int(load_pickle(prefix + ".pdstates").get("epoch", -1))
+        except Exception:  # unreadable: not a candidate
+            continue
+        ranked.append((epoch, name == "latest", prefix))
+    return max(ranked)[2] if ranked else None
 
 
 def clean_stale(directory):

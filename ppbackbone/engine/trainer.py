@@ -29,8 +29,8 @@ from ..losses import build_loss
 from ..metrics import build_metrics
 from ..safe_pickle import load_pickle
 from ..weights import load_weights
-from .checkpoint import (CheckpointError, clean_stale, find_checkpoints, load_checkpoint, remove_checkpoints,
-                         save_checkpoint)
+from .checkpoint import (CheckpointError, clean_stale, fault_point, find_checkpoints, load_checkpoint,
+                         newest_checkpoint, remove_checkpoints, save_checkpoint)
 from .ema import ModelEMA
 from .logging_utils import AverageMeter, ProgressBar, VisualDLWriter, format_eta, setup_logger
 from .optim import build_optimizer
@@ -353,10 +353,10 @@ class Trainer:
                                  f"{', '.join(sorted(foreign))}")
                 remove_checkpoints(self.output_dir, keep=self.resumed_from)
             return
-        latest = os.path.join(self.output_dir, "latest")
+        newest = newest_checkpoint(self.output_dir) or os.path.join(self.output_dir, "latest")
         raise CheckpointError(
             f"{self.output_dir} already holds checkpoints of another run ({', '.join(sorted(foreign))}); this run "
-            f"would overwrite them. Either resume that run: -o Global.checkpoints={latest}, or start a new one over "
+            f"would overwrite them. Either resume that run: -o Global.checkpoints={newest}, or start a new one over "
             f"it, deleting them: -o Global.overwrite=True (or choose another Global.output_dir)")
 
     # ------------------------------------------------------------------------------------ training
@@ -463,6 +463,7 @@ class Trainer:
         if self.ema is not None:
             self.ema.update(self.model)
         self.global_step += 1
+        fault_point("step")
 
     def _eval_and_save(self, epoch, vdl):
         """After an epoch: evaluate when due (EMA weights too), write epoch_N / best_model / latest.
