@@ -129,9 +129,10 @@ def test_sigkill_at_every_moment_of_a_save_resumes_to_the_same_weights(reference
         cfg["Global"]["checkpoints"] = newest_checkpoint(run_dir)  # None: nothing saved yet, start again
         trainer = Trainer(cfg)
         assert not [f for f in os.listdir(run_dir) if f.startswith(".tmp-")]  # leftovers cleaned on start
+        sets = os.path.join(run_dir, ".checkpoints")
         live = {os.path.realpath(p) for p in find_checkpoints(run_dir).values()}
-        assert {os.path.join(run_dir, ".checkpoints", d) for d in os.listdir(os.path.join(run_dir, ".checkpoints"))} \
-            == live, f"stray set directories after the restart (kill at {point}: {tags[point - 1]})"
+        on_disk = {os.path.join(sets, d) for d in os.listdir(sets)} if os.path.isdir(sets) else set()
+        assert on_disk == live, f"stray set directories after the restart (kill at {point}: {tags[point - 1]})"
         trainer.train()
         assert_same_weights(weights_of(trainer), reference["weights"])
         assert trainer.best_metric == pytest.approx(reference["best"])
@@ -179,6 +180,17 @@ def test_overwrite_replaces_the_old_run(images, tmp_path):
     run_dir = str(tmp_path / "hgnetv2_b0")
     assert sorted(find_checkpoints(run_dir)) == ["best_model", "epoch_1", "latest"]  # no epoch_2 of the old run
     assert len(os.listdir(os.path.join(run_dir, ".checkpoints"))) == 3
+
+
+def test_extending_a_run_whose_warmup_filled_it(images, tmp_path):
+    """1 epoch with warmup_epoch 1 has no cosine part (its .pdopt has no LinearWarmup_LR state);
+    extending it to 2 epochs used to fail with KeyError: 'LinearWarmup_LR'."""
+    Trainer(tiny_config(images, str(tmp_path), epochs=1)).train()
+    cfg = tiny_config(images, str(tmp_path), epochs=2, checkpoints=str(tmp_path / "hgnetv2_b0" / "latest"))
+    trainer = Trainer(cfg)
+    assert trainer.start_epoch == 2 and trainer.global_step == 2
+    assert trainer.current_lr() == pytest.approx(0.004)  # the end of warmup = the start of the cosine
+    assert trainer.train()["epochs_run"] == 1
 
 
 def test_resume_with_more_epochs_fewer_epochs_and_another_optimizer(reference, images, tmp_path):
@@ -265,6 +277,26 @@ def test_disk_full_on_a_real_small_filesystem(reference, tmp_path):
         assert len(os.listdir(mount / "run" / ".checkpoints")) == 1
     finally:
         subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+@pytest.mark.timeout(120, method="thread")  # paddle's reader thread died and the loop waited forever
+def test_corrupt_image_fails_training_and_eval_instead_of_hanging(images, tmp_path):
+    from ppbackbone.data import DatasetError
+    root, lists = images
+    bad_root = tmp_path / "imgs"
+    bad_root.mkdir()
+    for split in ("train", "val"):
+        for line in open(lists[split]).read().split():
+            if line.endswith(".jpg"):
+                (bad_root / line).write_bytes(open(os.path.join(root, line), "rb").read())
+    broken = bad_root / "val_1_0.jpg"
+    broken.write_bytes(broken.read_bytes()[:300])  # truncated
+    (bad_root / "train_2_1.jpg").write_bytes(b"")  # empty
+    cfg = tiny_config((str(bad_root), lists), str(tmp_path), epochs=1)
+    with pytest.raises(DatasetError, match="train_2_1.jpg"):
+        Trainer(cfg).train()
+    with pytest.raises(DatasetError, match="val_1_0.jpg"):
+        Trainer(cfg, mode="eval").evaluate()
 
 
 def test_nan_loss_is_a_user_error(images, tmp_path):
@@ -391,3 +423,11 @@ def test_pretrained_model_errors_name_the_file(reference, tmp_path):
     # a checkpoint prefix / set directory resolves to its weights
     load_weights(model, latest, verbose=False)
     load_weights(model, os.path.join(reference["dir"], "best_model"), verbose=False)
+
+
+def test_output_dir_that_is_a_file(images, tmp_path):
+    from ppbackbone.errors import ConfigError
+    path = tmp_path / "out.txt"
+    path.write_text("x")
+    with pytest.raises(ConfigError, match=r"Global.output_dir=.*out.txt is a file, not a folder"):
+        Trainer(tiny_config(images, str(path), epochs=1))

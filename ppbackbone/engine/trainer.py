@@ -111,6 +111,10 @@ class Trainer:
         self.use_visualdl = get_value(cfg, "Global.use_visualdl", False, bool, expect="True or False")
         self.seed = get_value(cfg, "Global.seed", 0, int, lambda v: v >= 0, "an int >= 0")
         self.output_root = get_value(cfg, "Global.output_dir", "./output/", str, expect="a folder path")
+        for path in (self.output_root, os.path.join(self.output_root, str(cfg["Arch"]["name"]))):
+            if os.path.exists(path) and not os.path.isdir(path):
+                raise ConfigError(f"Global.output_dir={self.output_root!r}: {path} is a file, not a folder (choose "
+                                  f"another Global.output_dir)")
         self.checkpoints = get_value(cfg, "Global.checkpoints", None, str, expect="a checkpoint path prefix")
         self.pretrained_model = get_value(cfg, "Global.pretrained_model", None, str, expect="a weights file path")
         self.device = str(get_value(cfg, "Global.device", "gpu", str, expect="gpu, cpu, xpu, ...")).lower()
