@@ -129,6 +129,8 @@ def test_sigkill_at_every_moment_of_a_save_resumes_to_the_same_weights(reference
         cfg["Global"]["checkpoints"] = newest_checkpoint(run_dir)  # None: nothing saved yet, start again
         trainer = Trainer(cfg)
         assert not [f for f in os.listdir(run_dir) if f.startswith(".tmp-")]  # leftovers cleaned on start
+        for name in find_checkpoints(run_dir):  # flat names repaired after a kill before they were linked
+            assert os.path.isfile(os.path.join(run_dir, name + ".pdparams")), (point, name)
         sets = os.path.join(run_dir, ".checkpoints")
         live = {os.path.realpath(p) for p in find_checkpoints(run_dir).values()}
         on_disk = {os.path.join(sets, d) for d in os.listdir(sets)} if os.path.isdir(sets) else set()

@@ -38,7 +38,7 @@ from ..safe_pickle import UnsafePickleError, load_pickle
 from ..weights import file_sha256
 
 __all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError", "CheckpointWriteError", "checkpoint_files",
-           "find_checkpoints", "newest_checkpoint", "clean_stale", "remove_checkpoints", "fault_point", "SETS_DIR"]
+           "find_checkpoints", "read_states", "newest_checkpoint", "clean_stale", "remove_checkpoints", "fault_point", "SETS_DIR"]
 
 SETS_DIR = ".checkpoints"
 _SUFFIXES = (".pdparams", ".pdema", ".pdopt")
@@ -239,13 +239,21 @@ def find_checkpoints(directory):
     return found
 
 
+def read_states(prefix):
+    """The .pdstates dict of checkpoint `prefix` (a published name, set directory or flat prefix)."""
+    states = load_pickle(_resolve_files(os.fspath(prefix))[0] + ".pdstates")
+    if not isinstance(states, dict):
+        raise CheckpointError(f"{prefix}.pdstates holds {type(states).__name__}, expected a dict (epoch, metric, ...)")
+    return states
+
+
 def newest_checkpoint(directory):
     """The prefix of the checkpoint in `directory` with the highest epoch (latest on a tie), or None:
     what to resume from after a kill."""
     ranked = []
     for name, prefix in find_checkpoints(directory).items():
         try:
-            epoch = int(load_pickle(prefix + ".pdstates").get("epoch", -1))
+            epoch = int(read_states(prefix).get("epoch", -1))
         except Exception:  # unreadable: not a candidate
             continue
         ranked.append((epoch, name == "latest", prefix))
@@ -259,7 +267,10 @@ def clean_stale(directory):
     sets = os.path.join(directory, SETS_DIR)
     if not os.path.isdir(directory):
         return removed
-    live = {os.path.realpath(p) for p in find_checkpoints(directory).values() if os.path.islink(p)}
+    published = {n: p for n, p in find_checkpoints(directory).items() if os.path.islink(p)}
+    for name, prefix in published.items():  # a kill between publishing and linking the flat names
+        _publish_flat_names(directory, name, os.path.realpath(prefix))
+    live = {os.path.realpath(p) for p in published.values()}
     if os.path.isdir(sets):
         for entry in os.listdir(sets):
             path = os.path.join(sets, entry)

@@ -27,10 +27,9 @@ from ..errors import ConfigError, UserError, get_value, warn_once
 from ..data.loader import build_dataloader, mix_seed
 from ..losses import build_loss
 from ..metrics import build_metrics
-from ..safe_pickle import load_pickle
 from ..weights import load_weights
 from .checkpoint import (CheckpointError, clean_stale, fault_point, find_checkpoints, load_checkpoint,
-                         newest_checkpoint, remove_checkpoints, save_checkpoint)
+                         newest_checkpoint, read_states, remove_checkpoints, save_checkpoint)
 from .ema import ModelEMA
 from .logging_utils import AverageMeter, ProgressBar, VisualDLWriter, format_eta, setup_logger
 from .optim import build_optimizer
@@ -342,7 +341,7 @@ class Trainer:
             if self.resumed_from and os.path.realpath(prefix) == os.path.realpath(self.resumed_from):
                 continue
             try:
-                run_id = load_pickle(prefix + ".pdstates").get("run_id")
+                run_id = read_states(prefix).get("run_id")
             except Exception:  # unreadable or absent .pdstates: not provably ours
                 run_id = None
             same_dir = self.resumed_from and os.path.samefile(os.path.dirname(os.path.abspath(self.resumed_from)),
