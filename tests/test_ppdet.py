@@ -14,10 +14,25 @@ PPYOLOE_HGNET = os.path.join(ROOT, "configs", "ppdet", "ppyoloe_hgnetv2_l.yml")
 
 
 def _build(config_path):
-    import ppbackbone.ppdet  # noqa: F401  registers PPBackbone
-    from ppdet.core.workspace import create, load_config
-    cfg = load_config(config_path)
+    from ppbackbone.ppdet import load_config  # registers PPBackbone
+    from ppdet.core.workspace import create
+    cfg = load_config(config_path, fresh=True)  # nothing inherited from configs loaded by earlier tests
     return create(cfg.architecture)
+
+
+def _describe(model):
+    """Per state-dict entry: key, shape, learning rate, regularizer coefficient, stop_gradient, trainable."""
+    params = dict(model.named_parameters())
+    rows = []
+    for key, tensor in model.state_dict().items():
+        p = params.get(key)
+        if p is None:  # BN statistics
+            rows.append((key, tuple(tensor.shape), bool(tensor.stop_gradient)))
+            continue
+        reg = None if p.regularizer is None else float(p.regularizer._coeff)
+        rows.append((key, tuple(tensor.shape), p.optimize_attr["learning_rate"], reg, bool(p.stop_gradient),
+                     bool(p.trainable)))
+    return rows
 
 
 def _inputs(size=128):
@@ -80,25 +95,54 @@ def test_classifier_name_without_return_idx_is_refused():
 PPYOLOE_CSP = os.path.join(ROOT, "configs", "ppdet", "ppyoloe_plus_cspresnet_s.yml")
 
 
-def test_ppyoloe_plus_checkpoint_of_the_native_backbone_gives_the_same_features(tmp_path):
-    """PP-YOLOE+-s with PPBackbone(cspresnet_s) is key for key PaddleDetection's native model: the
-    native detector's weights load and the neck outputs are equal."""
+NATIVE_CSP = "CSPResNet:\n  layers: [3, 6, 6, 3]\n  channels: [64, 128, 256, 512, 1024]\n  return_idx: [1, 2, 3]\n" \
+             "  use_large_stem: True\n  use_alpha: True\n"
+
+
+@pytest.mark.parametrize("section", ["ppbackbone_name", "native_section"])
+def test_ppyoloe_plus_s_equals_paddledetections_native_model(tmp_path, section):
+    """PP-YOLOE+-s with PPBackbone is key for key PaddleDetection's native model (same order, shapes,
+    learning rates, regularizers, trainability), whether the section names `cspresnet_s` or pastes the
+    native `CSPResNet` section under `model: CSPResNet` (its width/depth then come from the config's
+    shared width_mult/depth_mult, as in PaddleDetection); the native weights load and the neck outputs
+    are equal."""
     text = open(PPYOLOE_CSP, encoding="utf-8").read()
-    native_text = text.replace("backbone: PPBackbone", "backbone: CSPResNet").replace(
-        "PPBackbone:\n  model: cspresnet_s\n",
-        "CSPResNet:\n  layers: [3, 6, 6, 3]\n  channels: [64, 128, 256, 512, 1024]\n  use_large_stem: True\n"
-        "  use_alpha: True\n")
     native_path = tmp_path / "native.yml"
-    native_path.write_text(native_text)
+    native_path.write_text(text.replace("backbone: PPBackbone", "backbone: CSPResNet").replace(
+        "PPBackbone:\n  model: cspresnet_s\n  return_idx: [1, 2, 3]\n", NATIVE_CSP))
+    ours_path = PPYOLOE_CSP
+    if section == "native_section":
+        ours_path = tmp_path / "ours.yml"
+        ours_path.write_text(text.replace("PPBackbone:\n  model: cspresnet_s\n  return_idx: [1, 2, 3]\n",
+                                          NATIVE_CSP.replace("CSPResNet:\n", "PPBackbone:\n  model: CSPResNet\n")))
     native = randomize_state(_build(str(native_path)), seed=9)
-    ours = _build(PPYOLOE_CSP)
+    ours = _build(str(ours_path))
     assert type(native.backbone).__module__.startswith("ppdet")
     assert isinstance(ours.backbone, ppbackbone.arch.cspresnet.CSPResNet)
-    assert {k: tuple(v.shape) for k, v in native.state_dict().items()} == \
-        {k: tuple(v.shape) for k, v in ours.state_dict().items()}
+    assert _describe(native) == _describe(ours)
     ours.set_state_dict(native.state_dict())
     native.eval()
     ours.eval()
     image = _inputs()["image"]
     for a, b in zip(native.neck(native.backbone({"image": image})), ours.neck(ours.backbone({"image": image}))):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("args", [dict(scale=0.75, feature_maps=[3, 4, 5]),
+                                  dict(scale=0.35, feature_maps=[2, 3, 4, 5], act="relu6")])
+def test_native_lcnet_section_equals_paddledetections_lcnet(args):
+    """`PPBackbone: {model: LCNet, <LCNet's keys>}` (PicoDet's backbone) is PaddleDetection's LCNet:
+    same keys, shapes, learning rates, regularizers, trainability, out_shape channels and outputs."""
+    from ppbackbone.ppdet import PPBackbone
+    from ppdet.modeling.backbones.lcnet import LCNet
+    paddle.seed(0)
+    native = randomize_state(LCNet(**args), seed=4)
+    ours = PPBackbone(model="LCNet", **args)
+    assert _describe(native) == _describe(ours)
+    assert [s.channels for s in native.out_shape] == [s.channels for s in ours.out_shape]
+    ours.set_state_dict(native.state_dict())
+    native.eval()
+    ours.eval()
+    image = _inputs(64)["image"]
+    for a, b in zip(native({"image": image}), ours({"image": image})):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5)

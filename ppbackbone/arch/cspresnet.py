@@ -19,6 +19,7 @@ from paddle.nn.initializer import Constant
 from .base import Backbone
 from .layers import ConvBNAct, ESEModule, get_act
 from .rep import RepMixin, conv_like, fold_bn, pad_kernel
+from .native import register_native
 from .registry import register_model
 
 __all__ = ["CSPResNet", "RepVggBlock", "CSP_CFGS"]
@@ -175,3 +176,20 @@ for _size, (_depth, _width) in CSP_CFGS.items():
 
 register_model("cspresnet", CSPResNet, dict(out_indices=[1, 2, 3]), aliases=("CSPResNet",), family="cspresnet",
                num_params=NUM_PARAMS["cspresnet"], reference="PaddleDetection CSPResNet (its defaults)")
+
+
+def build_native_cspresnet(layers, channels, act, return_idx, depth_wise, use_large_stem, width_mult, depth_mult,
+                           trt, use_alpha):
+    """PaddleDetection's `CSPResNet(...)` with its own defaults. `depth_wise` is accepted and, as there,
+    has no effect."""
+    del depth_wise  # unused by PaddleDetection's CSPResNet too
+    return CSPResNet(layers=layers, channels=channels, act=act, use_large_stem=use_large_stem, width_mult=width_mult,
+                     depth_mult=depth_mult, trt=trt, use_alpha=use_alpha, return_idx=return_idx)
+
+
+register_native("CSPResNet", build_native_cspresnet,
+                defaults=dict(layers=[3, 6, 6, 3], channels=[64, 128, 256, 512, 1024], act="swish",
+                              return_idx=[1, 2, 3], depth_wise=False, use_large_stem=False, width_mult=1.0,
+                              depth_mult=1.0, trt=False, use_checkpoint=False, use_alpha=False),
+                unsupported={"use_checkpoint": False}, shared=("width_mult", "depth_mult", "trt"),
+                reference="PaddleDetection ppdet/modeling/backbones/cspresnet.py CSPResNet (2.6.0 = develop)")

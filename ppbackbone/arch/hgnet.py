@@ -9,6 +9,7 @@ import paddle.nn as nn
 
 from .base import Backbone
 from .layers import ConvBNAct, ESEModule
+from .native import REQUIRED, register_native
 from .registry import register_model
 
 __all__ = ["PPHGNetV2", "PPHGNet", "HGV2_CFGS", "HGV1_CFGS"]
@@ -39,8 +40,9 @@ HGV2_CFGS = {
         [96, 96, 192, 2, False, False, 3, 6], [192, 192, 512, 3, True, False, 3, 6],
         [512, 384, 1024, 6, True, True, 5, 6], [1024, 768, 2048, 3, True, True, 5, 6]]),
 }
-# PaddleDetection's RT-DETR presets are the classifiers' stage tables. S and M keep use_lab=True
-# (PaddleDetection leaves it False and so drops B1/B2's LAB weights).
+# PaddleDetection's RT-DETR presets are the classifiers' stage tables. Our names hgnetv2_s/m keep
+# use_lab=True (B1/B2's LAB weights load whole); the native section `model: PPHGNetV2, arch: S` is
+# PaddleDetection's use_lab=False, key for key (see register_native below).
 HGV2_DET_ARCHS = {"s": "b1", "m": "b2", "l": "b4", "x": "b5", "h": "b6"}
 
 # PP-HGNet v1 stage row: [in, mid, out, blocks, downsample].
@@ -244,14 +246,32 @@ for _v, _cfg in HGV2_CFGS.items():
                    reference="PaddleClas PPHGNetV2_" + _v.upper())
 
 for _det, _v in HGV2_DET_ARCHS.items():
+    _lab_note = f" stages with use_lab=True ({_v.upper()}'s LAB kept)" if HGV2_CFGS[_v]["use_lab"] else ""
     register_model(f"hgnetv2_{_det}", PPHGNetV2,
                    dict(HGV2_CFGS[_v], out_indices=[1, 2, 3], freeze_at=0, freeze_stem_only=True,
                         freeze_norm=True),
                    aliases=(f"PPHGNetV2_{_det.upper()}",), family="hgnetv2", num_params=NUM_PARAMS[f"hgnetv2_{_det}"],
-                   reference=f"PaddleDetection PPHGNetV2(arch='{_det.upper()}')")
+                   reference=f"PaddleDetection PPHGNetV2(arch='{_det.upper()}'){_lab_note}")
 
 for _v, _cfg in HGV1_CFGS.items():
     register_model(f"pphgnet_{_v}", PPHGNet, _cfg, aliases=(f"PPHGNet_{_v}",), family="pphgnet",
                    num_params=NUM_PARAMS[f"pphgnet_{_v}"], url=(f"{_PCLS_URL}PPHGNet_{_v}_pretrained.pdparams" if _v != "base"
                         else f"{_PCLS_URL}PPHGNet_base_ssld_pretrained.pdparams"),
                    reference=f"PaddleClas PPHGNet_{_v}")
+
+
+def build_native_pphgnetv2(arch, use_lab, lr_mult_list, return_idx, freeze_stem_only, freeze_at, freeze_norm):
+    """PaddleDetection's `PPHGNetV2(arch, ...)` with its own defaults (use_lab False for every arch)."""
+    archs = [a.upper() for a in HGV2_DET_ARCHS]
+    if arch not in archs:
+        raise ValueError(f"PPBackbone: PPHGNetV2 arch={arch!r} is not one of PaddleDetection's archs "
+                         f"{', '.join(archs)}")
+    return PPHGNetV2(**dict(HGV2_CFGS[HGV2_DET_ARCHS[arch.lower()]], use_lab=use_lab), lr_mult_list=lr_mult_list,
+                     out_indices=return_idx, freeze_at=freeze_at, freeze_stem_only=freeze_stem_only,
+                     freeze_norm=freeze_norm)
+
+
+register_native("PPHGNetV2", build_native_pphgnetv2,
+                defaults=dict(arch=REQUIRED, use_lab=False, lr_mult_list=[1.0] * 5, return_idx=[1, 2, 3],
+                              freeze_stem_only=True, freeze_at=0, freeze_norm=True),
+                reference="PaddleDetection (develop) ppdet/modeling/backbones/hgnet_v2.py PPHGNetV2")

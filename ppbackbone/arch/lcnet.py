@@ -21,6 +21,7 @@ import paddle.nn as nn
 
 from .base import Backbone
 from .layers import ConvBNAct, SEModule, make_divisible
+from .native import register_native
 from .registry import register_model
 
 __all__ = ["PPLCNet", "DepthwiseSeparable", "LCNET_BLOCKS", "LCNET_SCALES", "fixed_args_builder"]
@@ -238,3 +239,16 @@ _build_pplcnet_table = fixed_args_builder(PPLCNet, "lcnet", choices={"scale": tu
 _build_lcnet.__wrapped__ = PPLCNet.__init__  # the registry's argument check reads PPLCNet's signature
 register_model("lcnet", _build_lcnet, aliases=("LCNet",), family="pplcnet", num_params=NUM_PARAMS["lcnet"],
                reference="PaddleDetection LCNet(scale=1.0, feature_maps=[3, 4, 5])")
+
+
+def build_native_lcnet(scale, feature_maps, act):
+    """PaddleDetection's `LCNet(scale, feature_maps, act)`: any positive scale, act hard_swish or relu6
+    (the two it builds)."""
+    if act not in ("hard_swish", "relu6"):
+        raise ValueError(f"PPBackbone: LCNet act={act!r}; PaddleDetection's LCNet builds only 'hard_swish' "
+                         f"and 'relu6'")
+    return PPLCNet(scale=scale, feature_maps=feature_maps, act=act)
+
+
+register_native("LCNet", build_native_lcnet, defaults=dict(scale=1.0, feature_maps=[3, 4, 5], act="hard_swish"),
+                reference="PaddleDetection ppdet/modeling/backbones/lcnet.py LCNet (2.6.0 = develop)")

@@ -1,0 +1,99 @@
+"""Native PaddleDetection backbone sections: `PPBackbone: {model: PPHGNetV2, <PPHGNetV2's own keys>}`.
+
+A family that is weight-compatible with a PaddleDetection backbone class registers that class here,
+once, at the bottom of its file (as it registers its own names with `register_model`):
+
+    register_native("PPHGNetV2", build_native_pphgnetv2,
+                    defaults=dict(arch=REQUIRED, use_lab=False, lr_mult_list=[1.0] * 5, return_idx=[1, 2, 3],
+                                  freeze_stem_only=True, freeze_at=0, freeze_norm=True),
+                    reference="PaddleDetection ppdet/modeling/backbones/hgnet_v2.py")
+
+`defaults` is the native constructor's signature: every key it accepts, with the native default
+(`REQUIRED` for an argument without one). `build(**args)` gets all of them (the section's values over
+the defaults) and returns the ppbackbone model that is key for key the native backbone: same
+parameter names, order, shapes, learning rates and trainability. `unsupported` names native
+arguments that ppbackbone does not implement, mapped to the only value accepted (usually the native
+default, whose behaviour we do reproduce); another value is an error naming the argument and the
+class. `shared` lists the class's PaddleDetection `__shared__` keys (global config values such as
+CSPResNet's width_mult), which the plugin forwards only to natives that declare them.
+
+This module imports nothing of the families; `ppbackbone.ppdet.PPBackbone` dispatches a section to
+`build_native` when its `model` is a registered native class name (exact spelling, as in
+PaddleDetection), and to `create_model` otherwise.
+"""
+from dataclasses import dataclass, field
+
+__all__ = ["REQUIRED", "NativeBackbone", "register_native", "build_native", "native_names", "is_native"]
+
+
+class _Required:
+    def __repr__(self):
+        return "<required>"
+
+
+REQUIRED = _Required()
+
+
+@dataclass
+class NativeBackbone:
+    """One native PaddleDetection backbone class and how ppbackbone builds it."""
+    name: str
+    build: object
+    defaults: dict
+    unsupported: dict = field(default_factory=dict)
+    shared: tuple = ()
+    reference: str = ""
+
+
+_NATIVE = {}
+
+
+def register_native(name, build, defaults, unsupported=None, shared=(), reference=""):
+    """Register PaddleDetection class `name` (e.g. "PPHGNetV2"); see the module docstring."""
+    if name in _NATIVE:
+        raise ValueError(f"Native backbone {name!r} is registered twice")
+    unsupported = dict(unsupported or {})
+    extra = sorted((set(unsupported) | set(shared)) - set(defaults))
+    if extra:
+        raise ValueError(f"register_native({name!r}): {extra} are not in its defaults (the native signature)")
+    _NATIVE[name] = NativeBackbone(name, build, dict(defaults), unsupported, tuple(shared), reference)
+    return _NATIVE[name]
+
+
+def is_native(name):
+    """True when `name` is a registered native PaddleDetection class name (exact spelling)."""
+    return isinstance(name, str) and name in _NATIVE
+
+
+def native_names():
+    return sorted(_NATIVE)
+
+
+def native_info(name):
+    return _NATIVE[name]
+
+
+def build_native(name, **section):
+    """Build the ppbackbone model equal to PaddleDetection's `name(**section)`.
+
+    Errors name the argument and the native class: an argument the native class does not take, a
+    required one missing, or a native argument ppbackbone does not support set to another value.
+    """
+    spec = _NATIVE[name]
+    unknown = sorted(set(section) - set(spec.defaults))
+    if unknown:
+        raise ValueError(f"PPBackbone: {name} (PaddleDetection) has no argument(s) {unknown}; its arguments are "
+                         f"{', '.join(spec.defaults)}. For ppbackbone's own arguments use a ppbackbone model "
+                         f"name instead of model: {name}")
+    args = dict(spec.defaults)
+    args.update(section)
+    missing = [k for k, v in args.items() if v is REQUIRED]
+    if missing:
+        raise ValueError(f"PPBackbone: {name} needs {', '.join(missing)} (PaddleDetection's {name} has no default)")
+    for key, accepted in spec.unsupported.items():
+        if args[key] != accepted:
+            raise ValueError(f"PPBackbone: native argument {key}={args[key]!r} of {name} is not supported by "
+                             f"ppbackbone (only {accepted!r}); remove it or use PaddleDetection's {name}")
+    for key in spec.unsupported:
+        del args[key]
+    return spec.build(**args)
