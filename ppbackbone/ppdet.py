@@ -118,6 +118,7 @@ def register_ppdet():
                           f"sys.path first") from None
     if "PPBackbone" not in global_config:
         register(PPBackbone)
+    from . import ppdet_demo  # noqa: F401  (the demo set's !DetDemoDataSet / !DetDemoImageFolder)
     return PPBackbone
 
 

@@ -20,8 +20,8 @@ import tempfile
 
 import yaml
 
-__all__ = ["find_ppdet_root", "activate_ppdet", "check_backbone_sections", "resolve_config", "run_tool", "PPDetSetupError",
-           "PORTABLE_KEYS"]
+__all__ = ["find_ppdet_root", "activate_ppdet", "check_backbone_sections", "resolve_config", "run_tool",
+           "PPDetSetupError", "PORTABLE_KEYS"]
 
 MARKER = os.path.join("ppdet", "__init__.py")
 USAGE = "usage: python tools/ppdet_run.py [--ppdet-root DIR] /path/to/PaddleDetection/tools/<tool>.py [tool args]"
@@ -229,7 +229,8 @@ def parse_args(argv):
         raise PPDetSetupError(USAGE)
     tool = argv.pop(0)
     if not os.path.isfile(tool):
-        raise PPDetSetupError(f"tool script not found: {tool} (expected e.g. <PaddleDetection>/tools/train.py)\n{USAGE}")
+        raise PPDetSetupError(f"tool script not found: {tool} (expected e.g. <PaddleDetection>/tools/train.py)"
+                              f"\n{USAGE}")
     return root, os.path.abspath(tool), argv
 
 
@@ -240,7 +241,8 @@ def run_tool(argv):
     root = find_ppdet_root(tool, root)
     config = _config_arg(tool_args)
     if config is not None and os.path.isfile(config):
-        resolved = resolve_config(config, root, os.path.join(tempfile.gettempdir(), f"ppbackbone-ppdet-{os.getpid()}"))
+        out_dir = os.path.join(tempfile.gettempdir(), f"ppbackbone-ppdet-{os.getpid()}")
+        resolved = resolve_config(config, root, out_dir)
         check_backbone_sections(resolved)
         tool_args = [resolved if arg == config else arg.replace(config, resolved) for arg in tool_args]
     activate_ppdet(root)

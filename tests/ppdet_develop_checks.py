@@ -153,7 +153,10 @@ def check_native(config, native, forward):
 
 
 def check_build(config):
-    model = build(config)
+    import ppdet
+    from ppbackbone.ppdet_tools import resolve_config
+    root = os.path.dirname(os.path.dirname(os.path.abspath(ppdet.__file__)))
+    model = build(resolve_config(config, root, tempfile.mkdtemp(prefix="ppb-build-")))
     model.eval()
     with paddle.no_grad():
         out = model(inputs())

@@ -69,7 +69,8 @@ def test_native_s_m_default_to_use_lab_false_while_our_names_keep_lab():
 @pytest.mark.parametrize("name, args, match", [
     ("PPHGNetV2", dict(), "PPHGNetV2 needs arch"),
     ("PPHGNetV2", dict(arch="l"), "arch='l' is not one of PaddleDetection's archs S, M, L, X, H"),
-    ("PPHGNetV2", dict(arch="L", out_indices=[1]), r"PPHGNetV2 \(PaddleDetection\) has no argument\(s\) \['out_indices'\]"),
+    ("PPHGNetV2", dict(arch="L", out_indices=[1]),
+     r"PPHGNetV2 \(PaddleDetection\) has no argument\(s\) \['out_indices'\]"),
     ("CSPResNet", dict(use_checkpoint=True), "native argument use_checkpoint=True of CSPResNet is not supported"),
     ("CSPResNet", dict(freeze_at=0), r"CSPResNet \(PaddleDetection\) has no argument\(s\) \['freeze_at'\]"),
     ("LCNet", dict(act="hardswish"), "LCNet act='hardswish'; PaddleDetection's LCNet builds only"),
@@ -103,7 +104,8 @@ def test_explicit_root_and_env_are_checked_and_named(tmp_path):
     elsewhere.write_text("")
     assert find_ppdet_root(str(elsewhere), environ={"PADDLEDET_HOME": root}) == root
     assert find_ppdet_root(str(elsewhere), ppdet_root=root, environ={}) == root
-    with pytest.raises(PPDetSetupError, match=r"--ppdet-root=.*not a PaddleDetection checkout: .*ppdet/__init__.py not found"):
+    with pytest.raises(PPDetSetupError,
+                       match=r"--ppdet-root=.*not a PaddleDetection checkout: .*ppdet/__init__.py not found"):
         find_ppdet_root(str(elsewhere), ppdet_root=str(tmp_path), environ={})
     with pytest.raises(PPDetSetupError, match=r"PADDLEDET_HOME=.*nope: no such directory"):
         find_ppdet_root(str(elsewhere), environ={"PADDLEDET_HOME": str(tmp_path / "nope")})

@@ -137,18 +137,27 @@ def ensure_demo_dataset(root=None):
     it is written to a temporary folder and renamed, so concurrent callers (e.g. the ranks of a
     distributed launch) and interrupted runs never see a half-written dataset."""
     root = os.path.abspath(os.path.expanduser(root or demo_dataset_dir()))
-    marker = os.path.join(root, "label_list.txt")
-    if os.path.isfile(marker) and os.path.isfile(os.path.join(root, "val_list.txt")):
+    return write_once(root, _write, ("label_list.txt", "val_list.txt"))
+
+
+def write_once(root, write, markers):
+    """Run `write(tmp_folder)` and rename the folder to `root`, unless every file in `markers` (relative
+    paths) already exists under `root`; returns `root`. A concurrent writer that wins the rename is
+    accepted; an existing incomplete folder is an error that says to delete it."""
+    def complete():
+        return all(os.path.isfile(os.path.join(root, m)) for m in markers)
+
+    if complete():
         return root
     parent = os.path.dirname(root)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".tmp-demo-", dir=parent)
     try:
-        _write(tmp)
+        write(tmp)
         try:
             os.rename(tmp, root)
         except OSError:
-            if not os.path.isfile(marker):  # not a concurrent writer that won: a real problem
+            if not complete():  # not a concurrent writer that won: a real problem
                 if os.path.isdir(root) and not os.listdir(root):
                     os.rmdir(root)
                     os.rename(tmp, root)
