@@ -98,10 +98,26 @@ def activate_ppdet(root):
 
 
 # ---------------------------------------------------------------------------- config chain check
+class _TagTolerantLoader(yaml.SafeLoader):
+    """Reads PaddleDetection configs without its classes: a `!Tag` value (`!COCODataSet {...}`,
+    `!PiecewiseDecay`) becomes its plain mapping / list / scalar; only _BASE_ and PPBackbone are read here."""
+
+
+def _untagged(loader, suffix, node):
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node, deep=True)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    return loader.construct_scalar(node)
+
+
+_TagTolerantLoader.add_multi_constructor("!", _untagged)
+
+
 def _load_yaml(path):
     try:
         with open(path, encoding="utf-8") as f:
-            return yaml.load(f, Loader=yaml.Loader) or {}
+            return yaml.load(f, Loader=_TagTolerantLoader) or {}
     except OSError as err:
         raise PPDetSetupError(f"cannot read config {path}: {err}") from None
 
