@@ -33,6 +33,7 @@ unchanged. It reads `inputs['image']` and exposes `out_shape` like a native back
 """
 from .arch import create_model
 from .arch.native import build_native, is_native, native_info
+from .errors import ConfigError
 
 __all__ = ["PPBackbone", "build_backbone", "register_ppdet", "load_config", "reset_config"]
 
@@ -58,7 +59,7 @@ def build_backbone(model="hgnetv2_l", return_idx=None, pretrained=None, **kwargs
         return backbone
     backbone = create_model(model, pretrained=pretrained, out_indices=return_idx, **kwargs)
     if backbone.out_indices is None:
-        raise ValueError(f"PPBackbone: {model} was built as a classifier; set return_idx "
+        raise ConfigError(f"PPBackbone: {model} was built as a classifier; set return_idx "
                          f"(stage indices 0..{len(backbone.feature_info) - 1}) for detection")
     return backbone
 
@@ -95,13 +96,13 @@ def reset_config():
 
 def load_config(path, fresh=False):
     """PaddleDetection's `load_config(path)` after ppbackbone's check of the file's _BASE_ chain (a base's
-    model-specific PPBackbone keys must not carry over to another `model`: PPDetSetupError).
+    model-specific PPBackbone keys must not carry over to another `model`: ppdet_config.PPDetSetupError).
 
     PaddleDetection merges every loaded file into one global config; `fresh=True` first drops what earlier
     loads left there (`reset_config`), for building several detectors in one process."""
     from ppdet.core.workspace import load_config as ppdet_load_config
 
-    from .ppdet_tools import check_backbone_sections
+    from .ppdet_config import check_backbone_sections
     check_backbone_sections(path)
     if fresh:
         reset_config()

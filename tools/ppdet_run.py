@@ -9,13 +9,14 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ppbackbone.ppdet_tools import PPDetSetupError, run_tool  # noqa: E402
+from ppbackbone.errors import UserError  # noqa: E402
+from ppbackbone.ppdet_tools import run_tool  # noqa: E402
 
 
 def main():
     try:
         run_tool(sys.argv[1:])
-    except PPDetSetupError as err:
+    except UserError as err:
         sys.exit(f"Error: {err}")
 
 

@@ -7,6 +7,7 @@ stage tables below; a variant is a row.
 import paddle
 import paddle.nn as nn
 
+from ..errors import ConfigError
 from .base import Backbone
 from .layers import ConvBNAct, ESEModule
 from .native import REQUIRED, register_native
@@ -264,7 +265,7 @@ def build_native_pphgnetv2(arch, use_lab, lr_mult_list, return_idx, freeze_stem_
     """PaddleDetection's `PPHGNetV2(arch, ...)` with its own defaults (use_lab False for every arch)."""
     archs = [a.upper() for a in HGV2_DET_ARCHS]
     if arch not in archs:
-        raise ValueError(f"PPBackbone: PPHGNetV2 arch={arch!r} is not one of PaddleDetection's archs "
+        raise ConfigError(f"PPBackbone: PPHGNetV2 arch={arch!r} is not one of PaddleDetection's archs "
                          f"{', '.join(archs)}")
     return PPHGNetV2(**dict(HGV2_CFGS[HGV2_DET_ARCHS[arch.lower()]], use_lab=use_lab), lr_mult_list=lr_mult_list,
                      out_indices=return_idx, freeze_at=freeze_at, freeze_stem_only=freeze_stem_only,

@@ -19,6 +19,7 @@ import numbers
 
 import paddle.nn as nn
 
+from ..errors import ConfigError
 from .base import Backbone
 from .layers import ConvBNAct, SEModule, make_divisible
 from .native import register_native
@@ -245,7 +246,7 @@ def build_native_lcnet(scale, feature_maps, act):
     """PaddleDetection's `LCNet(scale, feature_maps, act)`: any positive scale, act hard_swish or relu6
     (the two it builds)."""
     if act not in ("hard_swish", "relu6"):
-        raise ValueError(f"PPBackbone: LCNet act={act!r}; PaddleDetection's LCNet builds only 'hard_swish' "
+        raise ConfigError(f"PPBackbone: LCNet act={act!r}; PaddleDetection's LCNet builds only 'hard_swish' "
                          f"and 'relu6'")
     return PPLCNet(scale=scale, feature_maps=feature_maps, act=act)
 

@@ -23,6 +23,8 @@ PaddleDetection), and to `create_model` otherwise.
 """
 from dataclasses import dataclass, field
 
+from ..errors import ConfigError, suggest
+
 __all__ = ["REQUIRED", "NativeBackbone", "register_native", "build_native", "native_names", "is_native"]
 
 
@@ -82,17 +84,17 @@ def build_native(name, **section):
     spec = _NATIVE[name]
     unknown = sorted(set(section) - set(spec.defaults))
     if unknown:
-        raise ValueError(f"PPBackbone: {name} (PaddleDetection) has no argument(s) {unknown}; its arguments are "
-                         f"{', '.join(spec.defaults)}. For ppbackbone's own arguments use a ppbackbone model "
-                         f"name instead of model: {name}")
+        raise ConfigError(f"PPBackbone: {name} (PaddleDetection) has no argument(s) {unknown}."
+                          f"{suggest(unknown[0], spec.defaults)} Its arguments: {', '.join(spec.defaults)}. For "
+                          f"ppbackbone's own arguments use a ppbackbone model name instead of model: {name}")
     args = dict(spec.defaults)
     args.update(section)
     missing = [k for k, v in args.items() if v is REQUIRED]
     if missing:
-        raise ValueError(f"PPBackbone: {name} needs {', '.join(missing)} (PaddleDetection's {name} has no default)")
+        raise ConfigError(f"PPBackbone: {name} needs {', '.join(missing)} (PaddleDetection's {name} has no default)")
     for key, accepted in spec.unsupported.items():
         if args[key] != accepted:
-            raise ValueError(f"PPBackbone: native argument {key}={args[key]!r} of {name} is not supported by "
+            raise ConfigError(f"PPBackbone: native argument {key}={args[key]!r} of {name} is not supported by "
                              f"ppbackbone (only {accepted!r}); remove it or use PaddleDetection's {name}")
     for key in spec.unsupported:
         del args[key]
