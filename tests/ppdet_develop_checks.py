@@ -10,6 +10,8 @@ tools/ppdet_run.py (so the checkout's `ppdet` is the one imported, in its own pr
 state-dict keys in order, shapes, per-parameter learning rate, regularizer, trainability and frozen norms;
 with --forward also equal eval boxes and train losses with shared (randomized) weights.
 `build`: a config builds and its eval forward gives finite boxes.
+`export <config> <weights> <export dir> <image>`: Paddle Inference reloads PaddleDetection's export and gives
+the dygraph detector's boxes (reports which CPU settings work).
 Each prints one `OK ...` line and exits 0, or fails with an AssertionError saying what differs.
 Used by tests/test_ppdet_develop.py (skipped unless PADDLEDET_HOME is set).
 """
@@ -52,17 +54,18 @@ def absolute_bases(text, config_path):
             if bases else body)
 
 
-def fresh_config(path):
-    """Load `path` alone (nothing merged from earlier loads) with eval_size set to EVAL_SIZE."""
+def fresh_config(path, eval_size=EVAL_SIZE):
+    """Load `path` alone (nothing merged from earlier loads), with eval_size set unless it is None."""
     from ppbackbone.ppdet import load_config
     cfg = load_config(path, fresh=True)
-    cfg["eval_size"] = [EVAL_SIZE, EVAL_SIZE]
+    if eval_size:
+        cfg["eval_size"] = [eval_size, eval_size]
     return cfg
 
 
-def build(path):
+def build(path, eval_size=EVAL_SIZE):
     from ppdet.core.workspace import create
-    cfg = fresh_config(path)
+    cfg = fresh_config(path, eval_size)
     paddle.seed(0)
     return create(cfg.architecture)
 
@@ -166,12 +169,80 @@ def check_build(config):
           f"{getattr(model.backbone, 'model_name', type(model.backbone).__name__)}, {boxes.shape[0]} finite boxes")
 
 
+def _demo_input(config_path, image_path):
+    """The detector's inputs for one image, made by the config's own TestReader sample transforms."""
+    from ppdet.core.workspace import global_config
+    from ppdet.data.transform import operators
+    sample = {"im_file": image_path}
+    for op in global_config["TestReader"]["sample_transforms"]:
+        (name, kwargs), = op.items()
+        sample = getattr(operators, name)(**(kwargs or {}))(sample)
+    return {"image": sample["image"][None].astype("float32"),
+            "im_shape": np.array([sample["im_shape"]], dtype="float32"),
+            "scale_factor": np.array([sample["scale_factor"]], dtype="float32")}
+
+
+# Paddle Inference CPU settings tried in order; Paddle 3.3.1's oneDNN fails on RT-DETR exports.
+INFERENCE_SETTINGS = [
+    dict(name="oneDNN on (Paddle's CPU default)", mkldnn=True, ir_optim=True),
+    dict(name="oneDNN off, IR optimization on", mkldnn=False, ir_optim=True),
+    dict(name="oneDNN off, IR optimization off", mkldnn=False, ir_optim=False),
+]
+
+
+def _predict(model_dir, inputs, mkldnn, ir_optim):
+    from paddle import inference
+    prefix = os.path.join(model_dir, "model")
+    program = prefix + (".json" if os.path.isfile(prefix + ".json") else ".pdmodel")
+    config = inference.Config(program, prefix + ".pdiparams")
+    config.disable_gpu()
+    config.set_cpu_math_library_num_threads(2)
+    if mkldnn:
+        config.enable_mkldnn()
+    else:
+        config.disable_mkldnn()
+    config.switch_ir_optim(ir_optim)
+    predictor = inference.create_predictor(config)
+    for name in predictor.get_input_names():
+        predictor.get_input_handle(name).copy_from_cpu(inputs[name])
+    predictor.run()
+    return [predictor.get_output_handle(n).copy_to_cpu() for n in predictor.get_output_names()]
+
+
+def check_export(config, weights, model_dir, image):
+    """The exported model (PaddleDetection's export_model.py output) reloaded by Paddle Inference gives the
+    dygraph detector's boxes; reports every INFERENCE_SETTINGS entry and asserts that one works."""
+    from ppdet.utils.checkpoint import load_weight
+    model = build(config, eval_size=None)  # the config's own eval_size: the one the export was made for
+    load_weight(model, weights)
+    model.eval()
+    inputs = _demo_input(config, image)
+    with paddle.no_grad():
+        ref = model({k: paddle.to_tensor(v) for k, v in inputs.items()})["bbox"].numpy()
+    working = []
+    for setting in INFERENCE_SETTINGS:
+        try:
+            out = _predict(model_dir, inputs, setting["mkldnn"], setting["ir_optim"])[0]
+        except Exception as err:  # report and try the next setting
+            print(f"  {setting['name']}: fails: {str(err).strip().splitlines()[-1][:160]}")
+            continue
+        diff = float(np.abs(out - ref).max()) if out.shape == ref.shape else float("inf")
+        print(f"  {setting['name']}: boxes {out.shape}, max |inference - dygraph| {diff:.2e}")
+        if diff <= 1e-3 * max(1.0, float(np.abs(ref).max())):
+            working.append(setting["name"])
+    assert working, "no Paddle Inference setting reproduced the dygraph detector"
+    print(f"OK export {os.path.basename(model_dir)}: equals dygraph with {'; '.join(working)} "
+          f"({ref.shape[0]} boxes, top score {ref[:, 1].max():.3f})")
+
+
 def main(argv):
     paddle.set_device("cpu")
     if argv[0] == "native":
         check_native(argv[1], argv[2], "--forward" in argv)
     elif argv[0] == "build":
         check_build(argv[1])
+    elif argv[0] == "export":
+        check_export(*argv[1:5])
     else:
         raise SystemExit(__doc__)
 

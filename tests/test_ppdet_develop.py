@@ -31,7 +31,7 @@ def run(*args, timeout=900, cwd=None):
     proc = subprocess.run([PYTHON, *args], capture_output=True, text=True, timeout=timeout, env=env,
                           cwd=cwd or ROOT)
     assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-    return proc.stdout
+    return proc.stdout + proc.stderr
 
 
 def check(*args, timeout=900):
@@ -126,3 +126,29 @@ def test_shipped_config_is_its_reference_with_only_the_backbone_changed(config):
             if not cfg[arch]:
                 del cfg[arch]
     assert ours == ref
+
+
+DEMO = os.path.join(ROOT, "configs", "ppdet", "demo", "rtdetr_hgnetv2_b0_demo.yml")
+
+
+@pytest.mark.timeout(1800)
+def test_demo_trains_evaluates_and_exports_through_the_runner(tmp_path):
+    """PaddleDetection's own train.py (1 epoch, --eval) and export_model.py run through tools/ppdet_run.py
+    with no PYTHONPATH on the embedded demo set; Paddle Inference reloads the export and gives the dygraph
+    detector's boxes."""
+    env_home = {"PPBACKBONE_HOME": str(tmp_path / "home")}
+    os.environ.update(env_home)
+    try:
+        out = run(RUNNER, os.path.join(HOME, "tools", "train.py"), "-c", DEMO, "--eval", "-o", "epoch=1",
+                  "snapshot_epoch=1", f"save_dir={tmp_path / 'output'}", timeout=1700, cwd=str(tmp_path))
+        weights = tmp_path / "output" / "rtdetr_hgnetv2_b0_demo" / "model_final.pdparams"
+        assert weights.is_file(), out[-2000:]
+        assert "Average Precision" in out, out[-2000:]
+        run(RUNNER, os.path.join(HOME, "tools", "export_model.py"), "-c", DEMO, "-o",
+            f"weights={str(weights)[:-len('.pdparams')]}", f"--output_dir={tmp_path / 'export'}", cwd=str(tmp_path))
+        image = os.path.join(str(tmp_path / "home"), "datasets", "det_demo_shapes_v1", "images", "val", "000001.jpg")
+        check("export", DEMO, str(weights)[:-len(".pdparams")], str(tmp_path / "export" / "rtdetr_hgnetv2_b0_demo"),
+              image)
+    finally:
+        for key in env_home:
+            os.environ.pop(key, None)
