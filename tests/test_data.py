@@ -257,14 +257,20 @@ def test_loader_errors(demo_root):
         build_dataloader(_loader_config(demo_root, label, batch_size=0), "Train", 10, 0, 0, 1)
 
 
-def test_worker_processes_report_the_bad_file(tmp_path):
+def _images_with_a_bad_one(tmp_path, count, bad, content):
+    """`count` small JPEG files 0.jpg... (label 0) with file `bad` replaced by `content`; a loader
+    config (batch 4) over them."""
     root = tmp_path / "imgs"
     root.mkdir()
-    for i in range(4):
+    for i in range(count):
         Image.new("RGB", (20, 20), (i * 40, 0, 0)).save(root / f"{i}.jpg")
-    (root / "3.jpg").write_bytes(b"broken")
-    label = _write_list(tmp_path / "l.txt", [f"{i}.jpg 0" for i in range(4)])
-    cfg = _loader_config(str(root), label, batch_size=4)
+    (root / f"{bad}.jpg").write_bytes(content)
+    label = _write_list(tmp_path / "l.txt", [f"{i}.jpg 0" for i in range(count)])
+    return _loader_config(str(root), label, batch_size=4)
+
+
+def test_worker_processes_report_the_bad_file(tmp_path):
+    cfg = _images_with_a_bad_one(tmp_path, 4, 3, b"broken")
     cfg["DataLoader"]["Train"]["loader"]["num_workers"] = 1
     loader = build_dataloader(cfg, "Train", 1, 0, 0, 1)
     loader.set_epoch(1)
@@ -279,13 +285,8 @@ def test_corrupt_image_without_workers_raises_instead_of_hanging(tmp_path, mode)
     """num_workers 0 (the default): paddle 3.3.1's reader thread died on the error and the consumer
     waited forever; the error must reach the loop, naming the file, and the reader must stop."""
     import threading
-    root = tmp_path / "imgs"
-    root.mkdir()
-    for i in range(6):
-        Image.new("RGB", (20, 20), (i * 40, 0, 0)).save(root / f"{i}.jpg")
-    (root / "4.jpg").write_bytes(b"\xff\xd8\xff truncated")
-    label = _write_list(tmp_path / "l.txt", [f"{i}.jpg 0" for i in range(6)])
-    cfg = _loader_config(str(root), label, batch_size=2)
+    cfg = _images_with_a_bad_one(tmp_path, 6, 4, b"\xff\xd8\xff truncated")
+    cfg["DataLoader"]["Train"]["sampler"]["batch_size"] = 2
     cfg["DataLoader"][mode] = cfg["DataLoader"].pop("Train")
     del cfg["DataLoader"][mode]["loader"]  # the default: no worker processes
     loader = build_dataloader(cfg, mode, 1, 0, 0, 1)
