@@ -16,8 +16,8 @@ import paddle
 from .errors import UserError
 from .safe_pickle import UnsafePickleError, load_pickle
 
-__all__ = ["WeightsError", "load_weights", "save_weights", "read_state_dict", "download_weights", "LoadReport",
-           "weights_cache_dir", "atomic_write", "file_sha256"]
+__all__ = ["WeightsError", "WeightsFileNotFound", "check_numeric", "load_weights", "save_weights", "read_state_dict",
+           "download_weights", "LoadReport", "weights_cache_dir", "atomic_write", "file_sha256"]
 
 # Below this fraction of the model's tensors found in a file, the file is another architecture.
 MIN_MATCH_FRACTION = 0.5
@@ -125,6 +125,16 @@ def _describe_foreign(path, state):
     return f"it holds a {type(state).__name__}, not a {{name: tensor}} dict"
 
 
+def check_numeric(state, path, error=None):
+    """Raise `error` (WeightsError) naming the first tensor of `state` whose dtype is not a number
+    (strings, complex, object, dates: a weight never is one). Float and integer tensors pass (they
+    are cast to the model's dtype on loading)."""
+    for key, value in state.items():
+        if np.asarray(value).dtype.kind not in "fiub":
+            raise (error or WeightsError)(f"{path}: tensor {key!r} has dtype {np.asarray(value).dtype}, which is not "
+                                          f"a number type; expected float (or integer) weights")
+
+
 def read_state_dict(path):
     """Read a weights file into ({key: numpy array}, resolved path); a WeightsError names the file
     (and the key) when it is unreadable, truncated, not a state dict or refers to code."""
@@ -147,6 +157,7 @@ def read_state_dict(path):
     odd = [k for k, v in state.items() if k not in arrays and not isinstance(v, (dict, list, str))]
     if odd or not arrays:
         raise WeightsError(f"Weights file {path} does not hold a state dict: {_describe_foreign(path, state)}")
+    check_numeric(arrays, path, WeightsError)
     return arrays, path
 
 

@@ -418,6 +418,12 @@ def test_pretrained_model_errors_name_the_file(reference, tmp_path):
     for path, message in cases:
         with pytest.raises(WeightsError, match=message):
             load_weights(model, path, verbose=False)
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    paddle.save(dict(state, **{"stem.stem1.conv.weight": np.array(["a", "b"])}), str(tmp_path / "strings.pdparams"))
+    with pytest.raises(WeightsError, match=r"strings.pdparams: tensor 'stem.stem1.conv.weight' has dtype <U1"):
+        load_weights(model, str(tmp_path / "strings.pdparams"), verbose=False)
+    paddle.save({k: v.astype("float64") for k, v in state.items()}, str(tmp_path / "f64.pdparams"))
+    load_weights(model, str(tmp_path / "f64.pdparams"), verbose=False)  # float64 is cast to the model's float32
     other = ppbackbone.create_model("pplcnet_x0_25", num_classes=4)
     with pytest.raises(WeightsError, match=r"latest.pdparams matches only \d+ of the \d+ tensors of pplcnet_x0_25.*"
                                            r"First unexpected keys: \['stem"):

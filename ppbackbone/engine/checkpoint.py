@@ -35,7 +35,7 @@ import paddle
 
 from ..errors import UserError, warn_once
 from ..safe_pickle import UnsafePickleError, load_pickle
-from ..weights import file_sha256
+from ..weights import check_numeric, file_sha256
 
 __all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError", "CheckpointWriteError", "checkpoint_files",
            "find_checkpoints", "read_states", "newest_checkpoint", "clean_stale", "remove_checkpoints", "fault_point", "SETS_DIR"]
@@ -386,5 +386,10 @@ def load_checkpoint(prefix):
     ema = None
     if os.path.isfile(base + ".pdema"):
         ema, params = params, _read(base + ".pdema", "Checkpoint raw weights", True)
+    for suffix, state in ((".pdparams", params), (".pdema", ema)):
+        if state is not None:
+            if not isinstance(state, dict):
+                raise CheckpointError(f"{shown}{suffix} holds {type(state).__name__}, expected a state dict")
+            check_numeric(state, shown + suffix, CheckpointError)
     return {"model": params, "optimizer": optimizer, "states": states, "ema": ema, "prefix": shown,
             "files": base}
