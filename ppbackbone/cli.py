@@ -1,15 +1,157 @@
-"""Command-line entry points shared by tools/train.py and tools/eval.py (kept thin there)."""
+"""The command line: the one place that turns errors into messages and exit codes, and the argument
+helpers every tool shares (tools/*.py stay thin: they parse arguments and call the package).
+
+Every tool runs its `main(argv)` through `main_guard`:
+  - a user mistake (any `ppbackbone.errors.UserError`: config, flag, file, label, image, weights,
+    checkpoint, export directory; or what the system refuses: a missing file, no permission, a read-only
+    or full disk) prints one line `Error: ...` on stderr, no traceback, and exits with status 2;
+  - anything else is a bug: its traceback is printed and the status is 1;
+  - `--debug` (every tool has it) or the environment variable PPBACKBONE_DEBUG=1 adds the traceback to
+    user errors too.
+Exit statuses (also in every tool's --help): see EXIT_STATUS_HELP.
+"""
 import argparse
+import errno
 import os
 import sys
 import traceback
 import warnings
 
-__all__ = ["run", "parse_args"]
+__all__ = ["run", "parse_args", "main_guard", "error_message", "new_parser", "add_common_args", "positive_int", "non_negative_int",
+           "debug_requested", "check_model_names", "EXIT_OK", "EXIT_BUG", "EXIT_USER_ERROR", "EXIT_PARTIAL", "EXIT_INTERRUPTED",
+           "EXIT_STATUS_HELP"]
+
+EXIT_OK = 0
+EXIT_BUG = 1  # an unexpected error (traceback printed): please report it
+EXIT_USER_ERROR = 2  # a user mistake, one `Error: ...` line (argparse's usage errors use 2 as well)
+EXIT_PARTIAL = 3  # finished, but some inputs were skipped (each reported), e.g. unreadable images in infer.py
+EXIT_INTERRUPTED = 130  # Ctrl-C
+
+EXIT_STATUS_HELP = """exit status:
+  0    success
+  1    internal error: a bug (the traceback is printed; please report it)
+  2    user error: bad config, flag, file, image, weights or disk (one `Error: ...` line; --debug or
+       PPBACKBONE_DEBUG=1 adds the traceback); also argparse's usage errors
+  3    finished, but some inputs were skipped (each one reported), e.g. unreadable images in tools/infer.py
+  130  interrupted (Ctrl-C)"""
+
+# What the operating system refuses because of the user's files or disk, not because of a bug.
+_USER_ERRNOS = {errno.ENOENT: None, errno.EACCES: None, errno.EPERM: None, errno.EISDIR: None,
+                errno.ENOTDIR: None, errno.EEXIST: None, errno.ENAMETOOLONG: None,
+                errno.EROFS: "the file system is read-only: choose another output folder",
+                errno.ENOSPC: "the disk is full: free some space or choose another output folder",
+                errno.EDQUOT: "the disk quota is exceeded: free some space or choose another output folder"}
+_DEBUG_ENV = "PPBACKBONE_DEBUG"
+
+
+def error_message(err):
+    """The one-line message for a user error (None when `err` is a bug and needs its traceback)."""
+    from .errors import UserError
+    if isinstance(err, UserError):
+        return str(err)
+    if isinstance(err, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)) and \
+            err.errno is None:  # raised with a message of ours
+        return str(err)
+    if isinstance(err, OSError) and err.errno in _USER_ERRNOS:
+        text = err.strerror or str(err)
+        path = err.filename if err.filename2 is None else f"{err.filename} -> {err.filename2}"
+        hint = _USER_ERRNOS[err.errno]
+        return f"{text}{f': {path}' if path else ''}{f' ({hint})' if hint else ''}"
+    if isinstance(err, MemoryError):
+        return "out of memory: use a smaller batch size, image size or model"
+    return None
+
+
+def debug_requested(argv=None):
+    """True when `--debug` is among the arguments or PPBACKBONE_DEBUG is set to 1/true/yes."""
+    argv = sys.argv[1:] if argv is None else argv
+    return "--debug" in argv or os.environ.get(_DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _rank():
+    return int(os.environ.get("PADDLE_TRAINER_ID", "0")), int(os.environ.get("PADDLE_TRAINERS_NUM", "1"))
+
+
+def main_guard(main, argv=None):
+    """Run `main(argv)` and return the process exit status, turning errors into messages (module doc)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    rank, world = _rank()
+    where = f" (rank {rank})" if world > 1 else ""
+    try:
+        status = main(argv)
+    except KeyboardInterrupt:
+        print(f"Interrupted{where}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as err:  # noqa: BLE001 - this is the one place that reports every error
+        message = error_message(err)
+        if message is None or debug_requested(argv):
+            traceback.print_exc()
+        if message is not None:
+            print(f"Error{where}: {message}", file=sys.stderr)
+            return EXIT_USER_ERROR
+        if world > 1:
+            # paddle.distributed.launch shows only rank 0 on the console: say where the rest is
+            print(f"Rank {rank} of {world} failed; its full log is log/workerlog.{rank} (the launcher's --log_dir)",
+                  file=sys.stderr)
+        print(f"Internal error{where}: {type(err).__name__}: {err}\nThis looks like a bug in ppbackbone (or Paddle):"
+              f" please report it with the traceback above.", file=sys.stderr)
+        return EXIT_BUG
+    return EXIT_OK if status is None else int(status)
+
+
+def positive_int(text):
+    """argparse type: an int >= 1 (a usage error naming the flag otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text):
+    """argparse type: an int >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def check_model_names(names, flag="--model"):
+    """The registered names for `names` (aliases resolved); an unknown one is a ConfigError naming `flag`."""
+    from .arch.registry import resolve_name
+    from .errors import ConfigError
+    resolved = []
+    for name in names:
+        try:
+            resolved.append(resolve_name(name))
+        except ValueError as err:
+            raise ConfigError(f"{flag} {name}: {err}") from None
+    return resolved
+
+
+def add_common_args(parser):
+    """--debug, and the exit statuses in the help text."""
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show the traceback of an error too (or set {_DEBUG_ENV}=1)")
+    parser.epilog = f"{parser.epilog}\n\n{EXIT_STATUS_HELP}" if parser.epilog else EXIT_STATUS_HELP
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    return parser
+
+
+def new_parser(description, **kwargs):
+    """An ArgumentParser with the tool's docstring as description and the common arguments."""
+    return add_common_args(argparse.ArgumentParser(description=description,
+                                                   formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs))
 
 
 def parse_args(description, argv=None):
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """tools/train.py and tools/eval.py: -c CONFIG, -o overrides, --debug."""
+    parser = new_parser(description)
     parser.add_argument("-c", "--config", required=True, help="YAML config (PaddleClas schema)")
     parser.add_argument("-o", "--override", action="append", default=[], nargs="+",
                         help="Section.key=value overrides, e.g. -o Global.epochs=10 Arch.class_num=5")
@@ -18,37 +160,24 @@ def parse_args(description, argv=None):
     return args
 
 
-def _rank():
-    return int(os.environ.get("PADDLE_TRAINER_ID", "0")), int(os.environ.get("PADDLE_TRAINERS_NUM", "1"))
-
-
-def run(mode, description, argv=None):
-    """Parse arguments, build the Trainer, train or evaluate. Returns a process exit code."""
+def _train_or_eval(mode, description, argv):
     args = parse_args(description, argv)
     warnings.filterwarnings("ignore", message="When training, we now always track global mean and variance")
     warnings.filterwarnings("ignore", message="No ccache found")
     from .config import load_config
     from .engine import Trainer
-    from .errors import UserError
-    rank, world = _rank()
-    try:
-        config = load_config(args.config, args.override)
-        trainer = Trainer(config, mode=mode)
-        if mode == "train":
-            trainer.train()
-        else:
-            if not (config.get("Global") or {}).get("pretrained_model") and not config["Arch"].get("pretrained"):
-                print("Warning: no Global.pretrained_model given: evaluating freshly initialised weights",
-                      file=sys.stderr)
-            trainer.evaluate()
-    except (UserError, FileNotFoundError) as err:
-        print(f"Error{f' (rank {rank})' if world > 1 else ''}: {err}", file=sys.stderr)
-        return 2
-    except Exception:
-        if world > 1:
-            # paddle.distributed.launch shows only rank 0 on the console: say where the rest is
-            print(f"Rank {rank} of {world} failed; its full log is log/workerlog.{rank} (the launcher's --log_dir)",
-                  file=sys.stderr)
-        traceback.print_exc()
-        return 1
-    return 0
+    config = load_config(args.config, args.override)
+    trainer = Trainer(config, mode=mode)
+    if mode == "train":
+        trainer.train()
+        return EXIT_OK
+    if not (config.get("Global") or {}).get("pretrained_model") and not config["Arch"].get("pretrained"):
+        print("Warning: no Global.pretrained_model given: evaluating freshly initialised weights", file=sys.stderr)
+    trainer.evaluate()
+    return EXIT_OK
+
+
+def run(mode, description, argv=None):
+    """tools/train.py and tools/eval.py: parse arguments, build the Trainer, train or evaluate. Returns the
+    process exit status (see EXIT_STATUS_HELP)."""
+    return main_guard(lambda args: _train_or_eval(mode, description, args), argv)

@@ -4,16 +4,55 @@ Errors name the file or key, the value, and what was expected.
 """
 import copy
 import os
+import re
 
 import yaml
 
 from .errors import ConfigError, check_keys, check_op_list, get_value, suggest, warn_once  # noqa: F401  (re-exported)
 
-__all__ = ["load_config", "apply_overrides", "parse_override", "build_model", "ConfigError",
+__all__ = ["load_config", "apply_overrides", "parse_override", "build_model", "ConfigError", "ConfigLoader", "load_yaml", "check_output_dir",
            "KNOWN_SECTIONS", "validate_config", "check_keys", "check_op_list", "get_value", "warn_once"]
 
 # Top-level sections of a PaddleClas config.
 KNOWN_SECTIONS = ("Global", "AMP", "EMA", "Arch", "Loss", "Optimizer", "DataLoader", "Metric", "Infer")
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with two fixes for configs.
+
+    - Numbers in exponent form without a dot (`1e12`, `5e-4`) are floats, as in YAML 1.2 and as people mean
+      them; YAML 1.1 (PyYAML) reads them as strings.
+    - A key repeated in one mapping is an error naming the file, the key and both lines; PyYAML keeps the last
+      one silently.
+    """
+
+    def construct_mapping(self, node, deep=False):
+        first_line = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in first_line:
+                raise ConfigError(f"{_source(key_node.start_mark)}: duplicate key {key!r} in the same mapping, at "
+                                  f"lines {first_line[key]} and {line}; YAML would silently keep only the last one. "
+                                  f"Remove one of them.")
+            first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
+def _source(mark):
+    return "YAML text" if mark.name in ("<unicode string>", "<string>", "<byte string>") else mark.name
+
+
+def load_yaml(stream):
+    """Parse YAML text or an open file with ConfigLoader (see there). Raises yaml.YAMLError or ConfigError."""
+    return yaml.load(stream, Loader=ConfigLoader)
 
 
 def _read_yaml(path):
@@ -21,9 +60,12 @@ def _read_yaml(path):
         raise ConfigError(f"Config file not found: {path}")
     with open(path, encoding="utf-8") as f:
         try:
-            data = yaml.safe_load(f) or {}
+            data = load_yaml(f) or {}
         except yaml.YAMLError as err:
             raise ConfigError(f"Config file {path} is not valid YAML: {err}") from None
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"Config file {path} is not UTF-8 text ({err.reason} at byte {err.start}): is it a "
+                              f"YAML config?") from None
     if not isinstance(data, dict):
         raise ConfigError(f"Config file {path} must hold a mapping of sections, got {type(data).__name__}")
     return data
@@ -63,9 +105,13 @@ def parse_override(text):
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"Override {text!r} has an empty key part")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
+        value = load_yaml(raw) if raw.strip() else ""
+    except ConfigError as err:
+        raise ConfigError(f"Override {text!r}: {err}") from None
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"Override {text!r}: the value {raw!r} is not valid YAML ({problem}). A list is written "
+                          f"[0.1, 0.2], a mapping {{a: 1}}; to pass it as text, quote it: -o \"{key}='...'\"") from None
     return key.split("."), value
 
 
@@ -195,6 +241,7 @@ def validate_config(config):
         resolve_name(config["Arch"]["name"])
     except ValueError as err:
         raise ConfigError(f"Arch.name: {err}") from None
+    check_arch_values(config["Arch"])
     for section, registry in (("Loss", LOSSES), ("Metric", METRICS)):
         body = _section(config, section)
         check_keys(body, SECTION_KEYS[section], section)
@@ -234,6 +281,64 @@ def validate_config(config):
     if isinstance(infer.get("PostProcess"), dict):
         check_keys(infer["PostProcess"], ("name", "topk", "class_id_map_file", "savefile"), "Infer.PostProcess")
     return config
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int_list(value):
+    return isinstance(value, list) and bool(value) and all(_is_int(v) for v in value)
+
+
+# Arch keys that mean the same in every family: (check, what is expected). The model checks the rest
+# (and these again, against its own layout: lengths, ranges).
+ARCH_VALUE_CHECKS = {
+    "class_num": (lambda v: _is_int(v) and v >= 0, "an integer >= 0, the number of classes"),
+    "lr_mult_list": (lambda v: isinstance(v, (list, tuple)) and bool(v) and all(_is_number(x) and x >= 0 for x in v),
+                     "a list of numbers >= 0, one per group (stem first), e.g. [0.1, 0.2, 0.4, 0.6, 0.8]"),
+    "out_indices": (_int_list, "a list of stage indices, e.g. [1, 2, 3]"),
+    "return_idx": (_int_list, "a list of stage indices, e.g. [1, 2, 3]"),
+    "freeze_at": (_is_int, "an integer: -1 (nothing), 0 (stem) or a stage index"),
+    "freeze_stem_only": (lambda v: isinstance(v, bool), "True or False"),
+    "freeze_norm": (lambda v: isinstance(v, bool), "True or False"),
+    "use_lab": (lambda v: isinstance(v, bool), "True or False"),
+    "use_last_conv": (lambda v: isinstance(v, bool), "True or False"),
+    "pretrained": (lambda v: isinstance(v, (bool, str)), "True/False or a weights path or URL"),
+    "class_expand": (lambda v: _is_int(v) and v > 0, "an integer > 0"),
+    "dropout_prob": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "drop_rate": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "lab_lr": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+}
+
+
+def check_arch_values(arch):
+    """ConfigError naming the Arch key, its value and what it takes, for the keys in ARCH_VALUE_CHECKS."""
+    for key, (ok, expect) in ARCH_VALUE_CHECKS.items():
+        value = arch.get(key)
+        if value is not None and not ok(value):
+            raise ConfigError(f"Arch.{key}={value!r} is not valid: expected {expect}")
+
+
+def check_output_dir(path, key, value=None):
+    """`path`, after a ConfigError naming `key` and its `value` (default: `path`) when `path` (a folder to
+    write into, created when missing) is a file, lies under a file, or cannot be written (permissions, a
+    read-only file system)."""
+    value = path if value is None else value
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise ConfigError(f"{key}={value!r}: {probe} is a file, not a folder; {key} must name a folder "
+                          f"(created when missing)")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}={value!r}: cannot write into {probe} (no permission, or a read-only file "
+                          f"system): choose another folder")
+    return path
 
 
 def build_model(config, **extra):

@@ -4,9 +4,12 @@ All VanillaNet layers are Conv2d/BatchNorm2d, so conversion is a renaming of BN 
 (`running_mean` -> `_mean`, `running_var` -> `_variance`) and dropping `num_batches_tracked`; no
 tensor is transposed. torch is needed only to read `.pth` files and is imported lazily.
 """
+import os
+import tempfile
+
 import numpy as np
 
-from .weights import save_weights
+from .weights import WeightsError, save_weights
 
 __all__ = ["torch_state_to_paddle", "read_torch_checkpoint", "convert_torch_checkpoint"]
 
@@ -36,38 +39,48 @@ def read_torch_checkpoint(path, key=None):
     try:
         import torch
     except ImportError:
-        raise ImportError("Reading a PyTorch .pth checkpoint needs torch (only for this conversion): "
-                          "pip install torch") from None
+        raise WeightsError(f"Reading the PyTorch checkpoint {path} needs torch (only for this conversion): "
+                           f"pip install torch") from None
+    if not os.path.isfile(path):
+        raise WeightsError(f"Checkpoint not found: {path}" + (" (a folder)" if os.path.isdir(path) else ""))
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"Checkpoint not found: {path}") from None
     except Exception as err:
-        raise ValueError(f"Could not read PyTorch checkpoint {path}: {type(err).__name__}: {err}") from None
+        raise WeightsError(f"Could not read PyTorch checkpoint {path}: {type(err).__name__}: "
+                           f"{str(err).splitlines()[0] if str(err) else ''}") from None
+    if not isinstance(checkpoint, dict):
+        raise WeightsError(f"{path} holds a {type(checkpoint).__name__}, not a state dict ({{name: tensor}})")
     if key is not None:
         if key not in checkpoint:
-            raise KeyError(f"{path} has no {key!r} entry; it has: {sorted(checkpoint)[:10]}")
+            raise WeightsError(f"{path} has no {key!r} entry; it has: {sorted(map(str, checkpoint))[:10]}")
         checkpoint = checkpoint[key]
     else:
         for candidate in _CHECKPOINT_KEYS:
             if isinstance(checkpoint.get(candidate), dict):
                 checkpoint = checkpoint[candidate]
                 break
-    return {k: v for k, v in checkpoint.items() if hasattr(v, "shape")}
+    state = {k: v for k, v in checkpoint.items() if hasattr(v, "shape")} if isinstance(checkpoint, dict) else {}
+    if not state:
+        raise WeightsError(f"{path} holds no tensors{f' under {key!r}' if key else ''}: is it a model checkpoint?")
+    return state
 
 
 def convert_torch_checkpoint(src, dst, model_name=None, key=None, **create_kwargs):
     """Convert `src` (.pth) to `dst` (.safetensors or .pdparams). With `model_name`, the result is loaded
     into that model first and must match it with zero missing and zero unexpected keys."""
     state = torch_state_to_paddle(read_torch_checkpoint(src, key))
-    if model_name is not None:
-        from .arch import create_model
-        from .weights import load_weights
-        model = create_model(model_name, **create_kwargs)
-        path = save_weights(state, dst)
+    if model_name is None:
+        return save_weights(state, dst)
+    from .arch import create_model
+    from .weights import load_weights
+    model = create_model(model_name, **create_kwargs)
+    # Checked before it becomes `dst`: a file that does not match is never left behind.
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(dst))) as scratch:
+        path = save_weights(state, os.path.join(scratch, os.path.basename(dst)))
         report = load_weights(model, path)
         if report.missing or report.unexpected or report.head_skipped:
-            raise ValueError(f"{src} does not match {model_name} exactly: missing {report.missing[:5]}, "
-                             f"unexpected {report.unexpected[:5]}, head skipped {report.head_skipped[:5]}")
-        return path
-    return save_weights(state, dst)
+            raise WeightsError(f"{src} does not match {model_name} exactly: missing {report.missing[:5]}, "
+                               f"unexpected {report.unexpected[:5]}, head skipped {report.head_skipped[:5]}")
+        final = os.path.join(os.path.dirname(os.path.abspath(dst)), os.path.basename(path))
+        os.replace(path, final)
+    return final

@@ -130,3 +130,60 @@ def test_get_value_checks_types():
     with pytest.raises(ConfigError, match=r"Global.epochs='ten' is not valid: expected a positive int"):
         get_value(cfg, "Global.epochs", 1, int, lambda v: v > 0, "a positive int")
     assert get_value(cfg, "Global.seed", 7, int) == 7
+
+
+# ------------------------------------------------------------------------------------------------
+# YAML and override fixes (issue 14): malformed -o values, typed Arch keys, exponent floats, duplicate keys
+
+@pytest.mark.parametrize("override, message", [
+    ("Arch.lr_mult_list=[0.1,0.2", r"Override 'Arch.lr_mult_list=\[0.1,0.2': the value '\[0.1,0.2' is not valid "
+                                   r"YAML.*A list is written \[0.1, 0.2\]"),
+    ("Arch.class_num={a: 1", r"Override 'Arch.class_num=\{a: 1': the value .* is not valid YAML"),
+    ("Arch.class_num=ten", r"Arch.class_num='ten' is not valid: expected an integer >= 0, the number of classes"),
+    ("Arch.class_num=-3", r"Arch.class_num=-3 is not valid"),
+    ("Arch.lr_mult_list=[0.1, a, 0.2]", r"Arch.lr_mult_list=\[0.1, 'a', 0.2\] is not valid: expected a list of "
+                                        r"numbers"),
+    ("Arch.out_indices=[1.5]", r"Arch.out_indices=\[1.5\] is not valid: expected a list of stage indices"),
+    ("Arch.freeze_norm=yes please", r"Arch.freeze_norm='yes please' is not valid: expected True or False"),
+    ("Arch.lr_mult_list={a: 1, a: 2}", r"Override .*duplicate key 'a'"),
+])
+def test_override_and_arch_value_errors_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(BASE, [override])
+
+
+@pytest.mark.parametrize("text, value", [("1e12", 1e12), ("5e-4", 5e-4), ("1E+3", 1e3), ("-2e-2", -0.02),
+                                         ("1.0e-3", 1e-3), ("3", 3), ("'1e5'", "1e5"), ("1e", "1e")])
+def test_exponent_floats_are_numbers(text, value):
+    """YAML 1.1 reads 1e12 as a string; ppbackbone reads it as the number it is (files and -o alike)."""
+    assert parse_override(f"Optimizer.lr.learning_rate={text}")[1] == value
+    cfg = load_config(BASE, [f"Optimizer.lr.learning_rate={text}"], validate=False)
+    assert cfg["Optimizer"]["lr"]["learning_rate"] == value
+
+
+def test_large_learning_rate_in_exponent_form_is_accepted(tmp_path):
+    path = _write(tmp_path, f"_BASE_: {BASE}\nOptimizer:\n  lr:\n    learning_rate: 1e12\n")
+    assert load_config(path)["Optimizer"]["lr"]["learning_rate"] == 1e12
+
+
+def test_duplicate_yaml_keys_name_file_key_and_lines(tmp_path):
+    path = _write(tmp_path, "Arch:\n  name: hgnetv2_b0\n  class_num: 10\n  class_num: 5\n")
+    with pytest.raises(ConfigError, match=rf"{path}: duplicate key 'class_num' in the same mapping, at lines 3 and 4"):
+        load_config(path)
+    # the same key in different mappings, and YAML merge keys, are fine
+    path = _write(tmp_path, f"_BASE_: {BASE}\nGlobal: {{epochs: 1}}\nEMA: {{decay: 0.9}}\n", "ok.yaml")
+    assert load_config(path)["Global"]["epochs"] == 1
+
+
+def test_output_dir_that_is_a_file_is_refused(tmp_path):
+    from ppbackbone.engine import Trainer
+    blocker = tmp_path / "out"
+    blocker.write_text("a file")
+    cfg = load_config(BASE, [f"Global.output_dir={blocker}"])
+    with pytest.raises(ConfigError, match=rf"Global.output_dir='{blocker}': {blocker} is a file, not a folder"):
+        Trainer(cfg, mode="eval")
+    (tmp_path / "out2").mkdir()
+    (tmp_path / "out2" / "hgnetv2_b0").write_text("a file where the run folder goes")
+    cfg = load_config(BASE, [f"Global.output_dir={tmp_path / 'out2'}"])
+    with pytest.raises(ConfigError, match=r"hgnetv2_b0 is a file, not a folder"):
+        Trainer(cfg, mode="eval")

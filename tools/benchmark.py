@@ -6,12 +6,16 @@
 latency: batch-1 latency of the exported model on Paddle Inference (oneDNN) / ONNX Runtime / OpenVINO,
 fused vs unfused for Rep models, and the PaddleClas export of the same model in the same run.
 """
-import argparse
 import json
 import os
 import sys
+import warnings
 
+warnings.filterwarnings("ignore", message="No ccache found")  # paddle import-time noise
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from ppbackbone.cli import (add_common_args, check_model_names, main_guard, new_parser, non_negative_int,  # noqa: E402
+                            positive_int)
 
 
 def add_latency(subparsers):
@@ -22,11 +26,11 @@ def add_latency(subparsers):
                                                              "(builder names, e.g. PPLCNetV2_base)")
     p.add_argument("--no-reference", action="store_true", help="do not time the PaddleClas implementation")
     p.add_argument("--runtimes", nargs="*", default=None, help="default: every installed one")
-    p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--runs", type=int, default=100, help="timed runs per variant and runtime")
-    p.add_argument("--rounds", type=int, default=20, help="interleaved rounds the runs are split into")
+    p.add_argument("--image-size", type=positive_int, default=224)
+    p.add_argument("--threads", type=positive_int, default=2)
+    p.add_argument("--warmup", type=non_negative_int, default=10)
+    p.add_argument("--runs", type=positive_int, default=100, help="timed runs per variant and runtime")
+    p.add_argument("--rounds", type=positive_int, default=20, help="interleaved rounds the runs are split into")
     p.add_argument("--markdown", help="also write the table to this file")
     p.add_argument("--json", help="also write the raw figures to this file")
     p.set_defaults(func=run_latency)
@@ -35,17 +39,17 @@ def add_latency(subparsers):
 def run_latency(args):
     from ppbackbone.benchmarks.latency import available_runtimes, format_markdown, latency_benchmark
     from ppbackbone.predictor import RUNTIMES
+    from ppbackbone.errors import ConfigError
     if not args.model and not args.reference:
-        print("ERROR: name at least one --model or --reference", file=sys.stderr)
-        return 1
+        raise ConfigError("name at least one --model or --reference")
+    models = check_model_names(args.model)
     runtimes = args.runtimes or available_runtimes()
     unknown = [r for r in runtimes if r not in RUNTIMES]
     missing = [r for r in runtimes if r in RUNTIMES and r not in available_runtimes()]
     if unknown or missing:
-        print(f"ERROR: runtimes {unknown + missing} are unknown or not installed; available here: "
-              f"{', '.join(available_runtimes())} (known: {', '.join(RUNTIMES)})", file=sys.stderr)
-        return 1
-    result = latency_benchmark(args.model, args.reference, runtimes=runtimes, image_size=args.image_size,
+        raise ConfigError(f"--runtimes: {unknown + missing} are unknown or not installed; available here: "
+                          f"{', '.join(available_runtimes())} (known: {', '.join(RUNTIMES)})")
+    result = latency_benchmark(models, args.reference, runtimes=runtimes, image_size=args.image_size,
                                threads=args.threads, warmup=args.warmup, runs=args.runs, rounds=args.rounds,
                                with_reference=not args.no_reference)
     table = format_markdown(result)
@@ -69,13 +73,15 @@ MODES = [add_latency, add_train]
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser(__doc__)
     subparsers = parser.add_subparsers(dest="mode", required=True)
     for add in MODES:
         add(subparsers)
+    for subparser in subparsers.choices.values():
+        add_common_args(subparser)
     args = parser.parse_args(argv)
     return args.func(args)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_guard(main))

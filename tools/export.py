@@ -5,15 +5,22 @@
 
 Feature maps for detection deployment: add `-o Arch.out_indices=[1,2,3]`. See docs/deploy.md.
 """
-import argparse
 import os
 import sys
+import warnings
 
+warnings.filterwarnings("ignore", message="No ccache found")  # paddle import-time noise
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+if "--legacy-pdmodel" in sys.argv[1:]:
+    # Read once when Paddle is imported (importing ppbackbone imports it): set it before anything else.
+    os.environ["FLAGS_enable_pir_api"] = "0"
+
+from ppbackbone.cli import main_guard, new_parser, positive_int  # noqa: E402
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser(__doc__)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("-c", "--config", help="YAML config the model was trained with")
     source.add_argument("--model", help="a registered model name, for an export without a config "
@@ -34,7 +41,7 @@ def parse_args(argv=None):
     parser.add_argument("--onnx-opset", type=int, default=13)
     parser.add_argument("--tolerance", type=float, default=None,
                         help="max |Paddle Inference - dygraph| relative to the output scale (default 1e-4)")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads for verification")
+    parser.add_argument("--threads", type=positive_int, default=2, help="CPU threads for verification")
     parser.add_argument("--legacy-pdmodel", action="store_true",
                         help="write inference.pdmodel (old program format) instead of inference.json; "
                              "sets FLAGS_enable_pir_api=0 before Paddle starts")
@@ -42,29 +49,22 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    if args.legacy_pdmodel:
-        # Read once when Paddle is imported: it must be set before the first `import paddle`.
-        os.environ["FLAGS_enable_pir_api"] = "0"
-    from ppbackbone.config import ConfigError, apply_overrides, load_config
-    from ppbackbone.export import DEFAULT_TOLERANCE, ExportError, export_model
+    args = parse_args(argv)  # --legacy-pdmodel took effect at import (above); export_model checks it did
+    from ppbackbone.config import apply_overrides, load_config
+    from ppbackbone.export import DEFAULT_TOLERANCE, export_model
 
     overrides = [item for group in args.override for item in group]
-    try:
-        if args.config:
-            config = load_config(args.config, overrides)
-        else:
-            config = apply_overrides({"Arch": {"name": args.model}, "Global": {"image_shape": [3, 224, 224]}},
-                                     overrides)
-        export_model(config, allow_random_weights=args.random_weights, fuse=not args.no_fuse, onnx=args.onnx,
-                     onnx_opset=args.onnx_opset, threads=args.threads, legacy_pdmodel=args.legacy_pdmodel,
-                     softmax=not args.no_softmax, paddlex_name=args.paddlex_name,
-                     tolerance=args.tolerance if args.tolerance is not None else DEFAULT_TOLERANCE)
-    except (ConfigError, ExportError) as err:
-        print(f"ERROR: {err}", file=sys.stderr)
-        return 1
+    if args.config:
+        config = load_config(args.config, overrides)
+    else:
+        config = apply_overrides({"Arch": {"name": args.model}, "Global": {"image_shape": [3, 224, 224]}},
+                                 overrides)
+    export_model(config, allow_random_weights=args.random_weights, fuse=not args.no_fuse, onnx=args.onnx,
+                 onnx_opset=args.onnx_opset, threads=args.threads, legacy_pdmodel=args.legacy_pdmodel,
+                 softmax=not args.no_softmax, paddlex_name=args.paddlex_name,
+                 tolerance=args.tolerance if args.tolerance is not None else DEFAULT_TOLERANCE)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_guard(main))

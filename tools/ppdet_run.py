@@ -1,24 +1,28 @@
 """Run a PaddleDetection tool with ppbackbone's PPBackbone registered (no PYTHONPATH needed).
 
-    python tools/ppdet_run.py [--ppdet-root DIR] /path/to/PaddleDetection/tools/train.py -c my_config.yml [args...]
+    python tools/ppdet_run.py [--debug] [--ppdet-root DIR] /path/to/PaddleDetection/tools/train.py -c my_config.yml [args...]
 
 The checkout is found from --ppdet-root, the tool's own path, or PADDLEDET_HOME (ppbackbone.ppdet_tools).
+A ppbackbone error (e.g. a bad PPBackbone section) prints `Error: ...` (exit status 2); --debug (before the
+tool's path) or PPBACKBONE_DEBUG=1 shows its traceback. Exit statuses: see `python tools/train.py --help`.
 """
 import os
 import sys
+import warnings
 
+warnings.filterwarnings("ignore", message="No ccache found")  # paddle import-time noise
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ppbackbone.errors import UserError  # noqa: E402
+from ppbackbone.cli import main_guard  # noqa: E402
 from ppbackbone.ppdet_tools import run_tool  # noqa: E402
 
 
-def main():
-    try:
-        run_tool(sys.argv[1:])
-    except UserError as err:
-        sys.exit(f"Error: {err}")
+def main(argv):
+    """The runner's own options come before the tool's path: --debug is taken out there (main_guard reads it)."""
+    tool_at = next((i for i, arg in enumerate(argv) if not arg.startswith("-") and (i == 0 or argv[i - 1] !=
+                                                                                     "--ppdet-root")), len(argv))
+    run_tool([arg for i, arg in enumerate(argv) if not (i < tool_at and arg == "--debug")])
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main_guard(main))

@@ -11,7 +11,6 @@ the pipeline is the recipes' train transforms (DecodeImage, RandCropImage, RandF
 NormalizeImage; `augment=True` adds TimmAutoAugment and RandomErasing). Variants are measured in
 interleaved rounds (this machine is shared); each figure is the median over rounds.
 """
-import argparse
 import importlib
 import json
 import os
@@ -23,6 +22,8 @@ import time
 
 import numpy as np
 import paddle
+
+from ..cli import main_guard, new_parser, non_negative_int, positive_int
 
 __all__ = ["train_throughput", "compare_train_throughput", "write_benchmark_jpegs", "format_markdown", "add_train"]
 
@@ -207,17 +208,19 @@ def add_train(subparsers):
 def _arguments(p):
     p.add_argument("--model", default="hgnetv2_b0")
     p.add_argument("--reference", default="PPHGNetV2_B0", help="PaddleClas builder name ('' for none)")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--steps", type=int, default=6, help="timed steps per round and variant")
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--num-workers", type=int, default=1)
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--image-size", type=positive_int, default=224)
+    p.add_argument("--steps", type=positive_int, default=6, help="timed steps per round and variant")
+    p.add_argument("--warmup", type=non_negative_int, default=2)
+    p.add_argument("--rounds", type=positive_int, default=3)
+    p.add_argument("--num-workers", type=non_negative_int, default=1)
     p.add_argument("--augment", action="store_true", help="add TimmAutoAugment + RandomErasing")
     p.add_argument("--json", help="also write the figures to this file")
 
 
 def run_train(args):
+    from ..cli import check_model_names
+    check_model_names([args.model])
     result = compare_train_throughput(args.model, args.reference or None, args.batch_size, args.image_size,
                                       args.steps, args.warmup, args.rounds, args.num_workers, args.augment)
     print(format_markdown(result))
@@ -228,10 +231,10 @@ def run_train(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = new_parser(__doc__)
     _arguments(parser)
     return run_train(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_guard(main))

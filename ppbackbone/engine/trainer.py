@@ -22,7 +22,7 @@ import paddle
 from paddle.base.unique_name import UniqueNameGenerator
 from paddle.utils import unique_name
 
-from ..config import build_model
+from ..config import build_model, check_output_dir
 from ..errors import ConfigError, UserError, get_value, warn_once
 from ..data.loader import build_dataloader, mix_seed
 from ..losses import build_loss
@@ -82,7 +82,8 @@ class Trainer:
         self.config, self.mode = config, mode
         self.rank, self.world_size = _dist_info()
         self._read_global()
-        self.output_dir = os.path.join(self.output_root, str(config["Arch"]["name"]))
+        self.output_dir = check_output_dir(os.path.join(self.output_root, str(config["Arch"]["name"])),
+                                           "Global.output_dir", self.output_root)
         self.log = setup_logger(os.path.join(self.output_dir, f"{mode}.log"), self.rank)
         self._setup_device()
         if self.world_size > 1:
