@@ -32,6 +32,6 @@ setup(
     python_requires=">=3.8",
     install_requires=["paddlepaddle>=3.0", "numpy", "pyyaml", "visualdl", "safetensors", "pillow",
                       "opencv-python-headless"],
-    extras_require={"test": ["pytest", "pytest-timeout"] + REFERENCE_NEEDS, **DEPLOY_EXTRAS},
+    extras_require={"test": ["pytest", "pytest-timeout", "hypothesis"] + REFERENCE_NEEDS, **DEPLOY_EXTRAS},
     license="Apache-2.0",
 )

@@ -345,7 +345,7 @@ def build_model(config, **extra):
     """Build the model the config's `Arch` section names. `class_num`, `pretrained` and any other
     Arch key go to create_model; `extra` overrides them (e.g. out_indices for feature export)."""
     from .arch import create_model
-    arch = dict(config["Arch"])
+    arch = {k: v for k, v in config["Arch"].items() if v is not None}  # a null value is an unset key
     arch.update(extra)
     name = arch.pop("name")
     try:

@@ -121,4 +121,4 @@ def build_loss(entries, where="Loss"):
     try:
         return CombinedLoss(entries)
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"{where}: {err}") from None
+        raise ConfigError(f"{where}: {err} (in {entries!r})") from None

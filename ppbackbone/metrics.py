@@ -78,5 +78,5 @@ def build_metrics(entries, where="Metric"):
         try:
             out.append(METRICS[name](**dict(params or {})))
         except (TypeError, ValueError) as err:
-            raise ConfigError(f"{where} {name}: {err}") from None
+            raise ConfigError(f"{where} {name}: {err} (parameters: {params!r})") from None
     return out

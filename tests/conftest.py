@@ -20,6 +20,22 @@ def pytest_configure(config):
     paddle.set_device("cpu")
 
 
+# tests/test_bad_inputs.py counts its generated cases here, {(kind, outcome): n}; printed after the run.
+BAD_INPUT_COUNTS = {}
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not BAD_INPUT_COUNTS:
+        return
+    kinds = sorted({kind for kind, _ in BAD_INPUT_COUNTS})
+    terminalreporter.section("bad-input cases (tests/test_bad_inputs.py)")
+    for kind in kinds:
+        outcomes = {o: n for (k, o), n in BAD_INPUT_COUNTS.items() if k == kind}
+        terminalreporter.write_line(f"{kind:<28} {sum(outcomes.values()):>5} tried: " +
+                                    ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items())))
+    terminalreporter.write_line(f"{'total':<28} {sum(BAD_INPUT_COUNTS.values()):>5} tried")
+
+
 @pytest.fixture
 def image():
     """A fixed random batch of two 64x64 RGB images."""

@@ -45,24 +45,29 @@ def read_label_file(path, image_root, delimiter=None, relabel=False):
         raise DatasetError(f"Label file not found: {path} (cls_label_path; expected a text file with one "
                            f"'relative/path label' line per image)")
     paths, labels, lines = [], [], []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            text = line.strip()
-            if not text:
-                continue
-            parts = text.rsplit(delimiter, 1) if delimiter else text.rsplit(None, 1)
-            if len(parts) != 2 or not parts[0].strip():
-                raise DatasetError(f"{path}:{number}: {text!r} has no label; expected 'relative/path label'"
-                                   + (f" separated by {delimiter!r}" if delimiter else ""))
-            rel, label = parts[0].strip(), parts[1].strip()
-            try:
-                label = int(label)
-            except ValueError:
-                raise DatasetError(f"{path}:{number}: label {label!r} is not an integer class index "
-                                   f"(line {text!r})") from None
-            paths.append(os.path.join(image_root, rel))
-            labels.append(label)
-            lines.append(number)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text_lines = f.readlines()
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}): expected a label file "
+                           f"with one 'relative/path label' line per image") from None
+    for number, line in enumerate(text_lines, 1):
+        text = line.strip()
+        if not text:
+            continue
+        parts = text.rsplit(delimiter, 1) if delimiter else text.rsplit(None, 1)
+        if len(parts) != 2 or not parts[0].strip():
+            raise DatasetError(f"{path}:{number}: {text!r} has no label; expected 'relative/path label'"
+                               + (f" separated by {delimiter!r}" if delimiter else ""))
+        rel, label = parts[0].strip(), parts[1].strip()
+        try:
+            label = int(label)
+        except ValueError:
+            raise DatasetError(f"{path}:{number}: label {label!r} is not an integer class index "
+                               f"(line {text!r})") from None
+        paths.append(os.path.join(image_root, rel))
+        labels.append(label)
+        lines.append(number)
     if relabel:
         mapping = {old: new for new, old in enumerate(sorted(set(labels)))}
         labels = [mapping[label] for label in labels]
