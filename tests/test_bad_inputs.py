@@ -368,3 +368,20 @@ def test_weight_files_load_or_name_the_file(weight_files, kind, fmt, fraction, d
     err = _expect_clear(f"weights ({kind})", load, names=(os.path.basename(path), path))
     if kind in ("truncated", "garbage", "text", "pickled_other", "directory", "missing", "other_model"):
         assert err is not None, f"{kind} weights were accepted"
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+@pytest.mark.parametrize("backend", ["cv2", "pil"])
+def test_truncated_images_fail_even_when_pil_is_told_to_load_them(monkeypatch, fmt, backend):
+    """Importing PaddleDetection sets PIL's ImageFile.LOAD_TRUNCATED_IMAGES for the whole process; a
+    truncated file must still be an error naming what is missing, not an image with gray rows."""
+    from PIL import ImageFile
+
+    from ppbackbone.data.transforms import DecodeImage, ImageDecodeError
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    buf = io.BytesIO()
+    Image.fromarray((np.random.RandomState(1).rand(20, 20, 3) * 255).astype("uint8")).save(buf, fmt)
+    data = buf.getvalue()
+    assert DecodeImage(backend=backend)(data).shape == (20, 20, 3)
+    with pytest.raises(ImageDecodeError, match=f"truncated {fmt}"):
+        DecodeImage(backend=backend)(data[:int(len(data) * 0.9)])

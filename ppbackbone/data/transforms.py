@@ -148,6 +148,18 @@ class Resizer:
 # the basic ops
 
 
+def _truncation(data):
+    """What is missing from a truncated JPEG or PNG (None when the end marker is there, or for other formats).
+
+    Decoders may fill the missing rows silently: OpenCV for some cuts, and PIL whenever
+    `ImageFile.LOAD_TRUNCATED_IMAGES` is set, which importing PaddleDetection does for the whole process."""
+    if data[:2] == b"\xff\xd8" and data.rfind(b"\xff\xd9") < 0:
+        return "truncated JPEG: no end-of-image marker"
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data.rfind(b"IEND") < 0:
+        return "truncated PNG: no IEND chunk"
+    return None
+
+
 class DecodeImage:
     """Encoded bytes -> HWC uint8 image, RGB when `to_rgb` (else BGR, OpenCV's order).
     `channel_first` returns CHW. backend 'cv2' (PaddleClas default) or 'pil'."""
@@ -173,6 +185,9 @@ class DecodeImage:
                 raise TransformError(f"DecodeImage expects the file's bytes, got {type(data).__name__}")
             if not data:
                 raise ImageDecodeError("empty file (0 bytes)")
+            truncated = _truncation(data)
+            if truncated:
+                raise ImageDecodeError(f"not a decodable image ({len(data)} bytes): {truncated}, the file is cut short")
             if self.backend == "cv2":
                 img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
                 if img is None:
