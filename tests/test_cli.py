@@ -96,7 +96,7 @@ def test_every_tool_documents_exit_statuses_and_debug(name, capsys):
     ("benchmark", ["latency", "--model", "hgnetv2_b9"], "Error: --model hgnetv2_b9: Unknown model"),
     ("export", ["-c", "no/such.yaml"], "Error: Config file not found: "),
     ("infer", ["--model_dir", "no/such/dir", "--image", "x.jpg"], "Error: model_dir no/such/dir"),
-    ("ppdet_run", ["no/such/tool.py"], "Error: usage: python tools/ppdet_run.py"),
+    ("ppdet_run", ["no/such/tool.py"], "Error: tool script not found: no/such/tool.py"),
 ])
 def test_tools_report_user_mistakes(name, argv, message, capsys):
     assert cli.main_guard(_tool(name).main, argv) == 2
