@@ -17,9 +17,10 @@ REFERENCE_NEEDS = [
     "setuptools<81",  # ppdet imports pkg_resources, which setuptools 81 removed
 ]
 
-# Optional deployment runtimes: `tools/export.py --onnx` (paddle2onnx; verified with onnxruntime) and
-# the Predictor's runtime="onnxruntime" / "openvino". Not needed by the tests (they skip without them).
-DEPLOY_EXTRAS = {"onnx": ["paddle2onnx>=2.0", "onnx", "onnxruntime"], "openvino": ["openvino"]}
+# Optional deployment runtimes: `tools/export.py --onnx` (paddle2onnx; verified with onnxruntime),
+# `--precision int8` (onnxruntime.quantization, which imports ml_dtypes) and the Predictor's
+# runtime="onnxruntime" / "openvino". Not needed by the tests (they skip, saying why, without them).
+DEPLOY_EXTRAS = {"onnx": ["paddle2onnx>=2.0", "onnx", "onnxruntime", "ml_dtypes"], "openvino": ["openvino"]}
 
 setup(
     name="ppbackbone",

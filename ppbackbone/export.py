@@ -19,9 +19,12 @@ import paddle
 from .config import build_model
 from .errors import ConfigError, UserError
 from .export_dir import (EXPORT_MARKERS, FORMAT_VERSION, INFERENCE_YML, INPUT_NAME, MODEL_FILES, MODEL_PREFIX,
-                         ONNX_FILE, PADDLEX_OPS, PARAMS_FILE, check_paddlex_name, find_model_file,
+                         ONNX_FILE, ONNX_INT8_FILE, PADDLEX_OPS, PARAMS_FILE, check_paddlex_name, find_model_file,
                          from_paddlex_ops, to_paddlex_ops, write_inference_config)
-from .runtimes import OnnxRuntimeBackend, PaddleBackend
+from .precision import (DEFAULT_CALIB_IMAGES, DEFAULT_VERIFY_IMAGES, PrecisionRefused, eval_images, quantize_int8,
+                        require_quantizer, verify_precision)
+from .runtimes import (BF16_FLAGS, PRECISIONS, RUNTIME_LABELS, OnnxRuntimeBackend, OpenVinoBackend, PaddleBackend,
+                       PrecisionError, installed_runtimes, require_bf16)
 from .weights import file_sha256, load_weights
 
 __all__ = ["export_model", "ExportError", "ExportResult", "derive_inference_config", "convert_to_onnx",
@@ -480,7 +483,8 @@ def _median_latency_ms(backend, batch, runs):
 def export_model(config, save_dir=None, weights=None, allow_random_weights=False, fuse=True, onnx=False,
                  verify=True, tolerance=DEFAULT_TOLERANCE, threads=2, image_shape=None,
                  onnx_opset=DEFAULT_ONNX_OPSET, latency_runs=10, legacy_pdmodel=False, softmax=True,
-                 paddlex_name=None, log=print):
+                 paddlex_name=None, precision="fp32", calib_images=DEFAULT_CALIB_IMAGES,
+                 verify_images=DEFAULT_VERIFY_IMAGES, budget=None, log=print):
     """Export the model a config describes, verified, into `save_dir`.
 
     Args:
@@ -506,6 +510,8 @@ def export_model(config, save_dir=None, weights=None, allow_random_weights=False
     config = _as_config(config)
     save_dir = _target_dir(config, save_dir)
     shape = _image_shape(config, image_shape)
+    onnx = onnx or precision == "int8"  # int8 quantizes inference.onnx
+    _check_precision(precision)
     if onnx:  # fail before any work when the optional dependencies are missing
         _require_onnx_tools()
     model, report, source = _build_with_weights(config, weights, allow_random_weights, log)
@@ -515,6 +521,7 @@ def export_model(config, save_dir=None, weights=None, allow_random_weights=False
         paddlex_name = check_paddlex_name(model.model_name, paddlex_name)
     except ValueError as err:
         raise ExportError(str(err)) from None
+    held_out = _precision_images(config, model, shape, precision, calib_images, verify_images)
 
     sample = np.random.RandomState(0).standard_normal([2] + shape).astype("float32")
     reference = _dygraph_outputs(model, sample)  # the unfused model is the truth every step is checked against
@@ -544,10 +551,14 @@ def export_model(config, save_dir=None, weights=None, allow_random_weights=False
         else:
             verification["paddle_inference"] = "skipped (verify=False)"
         if onnx:  # always verified: an unverified inference.onnx is not written
-            verification.update(_export_onnx(tmp_dir, model_file, sample, reference, names, tolerance, threads,
-                                             onnx_opset, info, log))
-            verified_on.append("onnxruntime")
+            figures, runtimes = _export_onnx(tmp_dir, model_file, sample, reference, names, tolerance, threads,
+                                             onnx_opset, info, log)
+            verification.update(figures)
+            verified_on.extend(runtimes)
         info["Precisions"] = {"fp32": {"verified_on": verified_on}}
+        if precision != "fp32":
+            info["Precisions"][precision] = _export_low_precision(tmp_dir, info, precision, held_out, threads,
+                                                                  budget, log)
         info["Verification"] = verification
         write_inference_config(info, os.path.join(tmp_dir, INFERENCE_YML))
     files = sorted(os.listdir(save_dir))
@@ -685,10 +696,73 @@ def _export_onnx(tmp_dir, model_file, sample, reference, names, tolerance, threa
                     output_names=[e["name"] for e in info["Outputs"]])
     info["Model"]["onnx_file"] = ONNX_FILE
     info["Versions"]["paddle2onnx"] = paddle2onnx.__version__
-    got = OnnxRuntimeBackend(onnx_file, threads=threads).run(sample)
-    diff, relative = _compare(reference, got, names, tolerance, "ONNX Runtime")
-    log(f"Verified {ONNX_FILE} with ONNX Runtime: max abs diff {diff:.3g} ({relative:.2g} of the output scale)")
-    return {"onnxruntime_max_abs_diff": diff, "onnxruntime_max_rel_diff": relative}
+    figures, runtimes = {}, []
+    for runtime in [r for r in ("onnxruntime", "openvino") if r in installed_runtimes()]:
+        backend = (OnnxRuntimeBackend if runtime == "onnxruntime" else OpenVinoBackend)(onnx_file, threads=threads)
+        diff, relative = _compare(reference, backend.run(sample), names, tolerance, RUNTIME_LABELS[runtime])
+        log(f"Verified {ONNX_FILE} with {RUNTIME_LABELS[runtime]} (fp32): max abs diff {diff:.3g} ({relative:.2g} of "
+            f"the output scale)")
+        figures.update({f"{runtime}_max_abs_diff": diff, f"{runtime}_max_rel_diff": relative})
+        runtimes.append(runtime)
+    return figures, runtimes
+
+
+# ----------------------------------------------------------------------------------------- low precision
+def _check_precision(precision):
+    """Refuse, before any work, a precision that is unknown, that this CPU lacks, or whose tools are
+    not installed."""
+    if precision not in PRECISIONS:
+        raise ExportError(f"--precision {precision}: expected one of {', '.join(PRECISIONS)}")
+    try:
+        if precision == "bf16":
+            require_bf16("--precision")
+        elif precision == "int8":
+            require_quantizer("--precision")
+    except (PrecisionError, ImportError) as err:
+        raise ExportError(str(err)) from None
+
+
+def _precision_images(config, model, shape, precision, calib_images, verify_images):
+    """(calibration, held-out images, labels, description) for a low precision, checked before the
+    export starts; None for fp32."""
+    if precision == "fp32":
+        return None
+    if _mode(model) != "classification":
+        raise ExportError(f"--precision {precision}: low precision is verified by top-1 agreement with fp32, so "
+                          f"it is for classifier exports; {model.model_name} is exported in {_mode(model)} mode "
+                          f"(expected Arch.class_num > 0 and no out_indices)")
+    try:
+        return eval_images(config, shape, calib_images, verify_images, class_num=model.num_classes)
+    except ValueError as err:
+        raise ExportError(str(err)) from None
+
+
+def _export_low_precision(tmp_dir, info, precision, held_out, threads, budget, log):
+    """Make (int8) and verify the low-precision variants against fp32 Paddle Inference on the held-out
+    images; returns inference.yml's Precisions entry. Refused past the budget (nothing is written)."""
+    calib, images, labels, described = held_out
+    model_file = os.path.join(tmp_dir, info["Model"]["model_file"])
+    params_file = os.path.join(tmp_dir, PARAMS_FILE)
+    reference = PaddleBackend(model_file, params_file, threads=threads)
+    onnx_file = os.path.join(tmp_dir, ONNX_FILE) if "onnx_file" in info["Model"] else None
+    entry = {"images": described}
+    if precision == "int8":
+        int8_file = os.path.join(tmp_dir, ONNX_INT8_FILE)
+        log(f"Quantizing {ONNX_FILE} to int8 (ONNX Runtime QDQ) on {len(calib)} calibration images ...")
+        entry.update(file=ONNX_INT8_FILE, quantization=quantize_int8(onnx_file, int8_file, calib, INPUT_NAME))
+        backends = {r: (OnnxRuntimeBackend if r == "onnxruntime" else OpenVinoBackend)(int8_file, threads=threads,
+                                                                                      precision="int8")
+                    for r in ("onnxruntime", "openvino") if r in installed_runtimes()}
+    else:
+        entry["needs_cpu_flags"] = list(BF16_FLAGS)  # one of them
+        backends = {"paddle": PaddleBackend(model_file, params_file, threads=threads, precision="bf16")}
+        if onnx_file and "openvino" in installed_runtimes():
+            backends["openvino"] = OpenVinoBackend(onnx_file, threads=threads, precision="bf16")
+    try:
+        entry.update(verify_precision(precision, reference, backends, images, labels, budget, log))
+    except PrecisionRefused as err:
+        raise ExportError(str(err)) from None
+    return entry
 
 
 def _require_onnx_tools():

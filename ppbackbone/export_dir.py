@@ -27,7 +27,7 @@ import tempfile
 
 import yaml
 
-from .errors import UserError
+from .errors import ConfigError, UserError
 
 __all__ = ["ModelDirError", "ExportDir", "read_export", "read_inference_config", "write_inference_config",
            "write_text_atomic", "find_model_file", "to_paddlex_ops", "from_paddlex_ops", "PADDLEX_OPS", "paddlex_name", "check_paddlex_name", "PADDLEX_NAMES",
@@ -88,7 +88,7 @@ def check_paddlex_name(model_name, requested, flag="--paddlex-name"):
         return requested
     expected = (f"{default} or a PaddleX task model of it ({default}_<task>), or none" if default else
                 f"none ({model_name} has no PaddleX model)")
-    raise ValueError(f"{flag}={requested} does not fit {model_name}: expected {expected}")
+    raise ConfigError(f"{flag}={requested} does not fit {model_name}: expected {expected}")
 
 
 # ----------------------------------------------------------------------------------------- transform ops
@@ -107,7 +107,7 @@ def _op_items(ops):
             name = next(iter(op))
             yield name, dict(op[name] or {})
         else:
-            raise ValueError(f"A transform op must be a one-key mapping like {{ResizeImage: {{resize_short: 256}}}}, "
+            raise ConfigError(f"A transform op must be a one-key mapping like {{ResizeImage: {{resize_short: 256}}}}, "
                              f"got {op!r}")
 
 
@@ -122,13 +122,13 @@ def to_paddlex_ops(ops):
     for name, params in _op_items(ops):
         if name == "DecodeImage":
             if not params.get("to_rgb", True) or params.get("channel_first", False):
-                raise ValueError(f"DecodeImage {params} cannot be deployed: inference.yml (PaddleClas/PaddleX) has no "
+                raise ConfigError(f"DecodeImage {params} cannot be deployed: inference.yml (PaddleClas/PaddleX) has no "
                                  f"decode step and images are decoded to HWC RGB; train and evaluate with "
                                  f"DecodeImage to_rgb: True, channel_first: False")
             continue
         if name == "NormalizeImage":
             if str(params.get("order", "chw")).lower() not in ("", "hwc"):
-                raise ValueError(f"NormalizeImage order {params.get('order', 'chw')!r}: inference.yml normalizes HWC "
+                raise ConfigError(f"NormalizeImage order {params.get('order', 'chw')!r}: inference.yml normalizes HWC "
                                  f"images (order: ''), then ToCHWImage; set order: '' in the config's Eval ops")
             params["scale"] = number(params.get("scale", 1.0 / 255.0), "NormalizeImage.scale")
             params["order"] = ""

@@ -4,14 +4,15 @@ transforms training used (ppbackbone.data.transforms), runs it on one of ppbackb
 backends (Paddle Inference, ONNX Runtime, OpenVINO) and returns top-k classes, embeddings, or named
 feature maps for a feature-mode export.
 """
+import copy
 import os
 
 import numpy as np
 
-from .errors import UserError
+from .errors import ConfigError, UserError
 from .export_dir import ModelDirError, read_export, read_inference_config  # noqa: F401 (public API)
 from .runtimes import (DEVICES, PRECISIONS, RUNTIMES, OnnxRuntimeBackend, OpenVinoBackend,  # noqa: F401
-                       PaddleBackend, PrecisionError, create_backend)
+                       PaddleBackend, PrecisionError, create_backend, default_threads)
 
 __all__ = ["Predictor", "read_inference_config", "PaddleBackend", "OnnxRuntimeBackend", "OpenVinoBackend",
            "create_backend", "ModelDirError", "ImageError", "PrecisionError", "RUNTIMES", "DEVICES", "PRECISIONS",
@@ -46,6 +47,11 @@ def format_result(result):
     return ", ".join(f"{name} {list(np.shape(value))}" for name, value in result.items())
 
 
+def _probe_image():
+    """A synthetic decoded image, to learn the input size a directory's preprocessing produces."""
+    return np.random.RandomState(0).randint(0, 256, (300, 400, 3), dtype=np.uint8)
+
+
 def _softmax(logits):
     shifted = logits - logits.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)
@@ -62,9 +68,12 @@ class Predictor:
         device: "cpu" or "gpu" (gpu: Paddle Inference on a CUDA build only).
         threads: CPU threads (default min(4, cores)).
         runtime: "paddle" (Paddle Inference, oneDNN on CPU), "onnxruntime" or "openvino" (both on
-            inference.onnx, written by `tools/export.py ... --onnx`).
-        precision: "fp32", or a precision the export was verified at ("bf16", "int8"; see inference.yml's
-            Precisions).
+            inference.onnx, written by `tools/export.py ... --onnx`), or "auto": measure the installed
+            runtimes x the precisions the export was verified at, once on this machine, and run the
+            fastest (the choice is cached in the directory's runtime_choice.json and logged).
+        precision: "fp32" (default for a named runtime), or a precision the export was verified at
+            ("bf16", "int8"; inference.yml's Precisions); with runtime="auto", None means any.
+        log: where runtime="auto" says what it picked (default print).
         topk: classes per image (default inference.yml's PostProcess).
 
     `predict(images)` takes an image path, encoded bytes, an HWC uint8 RGB array, or a list of
@@ -74,7 +83,9 @@ class Predictor:
     """
 
     def __init__(self, model_dir, device="cpu", threads=None, runtime="paddle", topk=None, onednn=True,
-                 precision="fp32"):
+                 precision=None, log=print):
+        if runtime not in ("auto",) + RUNTIMES:
+            raise ConfigError(f"Unknown runtime {runtime!r}; allowed: auto, {', '.join(RUNTIMES)}")
         self.export = read_export(model_dir)
         self.model_dir = self.export.path
         self.info = self.export.info
@@ -82,16 +93,34 @@ class Predictor:
         self.input_shape = self.export.input_shape
         self.topk = int(topk if topk is not None else self.export.topk)
         if self.topk < 1:
-            raise ValueError(f"topk must be >= 1, got {topk}")
+            raise ConfigError(f"topk must be >= 1, got {topk}")
         self.label_list = self.export.label_list
         self.softmax = self.export.apply_softmax
-        self.backend = create_backend(self.export, runtime=runtime, precision=precision, device=device,
-                                      threads=threads, onednn=onednn)
-        self.runtime, self.precision = runtime, precision
+        self._ops = None
+        self.choice = None  # runtime="auto": what was measured and picked
+        if runtime == "auto":
+            self.backend, self.choice = self._choose(precision, device, threads, onednn, log)
+        else:
+            self.backend = create_backend(self.export, runtime=runtime, precision=precision or "fp32", device=device,
+                                          threads=threads, onednn=onednn)
+        self.runtime, self.precision = self.backend.name, self.backend.precision
         self.output_names = self.export.output_names or list(self.backend.output_names)
         if self.mode == "embedding" and self.export.kind == "paddleclas":
             self.output_names = ["features"] + self.output_names[1:]
-        self._ops = None
+
+    def _choose(self, precision, device, threads, onednn, log):
+        from .autoselect import choose
+        if device != "cpu":
+            raise ConfigError(f"runtime='auto' measures CPU runtimes; for device={device!r} pass runtime='paddle'")
+        export = self.export
+        if precision is not None:  # auto over the runtimes of one precision
+            if precision not in export.precisions:
+                raise PrecisionError(f"precision={precision!r}: {export.path} was not verified at it (verified: "
+                                     f"{', '.join(export.precisions)})")
+            export = copy.copy(export)
+            export.precisions = {precision: self.export.precisions[precision]}
+        shape = self.input_shape[1:] if self.input_shape else list(self.preprocess(_probe_image()).shape)
+        return choose(export, shape, int(threads or default_threads()), device=device, onednn=onednn, log=log)
 
     # ---------------------------------------------------------------- preprocessing
     def _transforms(self):

@@ -13,11 +13,11 @@ import os
 
 import numpy as np
 
-from .errors import UserError
+from .errors import ConfigError, UserError
 from .export_dir import ONNX_FILE, ONNX_INT8_FILE, ModelDirError
 
 __all__ = ["PaddleBackend", "OnnxRuntimeBackend", "OpenVinoBackend", "create_backend", "RUNTIMES", "DEVICES",
-           "PRECISIONS", "RUNTIME_PRECISIONS", "PrecisionError", "cpu_features", "bf16_supported",
+           "PRECISIONS", "RUNTIME_PRECISIONS", "RuntimeNotInstalled", "RUNTIME_LABELS", "BF16_FLAGS", "PrecisionError", "cpu_features", "bf16_supported",
            "require_bf16", "installed_runtimes", "runtime_versions", "default_threads"]
 
 RUNTIMES = ("paddle", "onnxruntime", "openvino")
@@ -30,10 +30,15 @@ RUNTIME_PRECISIONS = {"paddle": ("fp32", "bf16"), "onnxruntime": ("fp32", "int8"
 # Python modules each runtime needs.
 RUNTIME_MODULES = {"paddle": ("paddle",), "onnxruntime": ("onnxruntime",), "openvino": ("openvino",)}
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+RUNTIME_LABELS = {"paddle": "Paddle Inference (oneDNN)", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 
 
 class PrecisionError(UserError, ValueError):
     """A precision this machine or runtime cannot run; the message names the flag, value and what fits."""
+
+
+class RuntimeNotInstalled(UserError, ImportError):
+    """A runtime (or converter) whose Python package is not installed; the message says what to install."""
 
 
 def default_threads():
@@ -42,7 +47,7 @@ def default_threads():
 
 def _check_choice(name, value, allowed):
     if value not in allowed:
-        raise ValueError(f"Unknown {name} {value!r}; allowed: {', '.join(allowed)}")
+        raise ConfigError(f"Unknown {name} {value!r}; allowed: {', '.join(allowed)}")
 
 
 # ----------------------------------------------------------------------------------------- the machine
@@ -109,23 +114,23 @@ class PaddleBackend:
         import paddle
         _check_choice("device", device, DEVICES)
         _check_choice("precision for runtime 'paddle'", precision, RUNTIME_PRECISIONS["paddle"])
+        if precision == "bf16":
+            if device != "cpu":
+                raise PrecisionError(f"precision='bf16' runs on device='cpu' only here; got device={device!r}")
+            require_bf16("precision")
         for path in (model_file, params_file):
             if not os.path.isfile(path):
                 raise ModelDirError(f"{path} is missing; re-export the model with tools/export.py")
         config = inference.Config(model_file, params_file)
         if device == "gpu":
-            if precision != "fp32":
-                raise PrecisionError(f"precision={precision!r} runs on device='cpu' only here")
             if not paddle.is_compiled_with_cuda():
-                raise ValueError("device='gpu' but this Paddle build has no CUDA support; use device='cpu' or "
+                raise ConfigError("device='gpu' but this Paddle build has no CUDA support; use device='cpu' or "
                                  "install paddlepaddle-gpu")
             config.enable_use_gpu(256, 0)
         else:
             config.disable_gpu()
             config.set_cpu_math_library_num_threads(int(threads or default_threads()))
-            if precision == "bf16":
-                require_bf16("precision")
-                onednn = True
+            onednn = onednn or precision == "bf16"  # bf16 is oneDNN's
             if onednn:
                 # Paddle 3 renamed enable_mkldnn to enable_onednn; accept either build.
                 (getattr(config, "enable_onednn", None) or config.enable_mkldnn)()
@@ -162,7 +167,7 @@ class OnnxRuntimeBackend:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise ImportError("runtime='onnxruntime' needs onnxruntime: pip install onnxruntime "
+            raise RuntimeNotInstalled("runtime='onnxruntime' needs onnxruntime: pip install onnxruntime "
                               "(or pip install ppbackbone[onnx])") from None
         if not os.path.isfile(onnx_file):
             raise ModelDirError(f"{onnx_file} is missing; export with tools/export.py ... --onnx")
@@ -193,12 +198,12 @@ class OpenVinoBackend:
         try:
             import openvino as ov
         except ImportError:
-            raise ImportError("runtime='openvino' needs openvino: pip install openvino "
+            raise RuntimeNotInstalled("runtime='openvino' needs openvino: pip install openvino "
                               "(or pip install ppbackbone[openvino])") from None
-        if not os.path.isfile(onnx_file):
-            raise ModelDirError(f"{onnx_file} is missing; export with tools/export.py ... --onnx")
         if precision == "bf16":
             require_bf16("precision")
+        if not os.path.isfile(onnx_file):
+            raise ModelDirError(f"{onnx_file} is missing; export with tools/export.py ... --onnx")
         hint = "bf16" if precision == "bf16" else "f32"  # int8 files carry their own quantized ops
         try:
             self.compiled = ov.Core().compile_model(onnx_file, "CPU", {
@@ -233,7 +238,7 @@ def create_backend(export, runtime="paddle", precision="fp32", device="cpu", thr
         return PaddleBackend(export.file(export.model_file), export.file(export.params_file), device=device,
                              threads=threads, onednn=onednn, precision=precision)
     if device != "cpu":
-        raise ValueError(f"runtime={runtime!r} runs on device='cpu' only here; got device={device!r}")
+        raise ConfigError(f"runtime={runtime!r} runs on device='cpu' only here; got device={device!r}")
     if precision == "int8":
         onnx_file = export.file(export.precisions["int8"].get("file", ONNX_INT8_FILE))
     else:  # a missing file is reported by the backend, after it checked that its runtime is installed

@@ -300,7 +300,7 @@ def test_preprocessing_that_disagrees_with_the_input_shape_is_refused(tmp_path):
 
 
 def test_missing_optional_dependencies_and_unknown_runtime(exported, tmp_path, monkeypatch):
-    with pytest.raises(ValueError, match="Unknown runtime 'tensorrt'; allowed: paddle, onnxruntime, openvino"):
+    with pytest.raises(ValueError, match="Unknown runtime 'tensorrt'; allowed: auto, paddle, onnxruntime, openvino"):
         Predictor(exported["dir"], runtime="tensorrt")
     monkeypatch.setitem(sys.modules, "paddle2onnx", None)  # import fails as if not installed
     save_dir = str(tmp_path / "out")

@@ -1,10 +1,13 @@
 """Benchmarks, one subcommand per mode (the logic lives in ppbackbone.benchmarks).
 
     python tools/benchmark.py latency --model hgnetv2_b0 pphgnet_tiny [--reference PPLCNetV2_base]
-        [--runtimes paddle onnxruntime openvino] [--image-size 224] [--threads 2] [--markdown FILE]
+        [--runtimes paddle onnxruntime openvino] [--precisions fp32 bf16 int8] [--image-size 224] [--threads 2]
+        [--markdown FILE]
 
-latency: batch-1 latency of the exported model on Paddle Inference (oneDNN) / ONNX Runtime / OpenVINO,
-fused vs unfused for Rep models, and the PaddleClas export of the same model in the same run.
+latency: batch-1 latency of the exported model on every installed runtime (Paddle Inference, ONNX Runtime,
+OpenVINO) x precision (fp32; bf16 where the CPU has it; int8), fused vs unfused for Rep models, and
+PaddleClas's export of the same model on Paddle Inference fp32 in the same run; the fastest cell (what
+Predictor(runtime="auto") picks) is marked.
 """
 import json
 import os
@@ -26,6 +29,8 @@ def add_latency(subparsers):
                                                              "(builder names, e.g. PPLCNetV2_base)")
     p.add_argument("--no-reference", action="store_true", help="do not time the PaddleClas implementation")
     p.add_argument("--runtimes", nargs="*", default=None, help="default: every installed one")
+    p.add_argument("--precisions", nargs="*", default=None,
+                   help="fp32 bf16 int8 (default: every one this CPU and the installed packages run)")
     p.add_argument("--image-size", type=positive_int, default=224)
     p.add_argument("--threads", type=positive_int, default=2)
     p.add_argument("--warmup", type=non_negative_int, default=10)
@@ -37,7 +42,8 @@ def add_latency(subparsers):
 
 
 def run_latency(args):
-    from ppbackbone.benchmarks.latency import available_runtimes, format_markdown, latency_benchmark
+    from ppbackbone.benchmarks.latency import (available_precisions, available_runtimes, format_markdown,
+                                               latency_benchmark)
     from ppbackbone.predictor import RUNTIMES
     from ppbackbone.errors import ConfigError
     if not args.model and not args.reference:
@@ -49,7 +55,14 @@ def run_latency(args):
     if unknown or missing:
         raise ConfigError(f"--runtimes: {unknown + missing} are unknown or not installed; available here: "
                           f"{', '.join(available_runtimes())} (known: {', '.join(RUNTIMES)})")
-    result = latency_benchmark(models, args.reference, runtimes=runtimes, image_size=args.image_size,
+    precisions = args.precisions or available_precisions(runtimes)
+    missing = [p for p in precisions if p not in available_precisions(runtimes)]
+    if missing:
+        raise ConfigError(f"--precisions: {' '.join(missing)} cannot run here; available with runtimes "
+                          f"{', '.join(runtimes)}: {', '.join(available_precisions(runtimes))} (bf16 needs a CPU "
+                          f"with AVX512-BF16/AMX, int8 ppbackbone[onnx])")
+    result = latency_benchmark(models, args.reference, runtimes=runtimes, precisions=precisions,
+                               image_size=args.image_size,
                                threads=args.threads, warmup=args.warmup, runs=args.runs, rounds=args.rounds,
                                with_reference=not args.no_reference)
     table = format_markdown(result)
@@ -59,7 +72,9 @@ def run_latency(args):
             f.write(table + "\n")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=1)
+            rows = [dict(row, cells=[{"runtime": r, "precision": p, "median_ms": m, "min_ms": low}
+                                     for (r, p), (m, low) in row["cells"].items()]) for row in result["rows"]]
+            json.dump(dict(result, rows=rows), f, indent=1)
     return 0
 
 

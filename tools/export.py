@@ -39,6 +39,18 @@ def parse_args(argv=None):
                         help="Global.model_name for PaddleX (default: the model's PaddleX name, e.g. PP-HGNetV2-B0; "
                              "a task model such as PP-LCNet_x1_0_doc_ori; none to leave it out)")
     parser.add_argument("--onnx-opset", type=int, default=13)
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "int8"],
+                        help="also verify a low precision against fp32 and record it: bf16 (CPUs with AVX512-BF16/"
+                             "AMX; Paddle Inference and OpenVINO) or int8 (inference_int8.onnx, ONNX Runtime QDQ "
+                             "post-training quantization; ONNX Runtime and OpenVINO). Refused past the budget")
+    parser.add_argument("--calib-images", type=positive_int, default=None,
+                        help="int8 calibration images drawn through the config's eval pipeline (default 64)")
+    parser.add_argument("--verify-images", type=positive_int, default=None,
+                        help="held-out eval images the low precision is verified on (default 256)")
+    parser.add_argument("--max-top1-drop", type=float, default=None,
+                        help="budget: top-1 points a low precision may lose against fp32 (default 1.0)")
+    parser.add_argument("--min-top1-agreement", type=float, default=None,
+                        help="budget: share of held-out images where it must give fp32's top-1 class (default 0.95)")
     parser.add_argument("--tolerance", type=float, default=None,
                         help="max |Paddle Inference - dygraph| relative to the output scale (default 1e-4)")
     parser.add_argument("--threads", type=positive_int, default=2, help="CPU threads for verification")
@@ -48,10 +60,20 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def _budget(args):
+    budget = {}
+    if args.max_top1_drop is not None:
+        budget["max_top1_drop"] = args.max_top1_drop
+    if args.min_top1_agreement is not None:
+        budget["min_top1_agreement"] = args.min_top1_agreement
+    return budget
+
+
 def main(argv=None):
     args = parse_args(argv)  # --legacy-pdmodel took effect at import (above); export_model checks it did
     from ppbackbone.config import apply_overrides, load_config
     from ppbackbone.export import DEFAULT_TOLERANCE, export_model
+    from ppbackbone.precision import DEFAULT_CALIB_IMAGES, DEFAULT_VERIFY_IMAGES
 
     overrides = [item for group in args.override for item in group]
     if args.config:
@@ -61,7 +83,10 @@ def main(argv=None):
                                  overrides)
     export_model(config, allow_random_weights=args.random_weights, fuse=not args.no_fuse, onnx=args.onnx,
                  onnx_opset=args.onnx_opset, threads=args.threads, legacy_pdmodel=args.legacy_pdmodel,
-                 softmax=not args.no_softmax, paddlex_name=args.paddlex_name,
+                 softmax=not args.no_softmax, paddlex_name=args.paddlex_name, precision=args.precision,
+                 calib_images=args.calib_images if args.calib_images is not None else DEFAULT_CALIB_IMAGES,
+                 verify_images=args.verify_images if args.verify_images is not None else DEFAULT_VERIFY_IMAGES,
+                 budget=_budget(args),
                  tolerance=args.tolerance if args.tolerance is not None else DEFAULT_TOLERANCE)
     return 0
 

@@ -2,6 +2,9 @@
 
     python tools/infer.py --model_dir inference/hgnetv2_b0 --image path/to/image_or_folder [--runtime onnxruntime]
 
+The default runtime is "auto": the installed runtimes x the precisions the export was verified at are
+measured once on this machine, the fastest is used, and the choice is cached in the export directory.
+
 Prints one line per image; an unreadable image is reported and skipped (exit status 3 at the end).
 """
 import os
@@ -18,7 +21,12 @@ def parse_args(argv=None):
     parser = new_parser(__doc__)
     parser.add_argument("--model_dir", "--model-dir", required=True, help="directory written by tools/export.py")
     parser.add_argument("--image", required=True, help="an image file or a folder of images")
-    parser.add_argument("--runtime", default="paddle", help="paddle (default), onnxruntime or openvino")
+    parser.add_argument("--runtime", default="auto",
+                        help="auto (default: the fastest verified runtime x precision here), paddle, onnxruntime "
+                             "or openvino")
+    parser.add_argument("--precision", default=None,
+                        help="fp32, bf16 or int8 (a precision the export was verified at); default fp32 for a named "
+                             "runtime, any verified one with --runtime auto")
     parser.add_argument("--device", default="cpu", help="cpu (default) or gpu (Paddle Inference on a CUDA build)")
     parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default min(4, cores))")
     parser.add_argument("--topk", type=positive_int, default=None, help="classes per image (default inference.yml's)")
@@ -30,7 +38,7 @@ def main(argv=None):
     args = parse_args(argv)
     from ppbackbone.predictor import ImageError, Predictor, format_result, list_images
     predictor = Predictor(args.model_dir, device=args.device, threads=args.threads, runtime=args.runtime,
-                          topk=args.topk)
+                          topk=args.topk, precision=args.precision, log=lambda line: print(line, file=sys.stderr))
     images = list_images(args.image)
     failed = 0
     for start in range(0, len(images), args.batch_size):

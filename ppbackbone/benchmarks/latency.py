@@ -1,11 +1,16 @@
-"""Latency of exported models: ppbackbone vs the PaddleClas implementation, fused vs unfused, on
-Paddle Inference (CPU, oneDNN) and, when installed, ONNX Runtime and OpenVINO (both fp32).
+"""Latency of exported models per runtime x precision: ppbackbone fused and unfused, and PaddleClas's
+export of the same model on Paddle Inference fp32 (what PaddleClas gives by default), in one run.
 
 Each variant is exported the same way (eval -> [fuse] -> softmax -> to_static with a dynamic batch ->
-jit.save, as PaddleClas's exporter does) from the same weights: ours are random (the figures do not depend on the
-values) and copied into the reference model when its parameter names match. Variants are timed in
-interleaved rounds so that load from other processes spreads over all of them; the figure is the
-median of every timed run, in milliseconds, batch 1.
+jit.save, as PaddleClas's exporter does) from the same weights: ours are random (the figures do not
+depend on the values) and copied into the reference model when its parameter names match. Columns
+are every installed runtime at every precision it runs here: fp32; bf16 on CPUs with AVX512-BF16/
+AMX (Paddle Inference oneDNN, OpenVINO); int8 (ONNX Runtime and OpenVINO on the QDQ file, quantized
+here on random calibration images: timing only, accuracy is what tools/export.py --precision int8
+verifies). Variants of one runtime are timed in interleaved rounds so that load from other
+processes spreads over all of them; the figure is the median of every timed run, in ms, batch 1.
+The fastest cell of ppbackbone's fused export is marked: it is what Predictor(runtime="auto") picks
+when the export was verified at that precision.
 """
 import importlib
 import os
@@ -20,14 +25,14 @@ import numpy as np
 import paddle
 
 from ..arch import create_model, has_unfused_blocks, model_info
-from ..export import convert_to_onnx, export_model, program_op_counts, save_static
-from ..export_dir import ONNX_FILE, PARAMS_FILE
-from ..runtimes import OnnxRuntimeBackend, OpenVinoBackend, PaddleBackend
+from ..export import export_model, program_op_counts, save_static
+from ..export_dir import ONNX_FILE, ONNX_INT8_FILE, PARAMS_FILE
+from ..runtimes import (RUNTIME_LABELS, RUNTIME_PRECISIONS, OnnxRuntimeBackend, OpenVinoBackend, PaddleBackend,
+                        bf16_supported, cpu_features)
 from ..weights import save_weights
 
-__all__ = ["latency_benchmark", "available_runtimes", "build_reference", "format_markdown", "RUNTIME_LABELS"]
-
-RUNTIME_LABELS = {"paddle": "Paddle Inference (oneDNN)", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
+__all__ = ["latency_benchmark", "available_runtimes", "available_precisions", "build_reference", "format_markdown",
+           "RUNTIME_LABELS"]
 
 
 def available_runtimes():
@@ -41,6 +46,21 @@ def available_runtimes():
             found.append(runtime)
         except ImportError:
             pass
+    return found
+
+
+def available_precisions(runtimes):
+    """fp32 always; bf16 on CPUs with it; int8 when the quantizer imports and a runtime runs it."""
+    found = ["fp32"]
+    if bf16_supported() and any("bf16" in RUNTIME_PRECISIONS[r] for r in runtimes):
+        found.append("bf16")
+    try:
+        for module in ("onnxruntime.quantization", "ml_dtypes"):
+            importlib.import_module(module)
+        if any("int8" in RUNTIME_PRECISIONS[r] for r in runtimes):
+            found.append("int8")
+    except ImportError:
+        pass
     return found
 
 
@@ -87,27 +107,29 @@ def _has_reference_rep(model):
     return any(callable(getattr(layer, "re_parameterize", None)) for layer in model.sublayers())
 
 
-def _backends(model_dir, model_file, runtimes, threads):
-    out = {}
-    for runtime in runtimes:
-        if runtime == "paddle":
-            out[runtime] = PaddleBackend(os.path.join(model_dir, model_file), os.path.join(model_dir, PARAMS_FILE),
-                                         threads=threads)
-        elif runtime == "onnxruntime":
-            out[runtime] = OnnxRuntimeBackend(os.path.join(model_dir, ONNX_FILE), threads=threads)
-        else:
-            out[runtime] = OpenVinoBackend(os.path.join(model_dir, ONNX_FILE), threads=threads)
-    return out
+def _columns(runtimes, precisions):
+    return [(r, p) for r in runtimes for p in RUNTIME_PRECISIONS[r] if p in precisions]
+
+
+def _backend(directory, model_file, runtime, precision, threads):
+    if runtime == "paddle":
+        return PaddleBackend(os.path.join(directory, model_file), os.path.join(directory, PARAMS_FILE),
+                             threads=threads, precision=precision)
+    onnx_file = os.path.join(directory, ONNX_INT8_FILE if precision == "int8" else ONNX_FILE)
+    if runtime == "onnxruntime":
+        return OnnxRuntimeBackend(onnx_file, threads=threads, precision=precision)
+    return OpenVinoBackend(onnx_file, threads=threads, precision=precision)
 
 
 def _time_interleaved(backends, batch, warmup, runs, rounds):
-    """{key: (median ms, min ms)}. Keys end with the runtime; the variants of one runtime are timed
-    in interleaved rounds (what is compared shares the machine's state), one runtime after the
-    other with a pause between, so that one runtime's idle spinning threads do not slow another's."""
+    """{key: (median ms, min ms)}. Keys are (implementation, variant, runtime, precision); the entries of
+    one runtime are timed in interleaved rounds (what is compared shares the machine's state), one
+    runtime after the other with a pause between, so that one runtime's idle spinning threads do not
+    slow another's."""
     times = {key: [] for key in backends}
     per_round = max(1, runs // rounds)
-    for runtime in dict.fromkeys(key[-1] for key in backends):
-        group = {key: b for key, b in backends.items() if key[-1] == runtime}
+    for runtime in dict.fromkeys(key[2] for key in backends):
+        group = {key: b for key, b in backends.items() if key[2] == runtime}
         time.sleep(0.5)
         for backend in group.values():
             for _ in range(warmup):
@@ -138,112 +160,125 @@ def _compare_programs(variants):
     return "programs differ (op: ppbackbone, PaddleClas): " + ", ".join(f"{k} {a} vs {b}" for k, (a, b) in diff.items())
 
 
-def _export_ours(name, weights, directory, image_size, fuse, onnx, threads):
+def _export_ours(name, weights, directory, image_size, fuse, onnx, int8, threads):
     config = {"Arch": {"name": name}, "Global": {"image_shape": [3, image_size, image_size]}}
     result = export_model(config, save_dir=directory, weights=weights, fuse=fuse, onnx=onnx, threads=threads,
                           latency_runs=0, log=lambda *a: None)
+    if int8:  # timing only: random calibration images; tools/export.py --precision int8 verifies accuracy
+        from ..precision import quantize_int8
+        calib = np.random.RandomState(1).standard_normal([8, 3, image_size, image_size]).astype("float32")
+        quantize_int8(os.path.join(directory, ONNX_FILE), os.path.join(directory, ONNX_INT8_FILE), calib)
     return result.inference_config["Model"]["model_file"]
 
 
-def _export_reference(model, directory, image_size, fuse, onnx):
+def _export_reference(model, directory, image_size, fuse):
     os.makedirs(directory, exist_ok=True)
     model.eval()
     if fuse:
         _fuse_reference(model)
     # PaddleClas's exporter ends a classifier in softmax (Arch.infer_add_softmax, default True), as ours does.
     model = paddle.nn.Sequential(model, paddle.nn.Softmax(axis=-1))
-    model_file = save_static(model, directory, [3, image_size, image_size], log=lambda *a: None)
-    if onnx:
-        convert_to_onnx(os.path.join(directory, model_file), os.path.join(directory, PARAMS_FILE),
-                        os.path.join(directory, ONNX_FILE))
-    return model_file
+    return save_static(model, directory, [3, image_size, image_size], log=lambda *a: None)
 
 
-def latency_benchmark(models=(), references=(), runtimes=None, image_size=224, threads=2, warmup=10, runs=100,
-                      rounds=20, with_reference=True, workdir=None, log=print):
-    """Time the exported `models` (registered names) and bare PaddleClas `references` (builder names).
+def latency_benchmark(models=(), references=(), runtimes=None, precisions=None, image_size=224, threads=2,
+                      warmup=10, runs=100, rounds=20, with_reference=True, workdir=None, log=print):
+    """Time the exported `models` (registered names) at every runtime x precision, and their PaddleClas
+    reference (plus the bare PaddleClas `references`, builder names) on Paddle Inference fp32.
 
-    Returns {"rows": [{model, implementation, variant, <runtime>: median ms}], "checks": notes per
-    model (e.g. max |ours - reference| when the reference got our weights), settings, versions}.
-    Exports go to `workdir` (default: a temporary directory, removed afterwards).
+    Returns {"rows": [{model, implementation, variant, cells: {(runtime, precision): (median, min)}}],
+    "columns", "checks" (notes per model, e.g. max |ours - reference| when the reference got our
+    weights), settings, versions, CPU flags, load}. Exports go to `workdir` (default: a temporary
+    directory, removed afterwards).
     """
     if workdir is not None:
-        return _latency_benchmark(models, references, runtimes, image_size, threads, warmup, runs, rounds,
-                                  with_reference, workdir, log)
+        return _latency_benchmark(models, references, runtimes, precisions, image_size, threads, warmup, runs,
+                                  rounds, with_reference, workdir, log)
     workdir = tempfile.mkdtemp(prefix="ppbackbone-latency-")
     try:
-        return _latency_benchmark(models, references, runtimes, image_size, threads, warmup, runs, rounds,
-                                  with_reference, workdir, log)
+        return _latency_benchmark(models, references, runtimes, precisions, image_size, threads, warmup, runs,
+                                  rounds, with_reference, workdir, log)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _latency_benchmark(models, references, runtimes, image_size, threads, warmup, runs, rounds, with_reference,
-                       workdir, log):
+def _ours(name, workdir, image_size, onnx, int8, threads):
+    """{("ppbackbone", variant): (dir, program file)} and the model (its weights feed the reference)."""
+    ours = create_model(name)
+    weights = save_weights(ours, os.path.join(workdir, f"{name}.safetensors"))
+    rep = has_unfused_blocks(ours)
+    variants = {}
+    for fuse in ([True, False] if rep else [True]):
+        variant = ("fused" if fuse else "unfused") if rep else "no Rep blocks"
+        directory = os.path.join(workdir, f"{name}-ours-{'fused' if fuse else 'unfused'}")
+        variants[("ppbackbone", variant)] = (directory, _export_ours(name, weights, directory, image_size, fuse,
+                                                                     onnx, int8, threads))
+    return variants, ours
+
+
+def _reference(reference, label, ours, workdir, image_size, checks):
+    """PaddleClas's fused export of `reference` (our weights copied in when the names match)."""
+    model = build_reference(reference)
+    if ours is not None:
+        # Every tensor of ours must exist in the reference (which may hold more, e.g. PaddleClas's
+        # placeholders for the fused convs, filled by re_parameterize()).
+        ref_state, state = model.state_dict(), ours.state_dict()
+        if all(k in ref_state and list(ref_state[k].shape) == list(v.shape) for k, v in state.items()):
+            for key, value in state.items():
+                ref_state[key].set_value(value)
+            checks[label] = "weights copied"
+        else:
+            checks[label] = "reference parameter names differ: weights not copied"
+    rep = _has_reference_rep(model)
+    variant = "fused" if rep else "no Rep blocks"
+    directory = os.path.join(workdir, f"{label}-paddleclas")
+    return {(f"PaddleClas {reference}", variant): (directory, _export_reference(model, directory, image_size, rep))}
+
+
+def _latency_benchmark(models, references, runtimes, precisions, image_size, threads, warmup, runs, rounds,
+                       with_reference, workdir, log):
     runtimes = list(runtimes or available_runtimes())
+    precisions = [p for p in (precisions or available_precisions(runtimes)) if p in available_precisions(runtimes)]
+    columns = _columns(runtimes, precisions)
     load_before = _load_average()
     onnx = any(r != "paddle" for r in runtimes)
+    int8 = "int8" in precisions
     batch = np.random.RandomState(0).standard_normal([1, 3, image_size, image_size]).astype("float32")
     rows, checks = [], {}
-    jobs = [(name, None) for name in models] + [(None, ref) for ref in references]
-    for name, bare_reference in jobs:
+    for name, bare_reference in [(name, None) for name in models] + [(None, ref) for ref in references]:
         label = name or bare_reference
         log(f"== {label}: exporting")
-        variants = {}  # (implementation, variant) -> export dir, program file
         paddle.seed(0)
-        if name is not None:
-            ours = create_model(name)
-            weights = save_weights(ours, os.path.join(workdir, f"{name}.safetensors"))
-            rep = has_unfused_blocks(ours)
-            for fuse in ([True, False] if rep else [True]):
-                variant = ("fused" if fuse else "unfused") if rep else "no Rep blocks"
-                directory = os.path.join(workdir, f"{name}-ours-{'fused' if fuse else 'unfused'}")
-                variants[("ppbackbone", variant)] = (directory, _export_ours(name, weights, directory, image_size,
-                                                                            fuse, onnx, threads))
+        variants, ours = _ours(name, workdir, image_size, onnx, int8, threads) if name else ({}, None)
         reference = bare_reference or (reference_name(name) if with_reference else None)
         if reference:
-            probe = build_reference(reference)
-            rep = _has_reference_rep(probe)
-            state = ours.state_dict() if name is not None else None
-            for fuse in ([True, False] if rep else [True]):
-                model = build_reference(reference)
-                if state is not None:
-                    # Every tensor of ours must exist in the reference (which may hold more, e.g.
-                    # PaddleClas's placeholders for the fused convs, filled by re_parameterize()).
-                    ref_state = model.state_dict()
-                    if all(k in ref_state and list(ref_state[k].shape) == list(v.shape) for k, v in state.items()):
-                        for key, value in state.items():
-                            ref_state[key].set_value(value)
-                        checks.setdefault(label, "weights copied")
-                    else:
-                        checks[label] = "reference parameter names differ: weights not copied"
-                variant = ("fused" if fuse else "unfused") if rep else "no Rep blocks"
-                directory = os.path.join(workdir, f"{label}-paddleclas-{'fused' if fuse else 'unfused'}")
-                variants[(f"PaddleClas {reference}", variant)] = (directory, _export_reference(
-                    model, directory, image_size, fuse, onnx))
+            variants.update(_reference(reference, label, ours, workdir, image_size, checks))
         elif name is not None and with_reference:
             checks[label] = "no PaddleClas builder in the registry entry: reference not timed"
         backends = {}
-        for key, (directory, model_file) in variants.items():
-            for runtime, backend in _backends(directory, model_file, runtimes, threads).items():
-                backends[key + (runtime,)] = backend
+        for (implementation, variant), (directory, model_file) in variants.items():
+            # PaddleClas's export is timed as PaddleClas deploys it: Paddle Inference, fp32.
+            cells = columns if implementation == "ppbackbone" else [("paddle", "fp32")]
+            for runtime, precision in cells:
+                backends[(implementation, variant, runtime, precision)] = _backend(directory, model_file, runtime,
+                                                                                   precision, threads)
         if name is not None and reference:
             checks[label] = "; ".join([checks[label], _compare_programs(variants)])
-        if name is not None and reference and checks[label].startswith("weights copied"):
-            ours_key = next(k for k in backends if k[0] == "ppbackbone" and k[2] == "paddle")
-            ref_key = next(k for k in backends if k[0].startswith("PaddleClas") and k[2] == "paddle")
-            a, b = backends[ours_key].run(batch)[0], backends[ref_key].run(batch)[0]
-            checks[label] += f"; max |ppbackbone - PaddleClas| = {float(np.abs(a - b).max()):.3g}"
-        log(f"== {label}: timing {len(backends)} runtime/variant pairs ({rounds} interleaved rounds)")
+            if checks[label].startswith("weights copied"):
+                ours_key = next(k for k in backends if k[0] == "ppbackbone" and k[2:] == ("paddle", "fp32"))
+                ref_key = next(k for k in backends if k[0].startswith("PaddleClas"))
+                a, b = backends[ours_key].run(batch)[0], backends[ref_key].run(batch)[0]
+                checks[label] += f"; max |ppbackbone - PaddleClas| = {float(np.abs(a - b).max()):.3g}"
+        log(f"== {label}: timing {len(backends)} runtime/precision/variant cells ({rounds} interleaved rounds)")
         medians = _time_interleaved(backends, batch, warmup, runs, rounds)
-        for (implementation, variant) in variants:
-            row = {"model": label, "implementation": implementation, "variant": variant}
-            row.update({runtime: medians[(implementation, variant, runtime)][0] for runtime in runtimes})
-            row["min"] = {runtime: medians[(implementation, variant, runtime)][1] for runtime in runtimes}
-            rows.append(row)
+        for implementation, variant in variants:
+            cells = {key[2:]: value for key, value in medians.items() if key[:2] == (implementation, variant)}
+            rows.append({"model": label, "implementation": implementation, "variant": variant, "cells": cells})
         del backends
-    return {"rows": rows, "checks": checks, "runtimes": runtimes, "image_size": image_size, "threads": threads,
-            "versions": _versions(), "load_average": [load_before, _load_average()], "cpus": os.cpu_count()}
+    flags = [f for f in cpu_features() if f.startswith(("avx", "amx", "fma", "f16c"))]
+    return {"rows": rows, "columns": columns, "checks": checks, "runtimes": runtimes, "precisions": precisions,
+            "image_size": image_size, "threads": threads, "versions": _versions(), "cpu_flags": flags,
+            "load_average": [load_before, _load_average()], "cpus": os.cpu_count()}
 
 
 def _load_average():
@@ -264,41 +299,66 @@ def _versions():
     return out
 
 
+def _choice(row):
+    """The fastest cell of a row: (runtime, precision)."""
+    return min(row["cells"], key=lambda cell: row["cells"][cell][0])
+
+
 def format_markdown(result):
-    """The figures as a Markdown table, then the ratios the targets are stated in."""
-    runtimes = result["runtimes"]
-    head = ["model", "implementation", "variant"] + [f"{RUNTIME_LABELS[r]} ms" for r in runtimes]
-    lines = [f"Batch 1, {result['image_size']}x{result['image_size']}, {result['threads']} threads, fp32; "
-             f"median (min) ms; ratios from the medians. Versions: " +
-             ", ".join(f"{k} {v}" for k, v in result["versions"].items()) +
-             f". Machine: {result['cpus']} CPUs, 1-min load average {result['load_average'][0]} before / "
-             f"{result['load_average'][1]} after the run.", "",
+    """The figures as a Markdown table (the fastest cell of each ppbackbone row in bold, ppbackbone's
+    fused choice marked), then the ratios the targets are stated in."""
+    columns = [tuple(c) for c in result["columns"]]
+    head = ["model", "implementation", "variant"] + [f"{RUNTIME_LABELS[r]} {p}" for r, p in columns]
+    lines = [f"Batch 1, {result['image_size']}x{result['image_size']}, {result['threads']} threads; median (min) ms; "
+             f"ratios from the medians. Versions: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items()) +
+             f". Machine: {result['cpus']} CPUs ({' '.join(result['cpu_flags'])}), 1-min load average "
+             f"{result['load_average'][0]} before / {result['load_average'][1]} after the run. int8 timed on "
+             f"random calibration (accuracy: tools/export.py --precision int8).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in result["rows"]:
-        lines.append("| " + " | ".join([row["model"], row["implementation"], row["variant"]] +
-                                       [f"{row[r]:.2f} ({row['min'][r]:.2f})" for r in runtimes]) + " |")
+        best = _choice(row) if row["implementation"] == "ppbackbone" else None
+        cells = []
+        for column in columns:
+            if column not in row["cells"]:
+                cells.append("-")
+                continue
+            median, low = row["cells"][column]
+            text = f"{median:.2f} ({low:.2f})"
+            cells.append(f"**{text}** <-" if column == best and row["variant"] != "unfused" else
+                         f"**{text}**" if column == best else text)
+        lines.append("| " + " | ".join([row["model"], row["implementation"], row["variant"]] + cells) + " |")
+    lines += ["", "`<-`: the fastest cell of ppbackbone's export, what Predictor(runtime=\"auto\") picks when "
+                  "the export is verified at that precision (tools/export.py --precision)."]
     ratios = []
     by_model = {}
     for row in result["rows"]:
         by_model.setdefault(row["model"], []).append(row)
     for model, rows in by_model.items():
-        for impl in dict.fromkeys(r["implementation"] for r in rows):
-            fused = next((r for r in rows if r["implementation"] == impl and r["variant"] == "fused"), None)
-            unfused = next((r for r in rows if r["implementation"] == impl and r["variant"] == "unfused"), None)
-            if fused and unfused:
-                ratios.append(f"| {model} | {impl}: unfused / fused | " +
-                              " | ".join(f"{unfused[r] / fused[r]:.2f}x" for r in runtimes) + " |")
-        ours = [r for r in rows if r["implementation"] == "ppbackbone"]
-        refs = [r for r in rows if r["implementation"].startswith("PaddleClas")]
-        for a in ours:
-            for b in refs:
-                if a["variant"] == b["variant"]:
-                    ratios.append(f"| {model} | PaddleClas / ppbackbone ({a['variant']}) | " +
-                                  " | ".join(f"{b[r] / a[r]:.2f}x" for r in runtimes) + " |")
+        ours = next((r for r in rows if r["implementation"] == "ppbackbone" and r["variant"] != "unfused"), None)
+        unfused = next((r for r in rows if r["implementation"] == "ppbackbone" and r["variant"] == "unfused"), None)
+        ref = next((r for r in rows if r["implementation"].startswith("PaddleClas")), None)
+        if ours is None:
+            continue
+        choice = _choice(ours)
+        fp32 = {c: v for c, v in ours["cells"].items() if c[1] == "fp32"}
+        best_fp32 = min(fp32, key=lambda c: fp32[c][0])
+        line = f"| {model} | {choice[0]} {choice[1]} {ours['cells'][choice][0]:.2f} ms"
+        if ref is not None:
+            baseline = ref["cells"][("paddle", "fp32")][0]
+            line += (f" | {baseline:.2f} ms | **{baseline / ours['cells'][choice][0]:.2f}x** | "
+                     f"{best_fp32[0]} {baseline / fp32[best_fp32][0]:.2f}x")
+        else:
+            line += " | - | - | -"
+        line += f" | {fp32[best_fp32][0] / fp32[('paddle', 'fp32')][0]:.2f}x" if ("paddle", "fp32") in fp32 else " | -"
+        if unfused is not None and choice in unfused["cells"]:
+            line += f" | {unfused['cells'][choice][0] / ours['cells'][choice][0]:.2f}x"
+        else:
+            line += " | -"
+        ratios.append(line + " |")
     if ratios:
-        lines += ["", "| model | ratio (> 1: the first is slower) | " +
-                  " | ".join(RUNTIME_LABELS[r] for r in runtimes) + " |",
-                  "|" + "---|" * (2 + len(runtimes))] + ratios
+        lines += ["", "| model | choice (fastest, ppbackbone fused) | PaddleClas export, Paddle Inference fp32 | "
+                      "speed-up of the choice | speed-up of the fastest fp32 | fastest fp32 / Paddle fp32 (ours) | "
+                      "unfused / fused (choice) |", "|---|---|---|---|---|---|---|"] + ratios
     if result["checks"]:
         lines += [""] + [f"- {model}: {note}" for model, note in result["checks"].items()]
     return "\n".join(lines)

@@ -1,0 +1,121 @@
+"""Predictor(runtime="auto"): measure the installed runtimes x the verified precisions of an export
+once on this machine, pick the fastest, and cache the choice in the export directory.
+
+The cache (runtime_choice.json) is keyed by what the figures depend on: the CPU's model and feature
+flags, the runtime versions, the thread count. Another machine, an upgraded runtime or another
+thread count measures again. Only precisions the export was verified at (inference.yml's
+Precisions) are candidates, each on the runtimes it was verified on, so the choice never trades
+accuracy the exporter did not check.
+"""
+import hashlib
+import json
+import os
+import time
+
+import numpy as np
+
+from .errors import ConfigError
+from .export_dir import CHOICE_FILE, write_text_atomic
+from .runtimes import (RUNTIME_PRECISIONS, bf16_supported, cpu_features, create_backend, installed_runtimes,
+                       runtime_versions)
+
+__all__ = ["candidates", "choose", "machine_key", "measure"]
+
+_CHOICE_VERSION = 1
+
+
+def machine_key(threads):
+    """What a measurement depends on: CPU model and flags, runtime versions, threads."""
+    model = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        pass
+    flags = " ".join(cpu_features())
+    return {"cpu": model, "cpu_flags_sha256": hashlib.sha256(flags.encode()).hexdigest()[:16],
+            "cores": os.cpu_count(), "threads": int(threads), "versions": runtime_versions()}
+
+
+def candidates(export):
+    """[(runtime, precision)] this machine can run for `export`: verified precisions on the runtimes
+    they were verified on (directories that do not record it: fp32 on every runtime it has files for),
+    installed here, bf16 only on CPUs that compute it."""
+    installed = installed_runtimes()
+    out = []
+    for precision, record in export.precisions.items():
+        if precision == "bf16" and not bf16_supported():
+            continue
+        verified = (record or {}).get("verified_on")
+        if verified is None:  # format 1 and PaddleClas directories: fp32 files as they are
+            verified = ["paddle"] + (["onnxruntime", "openvino"] if export.onnx_file else [])
+        for runtime in verified:
+            if runtime in installed and precision in RUNTIME_PRECISIONS[runtime]:
+                out.append((runtime, precision))
+    return out
+
+
+def measure(backends, batch, warmup=3, runs=20, rounds=4):
+    """{(runtime, precision): median ms} of batch-1 runs, interleaved in rounds so that load from other
+    processes spreads over every candidate."""
+    times = {key: [] for key in backends}
+    for backend in backends.values():
+        for _ in range(warmup):
+            backend.run(batch)
+    per_round = max(1, runs // rounds)
+    for _ in range(rounds):
+        for key, backend in backends.items():
+            for _ in range(per_round):
+                start = time.perf_counter()
+                backend.run(batch)
+                times[key].append((time.perf_counter() - start) * 1000.0)
+    return {key: float(np.median(values)) for key, values in times.items()}
+
+
+def _read_cache(path, key):
+    try:
+        with open(path, encoding="utf-8") as f:
+            cached = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(cached, dict) or cached.get("version") != _CHOICE_VERSION or cached.get("key") != key:
+        return None
+    return cached
+
+
+def choose(export, input_shape, threads, device="cpu", onednn=True, log=print):
+    """(backend, record) for the fastest verified (runtime, precision) of `export` here; the record
+    ({choice, measurements_ms, key, cached}) is also written to <export>/runtime_choice.json."""
+    found = candidates(export)
+    if not found:
+        raise ConfigError(f"runtime='auto': no runtime installed here runs {export.path} (verified: "
+                         f"{dict((p, (r or {}).get('verified_on')) for p, r in export.precisions.items())}; "
+                         f"installed: {', '.join(installed_runtimes())})")
+    key = machine_key(threads)
+    path = export.file(CHOICE_FILE)
+    cached = _read_cache(path, key)
+    if cached and tuple(cached["choice"]) in found:
+        runtime, precision = cached["choice"]
+        log(f"runtime=auto: {runtime} {precision} (measured earlier on this machine, cached in {path})")
+        backend = create_backend(export, runtime, precision, device=device, threads=threads, onednn=onednn)
+        return backend, dict(cached, cached=True)
+    backends = {(r, p): create_backend(export, r, p, device=device, threads=threads, onednn=onednn) for r, p in found}
+    batch = np.random.RandomState(0).standard_normal([1] + list(input_shape)).astype("float32")
+    figures = measure(backends, batch)
+    choice = min(figures, key=figures.get)
+    record = {"version": _CHOICE_VERSION, "key": key, "choice": list(choice),
+              "measurements_ms": [{"runtime": r, "precision": p, "median_ms": round(ms, 3)}
+                                  for (r, p), ms in sorted(figures.items(), key=lambda kv: kv[1])],
+              "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "batch": 1}
+    shown = ", ".join(f"{r} {p} {ms:.2f} ms" for (r, p), ms in sorted(figures.items(), key=lambda kv: kv[1]))
+    try:
+        write_text_atomic(path, json.dumps(record, indent=1) + "\n")
+        where = f"cached in {path}"
+    except OSError as err:  # a read-only export directory still predicts; it measures again next time
+        where = f"not cached ({path}: {err.strerror or err})"
+    log(f"runtime=auto: picked {choice[0]} {choice[1]}, the fastest of {shown} (batch 1, {threads} threads, "
+        f"median); {where}")
+    for other in backends:
+        if other != choice:
+            backends[other] = None
+    return backends[choice], dict(record, cached=False)
