@@ -73,6 +73,24 @@ def test_features_match_feature_info(name, image):
     assert not any(model.is_head_key(k) for k in model.state_dict())
 
 
+# one model per family: the property is the shared forward path's (base.py), not a family's
+FAMILY_FIRSTS = sorted({ppbackbone.model_info(n).family: n for n in reversed(MODELS)}.values())
+
+
+@pytest.mark.parametrize("name", FAMILY_FIRSTS)
+def test_feature_mode_stops_after_the_last_requested_stage(name, image):
+    model = build(name, out_indices=[0])
+    model.eval()
+    ran = []
+    hooks = [group.register_forward_post_hook(lambda layer, inputs, output, i=i: ran.append(i))
+             for i, group in enumerate(model.groups()[1:])]
+    outs = model(image)
+    for hook in hooks:
+        hook.remove()
+    assert len(outs) == 1 and outs[0].shape[1] == model.feature_info[0]["channels"]
+    assert ran == [0], f"{name} ran stages {ran} for out_indices [0]"
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_backward_reaches_every_trainable_parameter(name, image):
     model = build(name)

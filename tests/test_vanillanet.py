@@ -123,11 +123,27 @@ def test_detection_feature_mode_of_vanillanet_13():
 
 
 def test_ada_pool_needs_large_enough_inputs():
-    model = ppbackbone.create_model("vanillanet_13_x1_5_ada_pool", **ppbackbone.model_info(
-        "vanillanet_13_x1_5_ada_pool").test_args)
+    """The declared minimum is checked before running, in classifier and feature mode."""
+    test_args = ppbackbone.model_info("vanillanet_13_x1_5_ada_pool").test_args
+    model = ppbackbone.create_model("vanillanet_13_x1_5_ada_pool", **test_args)
     model.eval()
-    with pytest.raises(ValueError, match="ada_pool.*pools to 11x11 but its input is 5x5"):
+    # test_args pool block 1 to 11x11 after the stride-3 padding-1 stem: 32x32 is the smallest input that fits
+    assert model.min_input_size == 32
+    with pytest.raises(ValueError, match=r"at least 32x32 pixels \(its adaptive max-pools.*got 16x16"):
         model(paddle.zeros([1, 3, 16, 16]))
+    features = ppbackbone.create_model("vanillanet_13_x1_5_ada_pool", out_indices=[0, 1], **test_args)
+    with pytest.raises(ValueError, match="at least 32x32 pixels.*got 31x64"):
+        features(paddle.zeros([1, 3, 31, 64]))
+    assert [o.shape[2] for o in features(paddle.zeros([1, 3, 32, 32]))] == [11, 11]
+
+
+@pytest.mark.parametrize("variant, expected", [("5", 32), ("13", 32), ("13_x1_5_ada_pool", 113)])
+def test_declared_minimum_input_size(variant, expected):
+    """Plain VanillaNets need 4 * 8 pixels (three 2x max-pools after the stride-4 stem); the ada_pool
+    variant's block 1 pools to 38x38, so its stride-3 padding-1 stem must give 38: (113 + 2 - 4) // 3 + 1."""
+    model = ppbackbone.create_model(f"vanillanet_{variant}", dims=[8] * len(ppbackbone.model_info(
+        f"vanillanet_{variant}").default_args["dims"]))
+    assert model.min_input_size == expected
 
 
 def test_ada_pool_sizes_at_224_are_the_official_ones():

@@ -7,9 +7,11 @@ A family subclasses `Backbone` and, in its constructor:
   3. when `self.out_indices is None`, builds its classifier head with `self.build_head(...)`;
   4. calls `self.apply_freeze(freeze_at, freeze_stem_only, freeze_norm)`.
 It provides `groups()` (stem first, then one layer per stage: what lr_mult_list and freeze_at
-index) and `forward_stages(x)` (one output per stage). The defaults cover the common layout (a
-`self.stem` and a `self.stages` list, run in sequence); a family overrides what differs. The rest
-of the surface comes from here.
+index) and `forward_stages(x, last)` (one output per stage, stopping after stage `last`). The
+defaults cover the common layout (a `self.stem` and a `self.stages` list, run in sequence); a
+family overrides what differs. A family whose inputs have a lower bound sets `self.min_input_size`
+(pixels per side) and `self.min_input_reason`; `forward` checks it before running. The rest of the
+surface comes from here.
 """
 from collections import namedtuple
 
@@ -44,6 +46,8 @@ class Backbone(nn.Layer):
         self.num_classes = 0
         self.num_features = 0
         self._frozen_groups = []
+        self.min_input_size = None  # smallest height/width the model can take (None: no bound)
+        self.min_input_reason = ""  # why, for the error message
 
     # ---------------------------------------------------------------- family hooks
     def groups(self):
@@ -54,17 +58,24 @@ class Backbone(nn.Layer):
             raise NotImplementedError(f"{type(self).__name__} has no `stem` + `stages`: it must define groups()")
         return [self.stem, *self.stages]
 
-    def forward_stages(self, x):
-        """List with the output of every stage (len(feature_info) entries).
+    def forward_stages(self, x, last=None):
+        """List with the outputs of stages 0..last (every stage when `last` is None): feature
+        extraction runs no stage after the last one it returns.
 
         Default: the groups in sequence, collecting each stage's output."""
         stem, *stages = self.groups()
         x = stem(x)
         outs = []
-        for stage in stages:
+        for stage in self.stages_up_to(stages, last):
             x = stage(x)
             outs.append(x)
         return outs
+
+    @staticmethod
+    def stages_up_to(stages, last=None):
+        """The stages 0..last of a stage list (all when `last` is None), as a Python list."""
+        stages = list(stages)
+        return stages if last is None else stages[:last + 1]
 
     def filter_state_dict(self, state_dict):
         """Adapt a checkpoint of another layout of the same architecture (default: unchanged)."""
@@ -174,8 +185,22 @@ class Backbone(nn.Layer):
             layer.eval()
         return self
 
+    def check_input_size(self, x):
+        """Refuse an input below the declared `min_input_size` before running anything.
+
+        Unknown sizes (a static graph's -1) pass."""
+        if not self.min_input_size:
+            return
+        height, width = x.shape[-2], x.shape[-1]
+        if any(s is not None and 0 < s < self.min_input_size for s in (height, width)):
+            name = getattr(self, "model_name", type(self).__name__)
+            reason = f" ({self.min_input_reason})" if self.min_input_reason else ""
+            raise ValueError(f"{name} takes inputs of at least {self.min_input_size}x{self.min_input_size} "
+                             f"pixels{reason}; got {height}x{width}")
+
     def forward_features(self, x):
         """The last stage's feature map (before pooling)."""
+        self.check_input_size(x)
         return self.forward_stages(x)[-1]
 
     def forward_head(self, x, pre_logits=False):
@@ -194,7 +219,8 @@ class Backbone(nn.Layer):
         if isinstance(x, dict):
             x = x["image"]
         if self.out_indices is not None:
-            outs = self.forward_stages(x)
+            self.check_input_size(x)
+            outs = self.forward_stages(x, last=self.out_indices[-1])
             return [outs[i] for i in self.out_indices]
         return self.forward_head(self.forward_features(x))
 

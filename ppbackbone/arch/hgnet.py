@@ -11,11 +11,9 @@ from ..errors import ConfigError
 from .base import Backbone
 from .layers import ConvBNAct, ESEModule
 from .native import REQUIRED, register_native
-from .registry import register_model
+from .registry import PADDLECLAS_URL, register_model
 
 __all__ = ["PPHGNetV2", "PPHGNet", "HGV2_CFGS", "HGV1_CFGS"]
-
-_PCLS_URL = "https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/legendary_models/"
 
 # Stage row: [in, mid, out, blocks, downsample, light_block, kernel, layer_num].
 HGV2_CFGS = {
@@ -220,10 +218,10 @@ class PPHGNet(Backbone):
                             dropout=dropout_prob)
         self.apply_freeze(freeze_at, freeze_stem_only, freeze_norm)
 
-    def forward_stages(self, x):
+    def forward_stages(self, x, last=None):
         x = self.pool(self.stem(x))
         outs = []
-        for stage in self.stages:
+        for stage in self.stages_up_to(self.stages, last):
             x = stage(x)
             outs.append(x)
         return outs
@@ -243,7 +241,7 @@ NUM_PARAMS = {
 
 for _v, _cfg in HGV2_CFGS.items():
     register_model(f"hgnetv2_{_v}", PPHGNetV2, _cfg, aliases=(f"PPHGNetV2_{_v.upper()}",), family="hgnetv2",
-                   num_params=NUM_PARAMS[f"hgnetv2_{_v}"], url=f"{_PCLS_URL}PPHGNetV2_{_v.upper()}_ssld_stage1_pretrained.pdparams",
+                   num_params=NUM_PARAMS[f"hgnetv2_{_v}"], url=f"{PADDLECLAS_URL}PPHGNetV2_{_v.upper()}_ssld_stage1_pretrained.pdparams",
                    reference="PaddleClas PPHGNetV2_" + _v.upper())
 
 for _det, _v in HGV2_DET_ARCHS.items():
@@ -256,8 +254,8 @@ for _det, _v in HGV2_DET_ARCHS.items():
 
 for _v, _cfg in HGV1_CFGS.items():
     register_model(f"pphgnet_{_v}", PPHGNet, _cfg, aliases=(f"PPHGNet_{_v}",), family="pphgnet",
-                   num_params=NUM_PARAMS[f"pphgnet_{_v}"], url=(f"{_PCLS_URL}PPHGNet_{_v}_pretrained.pdparams" if _v != "base"
-                        else f"{_PCLS_URL}PPHGNet_base_ssld_pretrained.pdparams"),
+                   num_params=NUM_PARAMS[f"pphgnet_{_v}"], url=(f"{PADDLECLAS_URL}PPHGNet_{_v}_pretrained.pdparams" if _v != "base"
+                        else f"{PADDLECLAS_URL}PPHGNet_base_ssld_pretrained.pdparams"),
                    reference=f"PaddleClas PPHGNet_{_v}")
 
 

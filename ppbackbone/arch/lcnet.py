@@ -14,20 +14,15 @@ The network: conv1 3x3/2 -> blocks2..blocks6 of depthwise-separable blocks (dept
 + act, SE only in blocks6, pointwise 1x1 ConvBN + act; 5x5 kernels from blocks5.1 on) -> GAP ->
 1x1 `last_conv` (1280) -> act -> dropout -> fc. No multi-branch blocks: nothing to fuse.
 """
-import functools
-import numbers
-
 import paddle.nn as nn
 
 from ..errors import ConfigError
 from .base import Backbone
 from .layers import ConvBNAct, SEModule, make_divisible
 from .native import register_native
-from .registry import register_model
+from .registry import PADDLECLAS_URL, check_choice, check_scale, fixed_args_builder, register_model
 
-__all__ = ["PPLCNet", "DepthwiseSeparable", "LCNET_BLOCKS", "LCNET_SCALES", "fixed_args_builder"]
-
-_PCLS_URL = "https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/legendary_models/"
+__all__ = ["PPLCNet", "DepthwiseSeparable", "LCNET_BLOCKS", "LCNET_SCALES"]
 
 # Block rows [kernel, in, out, stride, use_se] at scale 1.0; channels go through make_divisible(c * scale).
 # The first stride of blocks3..blocks6 is replaced by stride_list[1:] (a copy: this table is never mutated).
@@ -42,56 +37,6 @@ LCNET_SCALES = {"x0_25": 0.25, "x0_35": 0.35, "x0_5": 0.5, "x0_75": 0.75, "x1_0"
                 "x2_0": 2.0, "x2_5": 2.5}
 # PaddleClas spells hard swish `hardswish`, PaddleDetection `hard_swish`; both mean nn.Hardswish.
 LCNET_ACTS = ("hardswish", "hard_swish", "relu", "relu6")
-
-
-def fixed_args_builder(cls, name, fixed=None, siblings=None, choices=None, defaults=None):
-    """Builder of a registered name whose arguments `fixed` (e.g. {"scale": 0.75}) are set by the name.
-
-    Passing a fixed argument with another value is an error naming the allowed value and the other
-    variants (`siblings`: {name: "scale=0.75"}). `choices` ({"scale": (0.25, ...)}) restricts an
-    argument to a table instead; `defaults` fill arguments the caller did not pass. The builder keeps
-    `cls`'s signature, so the registry's unknown-argument check still applies.
-    """
-    fixed, choices, defaults = dict(fixed or {}), dict(choices or {}), dict(defaults or {})
-
-    @functools.wraps(cls.__init__)
-    def build(**kwargs):
-        for key, value in fixed.items():
-            if key in kwargs and kwargs[key] != value and not _same_number(kwargs[key], value):
-                hint = ""
-                if siblings:
-                    hint = " Other variants: " + ", ".join(f"{n} ({v})" for n, v in siblings.items() if n != name) + "."
-                raise ValueError(f"{name} has {key}={value!r}, fixed by its name; got {key}={kwargs[key]!r}."
-                                 f"{hint}")
-            kwargs[key] = value
-        for key, allowed in choices.items():
-            if key in kwargs and not any(kwargs[key] == a or _same_number(kwargs[key], a) for a in allowed):
-                raise ValueError(f"{name}: {key}={kwargs[key]!r} is not in its table; allowed: "
-                                 f"{', '.join(map(repr, allowed))}")
-        for key, value in defaults.items():
-            kwargs.setdefault(key, value)
-        return cls(**kwargs)
-
-    build.__name__ = build.__qualname__ = f"build_{name}"
-    return build
-
-
-def _same_number(a, b):
-    return (isinstance(a, numbers.Number) and isinstance(b, numbers.Number) and not isinstance(a, bool)
-            and abs(float(a) - float(b)) < 1e-9)
-
-
-def check_scale(scale):
-    """A width multiplier must be a positive number."""
-    if isinstance(scale, bool) or not isinstance(scale, numbers.Number) or not scale > 0:
-        raise ValueError(f"scale must be a positive number, got {scale!r}")
-    return float(scale)
-
-
-def check_choice(arg, value, allowed):
-    if value not in allowed:
-        raise ValueError(f"{arg}={value!r} is not supported; allowed: {', '.join(map(repr, allowed))}")
-    return value
 
 
 class DepthwiseSeparable(nn.Layer):
@@ -218,7 +163,7 @@ for _key, _scale in LCNET_SCALES.items():
     _name = f"pplcnet_{_key}"
     register_model(_name, fixed_args_builder(PPLCNet, _name, {"scale": _scale}, _SIBLINGS),
                    aliases=(f"PPLCNet_{_key}",), family="pplcnet", num_params=NUM_PARAMS[_name],
-                   url=f"{_PCLS_URL}PPLCNet_{_key}_pretrained.pdparams",
+                   url=f"{PADDLECLAS_URL}PPLCNet_{_key}_pretrained.pdparams",
                    reference=f"PaddleClas PPLCNet_{_key}; PaddleDetection LCNet(scale={_scale})")
 
 # The width as an argument, from the table: PaddleClas's current configs (`name: PPLCNet`, `scale: 1.0`)

@@ -22,13 +22,10 @@ import paddle.nn as nn
 
 from .base import Backbone
 from .layers import ConvBNAct, SEModule, get_act, make_divisible
-from .lcnet import check_choice, check_scale, fixed_args_builder
-from .registry import register_model
+from .registry import PADDLECLAS_URL, check_choice, check_scale, fixed_args_builder, register_model
 from .rep import RepMixin, conv_like, fold_bn, pad_kernel
 
 __all__ = ["PPLCNetV2", "RepDepthwiseSeparable", "LCNETV2_STAGES", "LCNETV2_CFGS"]
-
-_PCLS_URL = "https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/legendary_models/"
 
 # Stage rows [channels, kernel, split_pw, use_rep, use_se, use_shortcut]; a stage's first block maps
 # make_divisible(channels * scale) to make_divisible(2 * channels * scale) with stride 2.
@@ -202,4 +199,4 @@ for _size, _cfg in LCNETV2_CFGS.items():
     _name = f"pplcnetv2_{_size}"
     register_model(_name, fixed_args_builder(PPLCNetV2, _name, _cfg, _SIBLINGS), dict(dropout_prob=0.2),
                    aliases=(f"PPLCNetV2_{_size}",), family="pplcnetv2", num_params=NUM_PARAMS[_name],
-                   url=f"{_PCLS_URL}PPLCNetV2_{_size}_pretrained.pdparams", reference=f"PaddleClas PPLCNetV2_{_size}")
+                   url=f"{PADDLECLAS_URL}PPLCNetV2_{_size}_pretrained.pdparams", reference=f"PaddleClas PPLCNetV2_{_size}")

@@ -35,8 +35,7 @@ from paddle import ParamAttr
 
 from .base import Backbone
 from .layers import ConvBNAct, LearnableAffineBlock, SEModule, make_divisible
-from .lcnet import check_scale, fixed_args_builder
-from .registry import register_model
+from .registry import check_scale, fixed_args_builder, register_model
 from .rep import RepMixin, conv_like, fold_bn, identity_kernel, pad_kernel
 
 __all__ = ["PPLCNetV3", "LearnableRepLayer", "LCNetV3Block", "LCNETV3_BLOCKS", "LCNETV3_SCALES"]
@@ -246,10 +245,10 @@ class PPLCNetV3(Backbone):
     def groups(self):
         return [self.conv1] + [getattr(self, name) for name in self.stage_names]
 
-    def forward_stages(self, x):
+    def forward_stages(self, x, last=None):
         x = self.conv1(x)
         outs = []
-        for i, name in enumerate(self.stage_names):
+        for i, name in enumerate(self.stages_up_to(self.stage_names, last)):
             x = getattr(self, name)(x)
             outs.append(self.layer_list[i - 1](x) if self.det and i > 0 else x)
         return outs

@@ -1,10 +1,16 @@
 """Model registry: `register_model`, `create_model`, `list_models`, PaddleClas/PaddleDetection aliases."""
 import difflib
 import fnmatch
+import functools
 import inspect
+import numbers
 from dataclasses import dataclass, field
 
-__all__ = ["register_model", "create_model", "list_models", "model_info", "resolve_name", "ModelInfo"]
+__all__ = ["register_model", "create_model", "list_models", "model_info", "resolve_name", "ModelInfo",
+           "fixed_args_builder", "check_scale", "check_choice", "PADDLECLAS_URL"]
+
+# Where PaddleClas publishes its ImageNet weights (`<prefix><PaddleClasName>_pretrained.pdparams`).
+PADDLECLAS_URL = "https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/legendary_models/"
 
 
 @dataclass
@@ -124,3 +130,60 @@ def create_model(name, pretrained=None, num_classes=1000, out_indices=None, **ov
             pretrained = entry.url
         load_weights(model, pretrained)
     return model
+
+
+# ---------------------------------------------------------------------------- helpers for families
+# What every family's registration and constructor share; families import them from here, never from
+# each other.
+def fixed_args_builder(cls, name, fixed=None, siblings=None, choices=None, defaults=None):
+    """Builder of a registered name whose arguments `fixed` (e.g. {"scale": 0.75}) are set by the name.
+
+    Passing a fixed argument with another value is an error naming the allowed value and the other
+    variants (`siblings`: {name: "scale=0.75"}). `choices` ({"scale": (0.25, ...)}) restricts an
+    argument to a table instead; `defaults` fill arguments the caller did not pass. The builder keeps
+    `cls`'s signature, so the registry's unknown-argument check still applies.
+    """
+    fixed, choices, defaults = dict(fixed or {}), dict(choices or {}), dict(defaults or {})
+
+    @functools.wraps(cls.__init__)
+    def build(**kwargs):
+        for key, value in fixed.items():
+            if key in kwargs and not _same_value(kwargs[key], value):
+                hint = ""
+                if siblings:
+                    hint = " Other variants: " + ", ".join(f"{n} ({v})" for n, v in siblings.items() if n != name) + "."
+                raise ValueError(f"{name} has {key}={value!r}, fixed by its name; got {key}={kwargs[key]!r}."
+                                 f"{hint}")
+            kwargs[key] = value
+        for key, allowed in choices.items():
+            if key in kwargs and not any(_same_value(kwargs[key], a) for a in allowed):
+                raise ValueError(f"{name}: {key}={kwargs[key]!r} is not in its table; allowed: "
+                                 f"{', '.join(map(repr, allowed))}")
+        for key, value in defaults.items():
+            kwargs.setdefault(key, value)
+        return cls(**kwargs)
+
+    build.__name__ = build.__qualname__ = f"build_{name}"
+    return build
+
+
+def _same_value(a, b):
+    """Equal, or the same number (1 == 1.0, but never a bool for a number)."""
+    if a == b:
+        return True
+    return (isinstance(a, numbers.Number) and isinstance(b, numbers.Number) and not isinstance(a, bool)
+            and abs(float(a) - float(b)) < 1e-9)
+
+
+def check_scale(scale):
+    """A width multiplier must be a positive number; returns it as a float."""
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Number) or not scale > 0:
+        raise ValueError(f"scale must be a positive number, got {scale!r}")
+    return float(scale)
+
+
+def check_choice(arg, value, allowed):
+    """`value` of argument `arg` must be one of `allowed`; returns it."""
+    if value not in allowed:
+        raise ValueError(f"{arg}={value!r} is not supported; allowed: {', '.join(map(repr, allowed))}")
+    return value

@@ -135,10 +135,6 @@ class Block(nn.Layer, RepMixin):
             x = self.conv(x)
         else:
             x = self.conv2(_blend(self.conv1(x), self.act_learn))
-        if self.ada_pool and x.shape[2] is not None and 0 < x.shape[2] < self.ada_pool:
-            raise ValueError(f"VanillaNet ada_pool: this block pools to {self.ada_pool}x{self.ada_pool} but its input "
-                             f"is {x.shape[2]}x{x.shape[3]}; use a larger image (vanillanet_13_x1_5_ada_pool is "
-                             f"built for 224x224 and up)")
         return self.act(self.pool(x))
 
     def _fuse(self):
@@ -159,6 +155,24 @@ def _check_exact(act_learn):
         raise ValueError(f"VanillaNet deploy fusion needs act_learn == 1 (the end of deep training); it is "
                          f"{act_learn}, where merging the two 1x1 convs would change the outputs. Call "
                          f"model.set_act_learn(1.0) first if that is what you mean.")
+
+
+def _min_input_size(stem_conv, strides, ada_pool):
+    """Smallest square image every stage can take: no max-pool may see an empty map, no adaptive
+    max-pool (ada_pool > 0 at a pooling stage) a map smaller than its output."""
+    kernel, stride = stem_conv._kernel_size[0], stem_conv._stride[0]
+    padding = stem_conv._padding if isinstance(stem_conv._padding, int) else stem_conv._padding[0]
+
+    def fits(size):
+        size = (size + 2 * padding - kernel) // stride + 1
+        for pool_stride, pool_size in zip(strides, ada_pool):
+            if size < 1 or (pool_stride > 1 and size < max(pool_size, pool_stride)):
+                return False
+            if pool_stride > 1:
+                size = pool_size or size // pool_stride
+        return size >= 1
+
+    return next(size for size in range(1, 1 << 14) if fits(size))
 
 
 class VanillaNet(Backbone, RepMixin):
@@ -210,6 +224,11 @@ class VanillaNet(Backbone, RepMixin):
             stride *= s
             info.append(dict(channels=dims[i + 1], stride=stride, name=f"stages.{i}"))
         self.init_features(info, out_indices)
+        # feature extraction runs the stages up to the last one it returns: only those bound the input
+        run = len(strides) if self.out_indices is None else self.out_indices[-1] + 1
+        self.min_input_size = _min_input_size(self.stem1[0], strides[:run], (ada_pool or [0] * len(strides))[:run])
+        self.min_input_reason = ("its adaptive max-pools need inputs of at least their output size" if ada_pool
+                                 else "its max-pools need at least one pixel to pool")
         self.cls1 = self.cls2 = self.cls = None
         if self.out_indices is None:
             self.reset_classifier(num_classes)
@@ -273,13 +292,13 @@ class VanillaNet(Backbone, RepMixin):
         return sizes
 
     # ------------------------------------------------------------------ forward
-    def forward_stages(self, x):
+    def forward_stages(self, x, last=None):
         if self.stem is not None:
             x = self.stem(x)
         else:
             x = self.stem2(_blend(self.stem1(x), self.act_learn))
         outs = []
-        for stage in self.stages:
+        for stage in self.stages_up_to(self.stages, last):
             x = stage(x)
             outs.append(x)
         return outs
