@@ -48,6 +48,8 @@ def randomize_state(model, seed=0):
     rng = np.random.RandomState(seed)
     with paddle.no_grad():
         for key, tensor in model.state_dict().items():
+            if "int" in str(tensor.dtype):
+                continue  # index buffers (Swin's relative_position_index) are data, not weights
             shape = tuple(tensor.shape)
             if key.endswith("_variance"):
                 value = rng.uniform(0.5, 1.5, shape)

@@ -38,7 +38,7 @@ def _as_list(out):
 
 def test_registry_is_populated():
     families = {ppbackbone.model_info(n).family for n in MODELS}
-    assert {"hgnetv2", "pphgnet", "pplcnet", "pplcnetv2", "pplcnetv3", "cspresnet", "vanillanet"} <= families
+    assert {"hgnetv2", "pphgnet", "pplcnet", "pplcnetv2", "pplcnetv3", "cspresnet", "vanillanet", "swin"} <= families
 
 
 @pytest.mark.parametrize("name", MODELS)
