@@ -73,3 +73,39 @@ def test_paddledetection_style_dict_input(image):
     model.eval()
     outs = model({"image": image})
     assert [o.shape[1] for o in outs] == [256, 512, 1024]
+
+
+def test_pretrained_cfg_gives_what_the_weights_expect():
+    cfg = ppbackbone.pretrained_cfg("PPHGNetV2_B4")
+    assert cfg["model"] == "hgnetv2_b4" and cfg["tag"] == "ssld_stage1" and cfg["tags"] == ["ssld_stage1", "ssld"]
+    assert cfg["url"].endswith("PPHGNetV2_B4_ssld_stage1_pretrained.pdparams")
+    assert (cfg["input_size"], cfg["resize_short"], cfg["interpolation"]) == ((3, 224, 224), 232, "bicubic")
+    assert cfg["crop_pct"] == pytest.approx(224 / 232, abs=1e-4)
+    assert ppbackbone.pretrained_cfg("hgnetv2_b4", "ssld")["url"].endswith("PPHGNetV2_B4_ssld_pretrained.pdparams")
+    swin = ppbackbone.pretrained_cfg("SwinTransformer_large_patch4_window12_384")
+    assert swin["tag"] == "22kto1k" and swin["input_size"] == (3, 384, 384) and swin["resize_short"] == 438
+    assert ppbackbone.pretrained_cfg("pphgnet_base")["tags"] == ["ssld"]  # PaddleClas has no plain base weights
+    none = ppbackbone.pretrained_cfg("vanillanet_5")
+    assert none["url"] is None and none["tags"] == [] and none["mean"] == (0.485, 0.456, 0.406)
+    with pytest.raises(ValueError, match=r"hgnetv2_b4 has no weights tagged 'ssld_stage3'; its tags: ssld_stage1, ssld"):
+        ppbackbone.pretrained_cfg("hgnetv2_b4", "ssld_stage3")
+
+
+def test_pretrained_picks_weights_by_tag(monkeypatch):
+    import ppbackbone.weights
+    loaded = []
+    monkeypatch.setattr(ppbackbone.weights, "load_weights", lambda model, path: loaded.append(path))
+    ppbackbone.create_model("pplcnet_x0_25", pretrained="ssld")
+    ppbackbone.create_model("pplcnet_x0_25", pretrained=True)
+    assert loaded == [ppbackbone.pretrained_cfg("pplcnet_x0_25", "ssld")["url"],
+                      ppbackbone.pretrained_cfg("pplcnet_x0_25")["url"]]
+    with pytest.raises(ValueError, match=r"pretrained='ssl' is neither a weights file nor a weight tag of "
+                                         r"pplcnet_x0_25 \(its tags: in1k, ssld\)"):
+        ppbackbone.create_model("pplcnet_x0_25", pretrained="ssl")
+
+
+def test_inconsistent_weight_metadata_is_refused():
+    with pytest.raises(ValueError, match=r"default_tag 'ssld' is not among its weights \['in1k'\]"):
+        register_model("some_model_with_bad_tags", object, weights={"in1k": "u"}, default_tag="ssld")
+    with pytest.raises(ValueError, match=r"unknown pretrained-config keys \['crop'\]"):
+        register_model("some_model_with_bad_cfg", object, pretrained={"crop": 0.9})

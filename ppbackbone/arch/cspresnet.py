@@ -172,6 +172,7 @@ for _size, (_depth, _width) in CSP_CFGS.items():
                    dict(use_large_stem=True, use_alpha=True, depth_mult=_depth, width_mult=_width),
                    family="cspresnet", num_params=NUM_PARAMS[f"cspresnet_{_size}"],
                    url=f"{_DET_URL}CSPResNetb_{_size}_pretrained.pdparams",
+                   pretrained=dict(interpolation="bicubic"),  # as configs/cspresnet_*.yaml evaluate
                    reference=f"PaddleDetection CSPResNet (PP-YOLOE+ {_size}: depth {_depth}, width {_width})")
 
 register_model("cspresnet", CSPResNet, dict(out_indices=[1, 2, 3]), aliases=("CSPResNet",), family="cspresnet",

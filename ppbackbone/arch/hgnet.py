@@ -11,7 +11,7 @@ from ..errors import ConfigError
 from .base import Backbone
 from .layers import ConvBNAct, ESEModule
 from .native import REQUIRED, register_native
-from .registry import PADDLECLAS_URL, register_model
+from .registry import paddleclas_weights, register_model
 
 __all__ = ["PPHGNetV2", "PPHGNet", "HGV2_CFGS", "HGV1_CFGS"]
 
@@ -239,9 +239,13 @@ NUM_PARAMS = {
     "pphgnet_tiny": 14735864, "pphgnet_small": 24360872, "pphgnet_base": 71578184,
 }
 
+# PaddleClas evaluates both with resize 232 (PP-HGNet small/base: 236) -> crop 224, bicubic.
 for _v, _cfg in HGV2_CFGS.items():
     register_model(f"hgnetv2_{_v}", PPHGNetV2, _cfg, aliases=(f"PPHGNetV2_{_v.upper()}",), family="hgnetv2",
-                   num_params=NUM_PARAMS[f"hgnetv2_{_v}"], url=f"{PADDLECLAS_URL}PPHGNetV2_{_v.upper()}_ssld_stage1_pretrained.pdparams",
+                   num_params=NUM_PARAMS[f"hgnetv2_{_v}"],
+                   # ssld_stage1: PaddleClas's default (pretrained=True); ssld: the stage-2 (ImageNet-1k) weights
+                   weights=paddleclas_weights(f"PPHGNetV2_{_v.upper()}", "ssld_stage1", "ssld"),
+                   pretrained=dict(resize_short=232, interpolation="bicubic"),
                    reference="PaddleClas PPHGNetV2_" + _v.upper())
 
 for _det, _v in HGV2_DET_ARCHS.items():
@@ -254,8 +258,10 @@ for _det, _v in HGV2_DET_ARCHS.items():
 
 for _v, _cfg in HGV1_CFGS.items():
     register_model(f"pphgnet_{_v}", PPHGNet, _cfg, aliases=(f"PPHGNet_{_v}",), family="pphgnet",
-                   num_params=NUM_PARAMS[f"pphgnet_{_v}"], url=(f"{PADDLECLAS_URL}PPHGNet_{_v}_pretrained.pdparams" if _v != "base"
-                        else f"{PADDLECLAS_URL}PPHGNet_base_ssld_pretrained.pdparams"),
+                   num_params=NUM_PARAMS[f"pphgnet_{_v}"],
+                   # PaddleClas publishes no plain PPHGNet_base weights, only the SSLD ones
+                   weights=paddleclas_weights(f"PPHGNet_{_v}", *(("ssld",) if _v == "base" else ("in1k", "ssld"))),
+                   pretrained=dict(resize_short=232 if _v == "tiny" else 236, interpolation="bicubic"),
                    reference=f"PaddleClas PPHGNet_{_v}")
 
 

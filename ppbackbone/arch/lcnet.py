@@ -20,7 +20,7 @@ from ..errors import ConfigError
 from .base import Backbone
 from .layers import ConvBNAct, SEModule, make_divisible
 from .native import register_native
-from .registry import PADDLECLAS_URL, check_choice, check_scale, fixed_args_builder, register_model
+from .registry import check_choice, check_scale, fixed_args_builder, paddleclas_weights, register_model
 
 __all__ = ["PPLCNet", "DepthwiseSeparable", "LCNET_BLOCKS", "LCNET_SCALES"]
 
@@ -159,11 +159,13 @@ NUM_PARAMS = {
 }
 
 _SIBLINGS = {f"pplcnet_{k}": f"scale={v}" for k, v in LCNET_SCALES.items()}
+# PaddleClas's SSLD-distilled weights exist for these widths (docs: PP-LCNet and SSLD model lists)
+_TAGS = {key: ("in1k", "ssld") for key in ("x0_25", "x0_5", "x1_0", "x2_5")}
 for _key, _scale in LCNET_SCALES.items():
     _name = f"pplcnet_{_key}"
     register_model(_name, fixed_args_builder(PPLCNet, _name, {"scale": _scale}, _SIBLINGS),
                    aliases=(f"PPLCNet_{_key}",), family="pplcnet", num_params=NUM_PARAMS[_name],
-                   url=f"{PADDLECLAS_URL}PPLCNet_{_key}_pretrained.pdparams",
+                   weights=paddleclas_weights(f"PPLCNet_{_key}", *_TAGS.get(_key, ("in1k",))),
                    reference=f"PaddleClas PPLCNet_{_key}; PaddleDetection LCNet(scale={_scale})")
 
 # The width as an argument, from the table: PaddleClas's current configs (`name: PPLCNet`, `scale: 1.0`)

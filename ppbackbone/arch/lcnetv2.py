@@ -22,7 +22,7 @@ import paddle.nn as nn
 
 from .base import Backbone
 from .layers import ConvBNAct, SEModule, get_act, make_divisible
-from .registry import PADDLECLAS_URL, check_choice, check_scale, fixed_args_builder, register_model
+from .registry import check_choice, check_scale, fixed_args_builder, paddleclas_weights, register_model
 from .rep import RepMixin, conv_like, fold_bn, pad_kernel
 
 __all__ = ["PPLCNetV2", "RepDepthwiseSeparable", "LCNETV2_STAGES", "LCNETV2_CFGS"]
@@ -199,4 +199,5 @@ for _size, _cfg in LCNETV2_CFGS.items():
     _name = f"pplcnetv2_{_size}"
     register_model(_name, fixed_args_builder(PPLCNetV2, _name, _cfg, _SIBLINGS), dict(dropout_prob=0.2),
                    aliases=(f"PPLCNetV2_{_size}",), family="pplcnetv2", num_params=NUM_PARAMS[_name],
-                   url=f"{PADDLECLAS_URL}PPLCNetV2_{_size}_pretrained.pdparams", reference=f"PaddleClas PPLCNetV2_{_size}")
+                   weights=paddleclas_weights(f"PPLCNetV2_{_size}", *(("in1k", "ssld") if _size == "base" else ("in1k",))),
+                   reference=f"PaddleClas PPLCNetV2_{_size}")

@@ -4,13 +4,21 @@ import fnmatch
 import functools
 import inspect
 import numbers
+import os
 from dataclasses import dataclass, field
 
 __all__ = ["register_model", "create_model", "list_models", "model_info", "resolve_name", "ModelInfo",
-           "fixed_args_builder", "check_scale", "check_choice", "PADDLECLAS_URL"]
+           "pretrained_cfg", "fixed_args_builder", "check_scale", "check_choice", "PADDLECLAS_URL",
+           "paddleclas_weights"]
 
 # Where PaddleClas publishes its ImageNet weights (`<prefix><PaddleClasName>_pretrained.pdparams`).
 PADDLECLAS_URL = "https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/legendary_models/"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# What published weights expect when a family says nothing else: PaddleClas's default evaluation
+# (resize the short side to 256, centre crop 224, bilinear, ImageNet mean/std).
+DEFAULT_PRETRAINED_CFG = dict(input_size=(3, 224, 224), resize_short=256, interpolation="bilinear",
+                              mean=IMAGENET_MEAN, std=IMAGENET_STD)
 
 
 @dataclass
@@ -21,7 +29,11 @@ class ModelInfo:
     num_params: parameter count of the default instance (trainable + frozen, without BN statistics),
         pinned by the generic tests (`test_num_params` for the smaller `test_args` instance that the
         generic suite builds when a family's full widths are too heavy for CI).
-    url: where official weights are published (`create_model(..., pretrained=True)`).
+    url: where the default official weights are published (`create_model(..., pretrained=True)`).
+    weights: every published set of weights by tag ({"ssld_stage1": url, "ssld": url}); `url` is
+        the one of `default_tag`. `create_model(name, pretrained="ssld")` picks one by tag.
+    pretrained: what the weights expect at inference, over DEFAULT_PRETRAINED_CFG (input_size,
+        resize_short, interpolation, mean, std); read it through `pretrained_cfg(name)`.
     reference: the reference implementation it is weight-compatible with.
     """
     name: str
@@ -34,6 +46,9 @@ class ModelInfo:
     reference: str = ""
     test_args: dict = field(default_factory=dict)
     test_num_params: int = None  # parameter count of the `test_args` instance, when test_args is set
+    weights: dict = field(default_factory=dict)
+    default_tag: str = None
+    pretrained: dict = field(default_factory=dict)
 
     def accepted_args(self):
         """Names of the keyword arguments the builder accepts (None when it takes **kwargs)."""
@@ -58,12 +73,59 @@ def register_model(name, builder, default_args=None, aliases=(), **info):
         raise ValueError(f"Model name {name!r} is registered twice")
     entry = ModelInfo(name=name, builder=builder, default_args=dict(default_args or {}),
                       aliases=tuple(aliases), **info)
+    _check_weights(entry)
     _MODELS[name] = entry
     for alias in entry.aliases:
         if alias in _MODELS or alias in _ALIASES:
             raise ValueError(f"Alias {alias!r} of {name!r} is already taken")
         _ALIASES[alias] = name
     return entry
+
+
+def _check_weights(entry):
+    """`url`, `weights` and `default_tag` agree: the default URL is the default tag's."""
+    entry.weights = dict(entry.weights)
+    if entry.url and not entry.weights:
+        entry.default_tag = entry.default_tag or "default"
+        entry.weights = {entry.default_tag: entry.url}
+    if entry.weights:
+        entry.default_tag = entry.default_tag or next(iter(entry.weights))
+        if entry.default_tag not in entry.weights:
+            raise ValueError(f"{entry.name}: default_tag {entry.default_tag!r} is not among its weights "
+                             f"{sorted(entry.weights)}")
+        if entry.url not in (None, entry.weights[entry.default_tag]):
+            raise ValueError(f"{entry.name}: url {entry.url} differs from its default tag's "
+                             f"{entry.weights[entry.default_tag]}")
+        entry.url = entry.weights[entry.default_tag]
+    unknown = sorted(set(entry.pretrained) - set(DEFAULT_PRETRAINED_CFG))
+    if unknown:
+        raise ValueError(f"{entry.name}: unknown pretrained-config keys {unknown}; known: "
+                         f"{', '.join(DEFAULT_PRETRAINED_CFG)}")
+
+
+def paddleclas_weights(paddleclas_name, *tags):
+    """{tag: URL} of PaddleClas weights named `<name>_<tag>_pretrained.pdparams` ("in1k": no suffix)."""
+    return {tag: f"{PADDLECLAS_URL}{paddleclas_name}{'' if tag == 'in1k' else '_' + tag}_pretrained.pdparams"
+            for tag in tags}
+
+
+def pretrained_cfg(name, tag=None):
+    """What a model's published weights expect at inference, as a dict:
+
+    `model`, `tag` and `url` (None when nothing is published), `tags` (all of them), `input_size`
+    (C, H, W), `resize_short` and `crop_pct` (= H / resize_short: resize the short side, then
+    centre-crop H x W), `interpolation`, `mean`, `std`. `tag` picks one set of weights (default:
+    the model's default tag).
+    """
+    entry = model_info(name)
+    if tag is not None and tag not in entry.weights:
+        raise ValueError(f"{entry.name} has no weights tagged {tag!r}; its tags: "
+                         f"{', '.join(entry.weights) or 'none (no published weights)'}")
+    tag = tag if tag is not None else entry.default_tag
+    cfg = dict(DEFAULT_PRETRAINED_CFG, **entry.pretrained)
+    cfg["input_size"] = tuple(cfg["input_size"])
+    cfg["crop_pct"] = round(cfg["input_size"][1] / cfg["resize_short"], 4)
+    return dict(model=entry.name, tag=tag, url=entry.weights.get(tag), tags=list(entry.weights), **cfg)
 
 
 def resolve_name(name):
@@ -101,8 +163,9 @@ def create_model(name, pretrained=None, num_classes=1000, out_indices=None, **ov
 
     Args:
         name: snake_case name (`hgnetv2_b4`) or alias (`PPHGNetV2_B4`).
-        pretrained: None/False, True (the published weights, downloaded to the cache), or a path/URL
-            of a .pdparams/.safetensors file; loaded through `load_weights`.
+        pretrained: None/False, True (the default published weights, downloaded to the cache), a
+            weight tag of the model ("ssld", see `pretrained_cfg(name)["tags"]`), or a path/URL of a
+            .pdparams/.safetensors file; loaded through `load_weights`.
         num_classes: classifier size (`class_num` is accepted too, as in PaddleClas YAML); 0 for no fc.
         out_indices: stage indices to return as feature maps (feature mode: no classifier head).
         **overrides: any argument of the family's constructor (use_lab, lr_mult_list, freeze_at, ...).
@@ -124,12 +187,23 @@ def create_model(name, pretrained=None, num_classes=1000, out_indices=None, **ov
     model.model_name = entry.name
     if pretrained:
         from ..weights import load_weights
-        if pretrained is True:
-            if not entry.url:
-                raise ValueError(f"{entry.name} has no published weights; pass a file path as pretrained=")
-            pretrained = entry.url
-        load_weights(model, pretrained)
+        load_weights(model, _pretrained_source(entry, pretrained))
     return model
+
+
+def _pretrained_source(entry, pretrained):
+    """The URL or path that `pretrained` (True, a weight tag, or a path/URL) names for `entry`."""
+    if pretrained is True:
+        if not entry.url:
+            raise ValueError(f"{entry.name} has no published weights; pass a file path as pretrained=")
+        return entry.url
+    if isinstance(pretrained, str) and pretrained in entry.weights:
+        return entry.weights[pretrained]
+    if isinstance(pretrained, str) and entry.weights and not any(c in pretrained for c in "/\\.") \
+            and not os.path.exists(pretrained):
+        raise ValueError(f"pretrained={pretrained!r} is neither a weights file nor a weight tag of {entry.name} "
+                         f"(its tags: {', '.join(entry.weights)})")
+    return pretrained
 
 
 # ---------------------------------------------------------------------------- helpers for families

@@ -26,7 +26,7 @@ from paddle import ParamAttr
 from paddle.nn.initializer import Constant, TruncatedNormal
 
 from .base import Backbone
-from .registry import PADDLECLAS_URL, check_choice, register_model
+from .registry import check_choice, paddleclas_weights, register_model
 
 __all__ = ["SwinTransformer", "SWIN_CFGS", "window_partition", "window_reverse"]
 
@@ -490,11 +490,18 @@ TEST_ARGS = dict(embed_dim=16, depths=[2, 1, 1, 1], num_heads=[1, 2, 4, 8], drop
 TEST_NUM_PARAMS = {name: 449960 if "window12" in name else 444200 for name in NUM_PARAMS}
 TEST_NUM_PARAMS["swin_transformer"] = 315424
 
+# Weight tags as PaddleClas 2.6.0 builds their URLs: ImageNet-1k ("in1k"), ImageNet-22k ("22k", a 21841-class
+# head) and 22k fine-tuned on 1k ("22kto1k", PaddleClas's default for large). Eval: resize 256 -> crop 224
+# (438 -> 384), bicubic.
+SWIN_WEIGHTS = {"tiny": ("in1k",), "small": ("in1k",), "base": ("in1k", "22kto1k", "22k"), "large": ("22kto1k", "22k")}
+
 for _v, _cfg in SWIN_CFGS.items():
-    _name = f"swin_{_v}"
+    _name, _size = f"swin_{_v}", _cfg.get("img_size", 224)
     register_model(_name, SwinTransformer, _cfg, aliases=(f"SwinTransformer_{_v}",), family="swin",
-                   num_params=NUM_PARAMS.get(_name), url=f"{PADDLECLAS_URL}SwinTransformer_{_v}_pretrained.pdparams",
-                   test_args=TEST_ARGS, test_num_params=TEST_NUM_PARAMS.get(_name),
+                   num_params=NUM_PARAMS.get(_name), test_args=TEST_ARGS, test_num_params=TEST_NUM_PARAMS.get(_name),
+                   weights=paddleclas_weights(f"SwinTransformer_{_v}", *SWIN_WEIGHTS[_v.split("_")[0]]),
+                   pretrained=dict(input_size=(3, _size, _size), resize_short=256 if _size == 224 else 438,
+                                   interpolation="bicubic"),
                    reference=f"PaddleClas SwinTransformer_{_v}")
 
 # PaddleDetection's SwinTransformer with its defaults (tiny widths, drop_path_rate 0.2, out_indices (0, 1, 2, 3)).

@@ -358,5 +358,6 @@ for _v, _cfg in VANILLA_CFGS.items():
     if "ada_pool" in _cfg:
         _test_args["ada_pool"] = [0, 11, 6, 0, 0, 0, 0, 0, 0, 3, 0]  # 64x64 -> 21 -> 11/6/3, as 224 -> 75 -> 38/19/10
     register_model(f"vanillanet_{_v}", VanillaNet, _cfg, family="vanillanet", num_params=NUM_PARAMS.get(_v),
+                   pretrained=dict(interpolation="bicubic"),  # official eval: resize 256 -> crop 224, bicubic
                    test_num_params=TEST_NUM_PARAMS.get(_v), test_args=_test_args,
                    reference=f"huawei-noah/VanillaNet vanillanet_{_v}")
