@@ -76,9 +76,26 @@ def pad_amounts(height, width, unit, mode):
     return (-height) % unit, (-width) % unit
 
 
-def window_partition(x, window_size):
-    """[B, H, W, C] (H, W multiples of window_size) -> [B * nW, window_size, window_size, C]."""
-    _, height, width, channels = x.shape
+def pad_bottom_right(x, pad_b, pad_r, channels_last=True):
+    """Zero-pad a [B, H, W, C] (or [B, C, H, W]) map by pad_b rows and pad_r columns at the bottom/right.
+
+    Zeros are concatenated rather than padded: the references' `F.pad` with an 8-entry list corrupts the heap in
+    Paddle Inference 3.3.1, and its 2-D pad (pad3d) leaves the exported graph unloadable there."""
+    h_axis, w_axis = (1, 2) if channels_last else (2, 3)
+    for axis, amount in ((h_axis, pad_b), (w_axis, pad_r)):
+        if amount:
+            edge = paddle.slice(x, axes=[axis], starts=[0], ends=[1])
+            repeats = [1] * len(x.shape)
+            repeats[axis] = amount
+            x = paddle.concat([x, paddle.zeros_like(edge).tile(repeats)], axis=axis)
+    return x
+
+
+def window_partition(x, window_size, height, width):
+    """[B, height, width, C] (multiples of window_size) -> [B * nW, window_size, window_size, C].
+
+    height and width are given, not read from x.shape: after a pad, a static graph may not know them."""
+    channels = x.shape[-1]
     x = x.reshape([-1, height // window_size, window_size, width // window_size, window_size, channels])
     return x.transpose([0, 1, 3, 2, 4, 5]).reshape([-1, window_size, window_size, channels])
 
@@ -211,13 +228,13 @@ class SwinTransformerBlock(nn.Layer):
         y = self.norm1(x).reshape([-1, height, width, channels])
         pad_b, pad_r = pad_amounts(height, width, ws, self.pad_mode)
         if pad_b or pad_r:
-            y = F.pad(y, [0, 0, 0, pad_b, 0, pad_r, 0, 0])
+            y = pad_bottom_right(y, pad_b, pad_r)
         padded_h, padded_w = height + pad_b, width + pad_r
         mask = None
         if shift > 0:
             y = paddle.roll(y, shifts=(-shift, -shift), axis=(1, 2))
             mask = paddle.to_tensor(shifted_window_mask(padded_h, padded_w, ws, shift))
-        windows = window_partition(y, ws).reshape([-1, ws * ws, channels])
+        windows = window_partition(y, ws, padded_h, padded_w).reshape([-1, ws * ws, channels])
         windows = self.attn(windows, mask).reshape([-1, ws, ws, channels])
         y = window_reverse(windows, ws, padded_h, padded_w)
         if shift > 0:
@@ -240,7 +257,7 @@ class PatchMerging(nn.Layer):
         channels = x.shape[-1]
         x = x.reshape([-1, height, width, channels])
         if height % 2 or width % 2:
-            x = F.pad(x, [0, 0, 0, height % 2, 0, width % 2, 0, 0])
+            x = pad_bottom_right(x, height % 2, width % 2)
         x = paddle.concat([x[:, 0::2, 0::2, :], x[:, 1::2, 0::2, :], x[:, 0::2, 1::2, :], x[:, 1::2, 1::2, :]], -1)
         x = x.reshape([-1, ((height + 1) // 2) * ((width + 1) // 2), 4 * channels])
         return self.reduction(self.norm(x))
@@ -280,7 +297,7 @@ class PatchEmbed(nn.Layer):
     def forward(self, x):
         pad_b, pad_r = pad_amounts(x.shape[2], x.shape[3], self.patch_size, self.pad_mode)
         if pad_b or pad_r:
-            x = F.pad(x, [0, 0, 0, 0, 0, pad_b, 0, pad_r])
+            x = pad_bottom_right(x, pad_b, pad_r, channels_last=False)
         x = self.proj(x)
         height, width = x.shape[2], x.shape[3]
         x = x.flatten(2).transpose([0, 2, 1])
