@@ -162,3 +162,60 @@ def test_paddledet_selected_outputs_and_classifier_weights(tmp_path):
     report = ppbackbone.load_weights(ours, path, verbose=False)
     assert sorted(report.missing) == [f"norm{i}.{p}" for i in (1, 2, 3) for p in ("bias", "weight")]
     assert sorted(report.head_skipped) == ["head.bias", "head.weight", "norm.bias", "norm.weight"]
+
+
+NATIVE_SECTIONS = {
+    "frozen2": dict(embed_dim=24, depths=[2, 2, 2, 2], num_heads=[3, 6, 12, 24], out_indices=[1, 2, 3],
+                    frozen_stages=2, drop_path_rate=0.3),
+    "frozen0_window12": dict(embed_dim=16, depths=[2, 2, 2, 2], num_heads=[2, 4, 8, 16], window_size=12,
+                             pretrain_img_size=384, frozen_stages=0),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NATIVE_SECTIONS))
+def test_native_section_is_paddledetections_backbone(case, tmp_path):
+    """`PPBackbone: {model: SwinTransformer, <its keys>}` builds PaddleDetection's backbone: keys, shapes,
+    trainability (frozen_stages), outputs."""
+    from ppbackbone.arch.native import build_native
+    section = NATIVE_SECTIONS[case]
+    ref = randomize(paddledet_class()(**section), seed=8)
+    ours = build_native("SwinTransformer", **section)
+    assert shapes(ours) == shapes(ref)
+    ref_frozen = {k: p.stop_gradient for k, p in ref.named_parameters()}
+    assert {k: p.stop_gradient for k, p in ours.named_parameters()} == ref_frozen
+    transfer(ref, ours, tmp_path)
+    ref.eval()
+    ours.eval()
+    x = image(64, 96)
+    for e, g in zip(ref({"image": x}), ours({"image": x})):
+        assert_close(e.numpy(), g.numpy())
+
+
+def test_native_arch_names_and_bad_values():
+    from ppbackbone.arch.native import build_native
+    from ppbackbone.errors import ConfigError
+    with paddle.LazyGuard():
+        large = build_native("SwinTransformer", arch="swin_L_384", out_indices=[1, 2, 3])
+    assert large.window_size == 12 and large.out_channels == [384, 768, 1536] and large.img_size == 384
+    with pytest.raises(ConfigError, match=r"arch='swin_X_224' is not one of swin_T_224, .*swin_L_384"):
+        build_native("SwinTransformer", arch="swin_X_224")
+    with pytest.raises(ConfigError, match=r"frozen_stages=7; expected -1 \(nothing\) .. 5"):
+        build_native("SwinTransformer", frozen_stages=7)
+
+
+def test_native_ape_embedding_converts_and_interpolates_as_paddledet(tmp_path):
+    """ape=True: PaddleDetection's [1, C, H, W] embedding loads into ours ([1, H*W, C], PaddleClas's layout) and
+    is resized bicubically at another input size, as PaddleDetection does."""
+    from ppbackbone.arch.native import build_native
+    section = dict(embed_dim=16, depths=[2, 2, 2, 2], num_heads=[1, 2, 4, 8], ape=True, pretrain_img_size=64)
+    ref = randomize(paddledet_class()(**section), seed=9)
+    ours = build_native("SwinTransformer", **section)
+    assert tuple(ref.state_dict()["absolute_pos_embed"].shape) == (1, 16, 16, 16)
+    assert tuple(ours.state_dict()["absolute_pos_embed"].shape) == (1, 256, 16)
+    transfer(ref, ours, tmp_path)
+    ref.eval()
+    ours.eval()
+    for size in ((64, 64), (64, 96)):
+        x = image(*size)
+        for e, g in zip(ref({"image": x}), ours(x)):
+            assert_close(e.numpy(), g.numpy())

@@ -25,7 +25,9 @@ import paddle.nn.functional as F
 from paddle import ParamAttr
 from paddle.nn.initializer import Constant, TruncatedNormal
 
+from ..errors import ConfigError
 from .base import Backbone
+from .native import register_native
 from .registry import check_choice, paddleclas_weights, register_model
 
 __all__ = ["SwinTransformer", "SWIN_CFGS", "window_partition", "window_reverse"]
@@ -527,3 +529,44 @@ register_model("swin_transformer", SwinTransformer,
                family="swin", num_params=NUM_PARAMS.get("swin_transformer"), test_args=TEST_ARGS,
                test_num_params=TEST_NUM_PARAMS.get("swin_transformer"),
                reference="PaddleDetection SwinTransformer (its defaults)")
+
+
+# ---------------------------------------------------------------------------- PaddleDetection native section
+# PaddleDetection develop's `arch` names (configs/rtdetr/rtdetr_swin_L_384_3x_coco.yml: arch: swin_L_384) are
+# PaddleClas's variants; each sets pretrain_img_size, embed_dim, depths, num_heads and window_size.
+PPDET_ARCHS = {"swin_T_224": "tiny_patch4_window7_224", "swin_S_224": "small_patch4_window7_224",
+               "swin_B_224": "base_patch4_window7_224", "swin_L_224": "large_patch4_window7_224",
+               "swin_B_384": "base_patch4_window12_384", "swin_L_384": "large_patch4_window12_384"}
+_ARCH_KEYS = ("embed_dim", "depths", "num_heads", "window_size")
+
+
+def build_native_swin(arch, pretrain_img_size, patch_size, in_chans, embed_dim, depths, num_heads, window_size,
+                      mlp_ratio, qkv_bias, qk_scale, drop_rate, attn_drop_rate, drop_path_rate, ape, patch_norm,
+                      out_indices, frozen_stages):
+    """PaddleDetection's `SwinTransformer(...)` (2.6.0 arguments, plus develop's `arch`). frozen_stages k: 0 and 1
+    freeze patch_embed (with ape's embedding), k >= 2 also layers 0..k-2: our freeze_at k-2."""
+    if arch is not None:
+        if arch not in PPDET_ARCHS:
+            raise ConfigError(f"PPBackbone: SwinTransformer arch={arch!r} is not one of {', '.join(PPDET_ARCHS)}")
+        row = SWIN_CFGS[PPDET_ARCHS[arch]]
+        embed_dim, depths, num_heads, window_size = (row[k] for k in _ARCH_KEYS)
+        pretrain_img_size = row.get("img_size", 224)
+    if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= len(depths) + 1:
+        raise ConfigError(f"PPBackbone: SwinTransformer frozen_stages={frozen_stages!r}; expected -1 (nothing) .. "
+                         f"{len(depths) + 1}")
+    freeze = dict(freeze_at=-1) if frozen_stages < 0 else (
+        dict(freeze_at=0, freeze_stem_only=True) if frozen_stages < 2 else dict(freeze_at=frozen_stages - 2))
+    return SwinTransformer(img_size=pretrain_img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim,
+                           depths=depths, num_heads=num_heads, window_size=window_size, mlp_ratio=mlp_ratio,
+                           qkv_bias=qkv_bias, qk_scale=qk_scale, drop_rate=drop_rate, attn_drop_rate=attn_drop_rate,
+                           drop_path_rate=drop_path_rate, ape=ape, patch_norm=patch_norm,
+                           out_indices=list(out_indices), pad_mode="paddledet", **freeze)
+
+
+register_native("SwinTransformer", build_native_swin,
+                defaults=dict(arch=None, pretrain_img_size=224, patch_size=4, in_chans=3, embed_dim=96,
+                              depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24], window_size=7, mlp_ratio=4.0,
+                              qkv_bias=True, qk_scale=None, drop_rate=0.0, attn_drop_rate=0.0, drop_path_rate=0.2,
+                              ape=False, patch_norm=True, out_indices=[0, 1, 2, 3], frozen_stages=-1),
+                reference="PaddleDetection ppdet/modeling/backbones/swin_transformer.py SwinTransformer "
+                          "(2.6.0; develop's arch names)")
