@@ -74,8 +74,19 @@ def _as_list(out):
 
 
 
+def _pretrained_cfg(config):
+    """The registry's pretrained configuration of Arch.name (None for a name the registry does not know)."""
+    from .arch import pretrained_cfg
+    try:
+        return pretrained_cfg((config.get("Arch") or {}).get("name"))
+    except (ValueError, TypeError):
+        return None
+
+
 def _image_shape(config, image_shape=None):
-    shape = image_shape if image_shape is not None else config.get("Global", {}).get("image_shape", [3, 224, 224])
+    """image_shape, else Global.image_shape, else the model's pretrained input size (else 3x224x224)."""
+    default = list((_pretrained_cfg(config) or {}).get("input_size", (3, 224, 224)))
+    shape = image_shape if image_shape is not None else config.get("Global", {}).get("image_shape", default)
     try:
         shape = [int(v) for v in shape]
     except (TypeError, ValueError):
@@ -188,11 +199,21 @@ def _op_name(op):
     return next(iter(op))
 
 
-def _default_ops(height, width):
-    return [{"DecodeImage": {"to_rgb": True, "channel_first": False}},
-            {"ResizeImage": {"size": [width, height]}},
-            {"NormalizeImage": {"scale": "1.0/255.0", "mean": [0.485, 0.456, 0.406],
-                                "std": [0.229, 0.224, 0.225], "order": ""}},
+def _default_ops(height, width, cfg=None, feature_mode=True):
+    """Preprocessing for a config without any: what the model's published weights expect (registry
+    `pretrained_cfg`: resize the short side, centre crop, interpolation, mean/std) for a classifier exported at
+    their input size; otherwise (feature mode, another size, an unregistered name) a resize to the input size
+    with the weights' interpolation and mean/std (ImageNet's when unknown)."""
+    cfg = cfg or {}
+    interpolation = {"interpolation": cfg["interpolation"], "backend": "pil"} if cfg.get("interpolation") else {}
+    if cfg and not feature_mode and tuple(cfg["input_size"][1:]) == (height, width) and height == width:
+        geometry = [{"ResizeImage": {"resize_short": cfg["resize_short"], **interpolation}},
+                    {"CropImage": {"size": height}}]
+    else:
+        geometry = [{"ResizeImage": {"size": [width, height], **interpolation}}]
+    return [{"DecodeImage": {"to_rgb": True, "channel_first": False}}, *geometry,
+            {"NormalizeImage": {"scale": "1.0/255.0", "mean": list(cfg.get("mean", (0.485, 0.456, 0.406))),
+                                "std": list(cfg.get("std", (0.229, 0.224, 0.225))), "order": ""}},
             {"ToCHWImage": None}]
 
 
@@ -206,9 +227,13 @@ def _preprocess_ops(config, image_shape, feature_mode):
     _, height, width = image_shape
     ops = _transform_ops(config)
     if ops is None:
+        cfg = _pretrained_cfg(config)
         warnings.warn("The config has no DataLoader.Eval.dataset.transform_ops nor Infer.transforms; "
-                      "inference.yml gets the ImageNet default (resize to the input size, ImageNet mean/std)")
-        return _default_ops(height, width)
+                      + (f"inference.yml gets what {cfg['model']}'s published weights expect (ppbackbone."
+                         f"pretrained_cfg: resize_short {cfg['resize_short']}, {cfg['interpolation']}, its mean/std)"
+                         if cfg else "inference.yml gets the ImageNet default (resize to the input size, ImageNet "
+                                     "mean/std)"))
+        return _default_ops(height, width, cfg, feature_mode)
     names = [_op_name(op) for op in ops]
     if "DecodeImage" not in names:
         ops.insert(0, {"DecodeImage": {"to_rgb": True, "channel_first": False}})

@@ -421,3 +421,23 @@ def test_export_without_classifier_returns_embeddings(tmp_path):
     (out,) = Predictor(str(tmp_path / "emb"), threads=2).predict(_write_images(str(tmp_path / "img"), count=1))
     assert list(out) == ["features"] and out["features"].shape == (ppbackbone.create_model("hgnetv2_b0").num_features,)
     assert abs(float(np.linalg.norm(out["features"])) - 1.0) < 1e-5
+
+
+def test_preprocessing_defaults_come_from_the_registry_when_the_config_has_none():
+    """No Global.image_shape and no transform ops: the export takes the model's pretrained_cfg (input size,
+    resize_short -> crop, interpolation, mean/std); an unregistered Arch.name keeps the ImageNet default."""
+    from ppbackbone.export import _check_preprocess, _image_shape, _preprocess_ops
+    config = {"Arch": {"name": "SwinTransformer_base_patch4_window12_384"}}
+    assert _image_shape(config) == [3, 384, 384]
+    with pytest.warns(UserWarning, match="what swin_base_patch4_window12_384's published weights expect"):
+        ops = _preprocess_ops(config, [3, 384, 384], feature_mode=False)
+    assert ops[1:3] == [{"ResizeImage": {"resize_short": 438, "interpolation": "bicubic", "backend": "pil"}},
+                        {"CropImage": {"size": 384}}]
+    _check_preprocess(ops, [3, 384, 384])  # the ops build and give the input size
+    with pytest.warns(UserWarning):
+        features = _preprocess_ops(config, [3, 320, 320], feature_mode=True)
+    assert features[1] == {"ResizeImage": {"size": [320, 320], "interpolation": "bicubic", "backend": "pil"}}
+    unknown = {"Arch": {"name": "NotARegisteredModel"}}
+    assert _image_shape(unknown) == [3, 224, 224]
+    with pytest.warns(UserWarning, match="ImageNet default"):
+        assert _preprocess_ops(unknown, [3, 224, 224], feature_mode=False)[1] == {"ResizeImage": {"size": [224, 224]}}
