@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 import paddle
 
-from .config import build_model
+from .config import build_model, check_output_dir
 from .errors import ConfigError, UserError
 from .export_dir import (EXPORT_MARKERS, FORMAT_VERSION, INFERENCE_YML, INPUT_NAME, MODEL_FILES, MODEL_PREFIX,
                          ONNX_FILE, ONNX_INT8_FILE, PADDLEX_OPS, PARAMS_FILE, check_paddlex_name, find_model_file,
@@ -560,12 +560,14 @@ def export_model(config, save_dir=None, weights=None, allow_random_weights=False
         reference = [_softmax(reference[0])]
     names = output_names(model, softmax_in_graph)
 
+    _check_disk_space(save_dir, graph, onnx)
     with _staging_dir(save_dir) as tmp_dir:
         info = derive_inference_config(config, model, shape, names, fused=fuse, softmax_in_graph=softmax_in_graph,
                                        paddlex_name=paddlex_name, weights=report.path if report else None,
                                        weights_flag=source)
         _check_preprocess(info["PreProcess"]["transform_ops"], shape)
         model_file = _save_program(graph, tmp_dir, shape, names, legacy_pdmodel, log)
+        _check_written(tmp_dir, graph)
         info["Model"].update(model_file=model_file, params_file=PARAMS_FILE)
         verification = {"sample": f"N(0,1) batch of 2x{shape}", "tolerance": tolerance}
         verified_on = []
@@ -603,6 +605,7 @@ def _target_dir(config, save_dir):
         raise ExportError("No output directory: set -o Global.save_inference_dir=<dir>")
     save_dir = os.path.abspath(os.fspath(save_dir))
     _check_save_dir(save_dir)
+    check_output_dir(save_dir, "Global.save_inference_dir")  # a file on the way, read-only, no permission
     return save_dir
 
 
@@ -682,6 +685,51 @@ class _staging_dir:
         return False
 
 
+def _parameter_bytes(layer):
+    """Bytes of the parameters and buffers (BN statistics) an inference.pdiparams file holds, at least."""
+    return sum(int(np.prod(t.shape)) * t.element_size() for t in layer.state_dict().values())
+
+
+def _check_disk_space(save_dir, graph, onnx):
+    """Refuse an export that cannot fit: Paddle's writer does not report a full disk (it leaves a short
+    .pdiparams that then fails verification), so the space is checked before writing."""
+    needed = _parameter_bytes(graph) * (2 if onnx else 1) + (8 << 20)  # + the program and inference.yml
+    probe = save_dir
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    free = shutil.disk_usage(probe).free
+    if free < needed:
+        raise ExportError(f"Not enough disk space for the export in {save_dir}: {free / 2 ** 20:.1f} MB free, about "
+                          f"{needed / 2 ** 20:.1f} MB needed (Global.save_inference_dir); free some space or choose "
+                          f"another directory")
+
+
+_NEARLY_FULL = 16 << 20  # bytes free under which a short or unreadable export is blamed on the disk
+
+
+def _check_written(tmp_dir, graph):
+    """A parameters file shorter than the parameters on a disk that is (nearly) full was cut by the full disk
+    (Paddle's writer does not report it): say so, instead of a verification failure later. (A short file
+    alone proves nothing: parameters a feature-mode graph does not use are not saved.)"""
+    path = os.path.join(tmp_dir, PARAMS_FILE)
+    size = os.path.getsize(path) if os.path.isfile(path) else 0
+    expected = _parameter_bytes(graph)
+    free = shutil.disk_usage(tmp_dir).free
+    if size < expected and free < _NEARLY_FULL:
+        raise ExportError(f"Writing the export failed: the disk is full ({free / 2 ** 20:.1f} MB free on the disk of "
+                          f"{tmp_dir}; {PARAMS_FILE} has {size} of about {expected} bytes). Free some space or "
+                          f"choose another Global.save_inference_dir; nothing was written")
+
+
+def _blame_full_disk(tmp_dir):
+    """Raise the full-disk error when the disk under a failed verification is (nearly) full."""
+    free = shutil.disk_usage(tmp_dir).free
+    if free < _NEARLY_FULL:
+        raise ExportError(f"Writing the export failed: the disk is full ({free / 2 ** 20:.1f} MB free on the disk of "
+                          f"{tmp_dir}), so the saved files are incomplete. Free some space or choose another "
+                          f"Global.save_inference_dir; nothing was written")
+
+
 def _save_program(graph, tmp_dir, shape, names, legacy_pdmodel, log):
     model_file = save_static(graph, tmp_dir, shape, names, log=log)
     if legacy_pdmodel and model_file != "inference.pdmodel":
@@ -698,8 +746,13 @@ def _verify_paddle(tmp_dir, model_file, sample, reference, names, tolerance, thr
         backend = PaddleBackend(os.path.join(tmp_dir, model_file), os.path.join(tmp_dir, PARAMS_FILE),
                                 device="cpu", threads=threads, onednn=True)
     except ValueError as err:  # ModelDirError
+        _blame_full_disk(tmp_dir)
         raise ExportError(f"VERIFICATION FAILED: the saved model does not load in Paddle Inference: {err}") from None
-    diff, relative = _compare(reference, backend.run(sample), names, tolerance, "Paddle Inference (CPU, oneDNN)")
+    try:
+        diff, relative = _compare(reference, backend.run(sample), names, tolerance, "Paddle Inference (CPU, oneDNN)")
+    except ExportError:
+        _blame_full_disk(tmp_dir)
+        raise
     figures = {"paddle_inference_max_abs_diff": diff, "paddle_inference_max_rel_diff": relative}
     for entry, actual in zip(info["Outputs"], backend.output_names):
         entry["name"] = actual  # ours unless renaming was not possible (legacy format)

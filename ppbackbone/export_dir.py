@@ -27,6 +27,7 @@ import tempfile
 
 import yaml
 
+from .config import load_yaml
 from .errors import ConfigError, UserError
 
 __all__ = ["ModelDirError", "ExportDir", "read_export", "read_inference_config", "write_inference_config",
@@ -62,7 +63,11 @@ PADDLEX_NAMES = {
 _SECTION_ORDER = ("Global", "PreProcess", "PostProcess", "format_version", "Model", "Input", "Outputs",
                   "Precisions", "Verification", "Versions")
 _HEADER = ("# Written by ppbackbone's exporter. Global, PreProcess and PostProcess are PaddleClas's/PaddleX's\n"
-           "# layout (PaddleX reads this directory as it is); the other sections are ppbackbone's.\n")
+           "# layout (PaddleX reads this directory as it is); the other sections are ppbackbone's.\n"
+           "# The file ends with the line `# end of inference.yml`; without it, it was cut short.\n")
+_WRITTEN_BY_US = _HEADER.splitlines()[0]
+_COMPLETE_PROMISE = _HEADER.splitlines()[2]
+_FOOTER = "# end of inference.yml\n"
 
 
 class ModelDirError(UserError, ValueError):
@@ -203,7 +208,7 @@ def write_inference_config(info, path):
     ordered = {k: info[k] for k in _SECTION_ORDER if k in info}
     ordered.update({k: v for k, v in info.items() if k not in ordered})
     write_text_atomic(path, _HEADER + yaml.dump(ordered, Dumper=_Dumper, sort_keys=False,
-                                                 default_flow_style=False, allow_unicode=True))
+                                                 default_flow_style=False, allow_unicode=True) + _FOOTER)
 
 
 # ----------------------------------------------------------------------------------------- reading
@@ -221,12 +226,19 @@ def read_inference_config(model_dir):
                             f"Export one with tools/export.py -c <config> -o Global.pretrained_model=<weights>")
     try:
         with open(path, encoding="utf-8") as f:
-            info = yaml.safe_load(f)
+            text = f.read()
+        _check_complete(text, path)
+        info = load_yaml(text)
     except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise ModelDirError(f"{path} is not valid YAML ({err}); re-export the model") from None
+        raise ModelDirError(f"{path} is not valid YAML ({_brief(err)}); re-export the model") from None
+    except ConfigError as err:  # a duplicate key
+        raise ModelDirError(f"{path}: {err}; re-export the model") from None
     if not isinstance(info, dict):
         raise ModelDirError(f"{path} does not hold a mapping; re-export the model")
     version = info.get("format_version")
+    if version is None and text.startswith(_WRITTEN_BY_US):
+        raise ModelDirError(f"{path} was written by ppbackbone's exporter but has no format_version: it was cut "
+                            f"short; re-export the model or copy the export directory again")
     if version is None:
         _check_paddleclas_layout(info, path)
         return info
@@ -240,6 +252,37 @@ def read_inference_config(model_dir):
     if info["Model"]["model_file"] not in MODEL_FILES:
         raise ModelDirError(f"{path}: Model.model_file={info['Model']['model_file']!r} is not one of {MODEL_FILES}")
     return info
+
+
+def _brief(err, limit=300):
+    """An error's text cut to `limit` characters (a YAML error may quote a whole line of binary data)."""
+    text = str(err)
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def _check_complete(text, path):
+    """A file that promises its closing line (ppbackbone's, since it has one) must end with it."""
+    if _COMPLETE_PROMISE not in text:
+        return
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines or lines[-1].strip() != _FOOTER.strip():
+        last = len(text.splitlines())
+        raise ModelDirError(f"{path} is incomplete: it stops at line {last} ({_brief(lines[-1] if lines else '', 80)!r})"
+                            f" without its closing line `{_FOOTER.strip()}`; it was cut short: re-export the model "
+                            f"or copy the export directory again")
+
+
+def _check_label_list(label_list, classes, path):
+    """label_list: absent, or a list of names with one name per class (when the number is known)."""
+    if label_list is None:
+        return None
+    if not isinstance(label_list, list):
+        raise ModelDirError(f"{path}: PostProcess label_list must be a list of class names, got "
+                            f"{type(label_list).__name__}: {_brief(label_list, 80)}")
+    if classes and len(label_list) != classes:
+        raise ModelDirError(f"{path}: PostProcess label_list has {len(label_list)} names but the model has {classes} "
+                            f"classes (Model.class_num); the file is cut or edited: re-export the model")
+    return label_list
 
 
 def _require(info, path, required):
@@ -293,6 +336,12 @@ class ExportDir:
         self.input_shape = list(info["Input"]["shape"])
         self.output_names = [o["name"] for o in info["Outputs"]]
         post = info.get("PostProcess") or {}
+        if not isinstance(post, dict):
+            raise ModelDirError(f"{self.file(INFERENCE_YML)}: PostProcess must be a mapping such as "
+                                f"{{Topk: {{topk: 5}}}}")
+        if self.mode == "classification" and not post:
+            raise ModelDirError(f"{self.file(INFERENCE_YML)}: a classifier's PostProcess section is missing (the file "
+                                f"is cut or edited); re-export the model")
         if legacy:  # {name: Topk, topk, softmax, label_list}; the graph returns logits
             self.topk, self.label_list = post.get("topk", 5), post.get("label_list")
             self.softmax_in_graph = False
@@ -302,6 +351,7 @@ class ExportDir:
             self.topk, self.label_list = topk.get("topk", 5), topk.get("label_list")
             self.softmax_in_graph = bool(model.get("softmax_in_graph", False))
             self.apply_softmax = self.mode == "classification" and not self.softmax_in_graph
+        self.label_list = _check_label_list(self.label_list, model.get("class_num"), self.file(INFERENCE_YML))
         self.normalize_features = "NormalizeFeatures" in post
         self.precisions = dict(info.get("Precisions") or {"fp32": {}})
         self.precisions.setdefault("fp32", {})
@@ -322,7 +372,7 @@ class ExportDir:
         self.mode = "classification" if isinstance(topk, dict) else "embedding"
         self.normalize_features = "NormalizeFeatures" in post
         self.topk = (topk or {}).get("topk", 5)
-        self.label_list = (topk or {}).get("label_list")
+        self.label_list = _check_label_list((topk or {}).get("label_list"), None, path)
         self.softmax_in_graph, self.apply_softmax = None, False  # scores used as the graph gives them
         self.input_name, self.input_shape, self.output_names = INPUT_NAME, None, None
         self.precisions = {"fp32": {}}

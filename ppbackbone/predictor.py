@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 from .errors import ConfigError, UserError
-from .export_dir import ModelDirError, read_export, read_inference_config  # noqa: F401 (public API)
+from .export_dir import INFERENCE_YML, ModelDirError, read_export, read_inference_config  # noqa: F401 (public API)
 from .runtimes import (DEVICES, PRECISIONS, RUNTIMES, OnnxRuntimeBackend, OpenVinoBackend,  # noqa: F401
                        PaddleBackend, PrecisionError, create_backend, default_threads)
 
@@ -150,8 +150,13 @@ class Predictor:
             try:
                 data = op(data)
             except Exception as err:  # a decoder/transform failure on this input: name the image
-                raise ImageError(f"Could not read image {source} ({name}: {err})") from None
+                text = str(err) if len(str(err)) <= 300 else str(err)[:300] + " ..."  # never a dump of the bytes
+                raise ImageError(f"Could not read image {source} ({name}: {text})") from None
         data = np.asarray(data, dtype="float32")
+        if not self.input_shape and (data.ndim != 3 or data.shape[0] != 3):
+            raise ModelDirError(f"{self.export.file(INFERENCE_YML)}: its PreProcess.transform_ops turn {source} into "
+                                f"an array of shape {list(data.shape)}, not a 3-channel CHW image: the ops are "
+                                f"incomplete (NormalizeImage, ToCHWImage?); re-export the model")
         expected = self.input_shape[1:] if self.input_shape else list(data.shape)
         if list(data.shape) != expected:
             raise ImageError(f"Preprocessing produced shape {list(data.shape)} for {source}; the model takes "
@@ -173,6 +178,10 @@ class Predictor:
             n = len(next(iter(outputs.values())))
             return [{name: value[i] for name, value in outputs.items()} for i in range(n)]
         values = outputs[self.output_names[0]]
+        if self.label_list and len(self.label_list) != values.shape[1]:
+            raise ModelDirError(f"{self.export.file(INFERENCE_YML)}: PostProcess label_list has {len(self.label_list)} "
+                                f"names but the model outputs {values.shape[1]} classes; the file is cut or belongs "
+                                f"to another model: re-export it")
         probs = _softmax(values) if self.softmax else values
         k = min(self.topk, probs.shape[1])
         results = []

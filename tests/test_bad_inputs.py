@@ -1,4 +1,5 @@
-"""Property-based bad input (hypothesis): configs, `-o` overrides, label files, images and weight files.
+"""Property-based bad input (hypothesis): configs, `-o` overrides, label files, images, weight files and
+training checkpoints (resume).
 
 Every generated case must end in one of two ways:
   - a clear error: a `ppbackbone.errors.UserError` (what the command line prints as `Error: ...`) whose
@@ -16,6 +17,7 @@ import copy
 import io
 import os
 import pickle
+import shutil
 import tempfile
 import zlib
 
@@ -385,3 +387,61 @@ def test_truncated_images_fail_even_when_pil_is_told_to_load_them(monkeypatch, f
     assert DecodeImage(backend=backend)(data).shape == (20, 20, 3)
     with pytest.raises(ImageDecodeError, match=f"truncated {fmt}"):
         DecodeImage(backend=backend)(data[:int(len(data) * 0.9)])
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+@pytest.fixture(scope="module")
+def checkpoint(workspace):
+    """A real one-epoch checkpoint of the workspace config, copied to flat `ckpt.*` files."""
+    from ppbackbone.engine import Trainer
+    from ppbackbone.engine.checkpoint import checkpoint_files, newest_checkpoint
+    config = copy.deepcopy(workspace["config"])
+    config["Global"]["output_dir"] = os.path.join(workspace["root"], "trained")
+    config["Global"]["eval_during_train"] = False
+    trainer = Trainer(load_config(_write_config(workspace, config, "train.yaml")), mode="train")
+    trainer.train()
+    prefix = newest_checkpoint(trainer.output_dir)
+    files = {os.path.splitext(path)[1]: path for path in checkpoint_files(prefix)}
+    assert {".pdparams", ".pdopt", ".pdstates"} <= set(files)
+    return {"config": config, "files": files}
+
+
+def _mutate_checkpoint(checkpoint, folder, target, kind, fraction, dtype, seed):
+    os.makedirs(folder, exist_ok=True)
+    for suffix, path in checkpoint["files"].items():
+        shutil.copyfile(path, os.path.join(folder, "ckpt" + suffix))
+    path = os.path.join(folder, "ckpt" + target)
+    if kind == "truncated":
+        data = open(path, "rb").read()
+        with open(path, "wb") as f:
+            f.write(data[:int(len(data) * fraction)])
+    elif kind == "garbage":
+        with open(path, "wb") as f:
+            f.write(np.random.RandomState(seed).bytes(32 + seed))
+    elif kind == "foreign":
+        with open(path, "wb") as f:
+            pickle.dump([[1, 2], {"epoch": "x"}, 3.5, "text"][seed % 4], f, protocol=2)
+    elif kind == "wrong_dtype":  # the weights as another dtype (the .pdstates hashes no longer match)
+        state = paddle.load(path, return_numpy=True)
+        paddle.save({k: np.asarray(v).astype(dtype) for k, v in state.items()}, path)
+    elif kind == "missing":
+        os.remove(path)
+    return os.path.join(folder, "ckpt")
+
+
+@_settings(25)
+@given(target=st.sampled_from([".pdparams", ".pdopt", ".pdstates"]),
+       kind=st.sampled_from(["truncated", "garbage", "foreign", "wrong_dtype", "missing"]),
+       fraction=st.floats(0.0, 0.99), dtype=st.sampled_from(["float16", "float64", "int64"]), seed=st.integers(0, 9))
+def test_checkpoints_resume_or_name_the_file(workspace, checkpoint, target, kind, fraction, dtype, seed):
+    from ppbackbone.engine import Trainer
+    if kind == "wrong_dtype" and target != ".pdparams":
+        kind = "garbage"
+    case = tempfile.mkdtemp(dir=workspace["root"], prefix="resume-")
+    prefix = _mutate_checkpoint(checkpoint, os.path.join(case, "in"), target, kind, fraction, dtype, seed)
+    config = copy.deepcopy(checkpoint["config"])
+    config["Global"].update(output_dir=os.path.join(case, "out"), checkpoints=prefix, epochs=2)
+    path = _write_config(workspace, config, "resume.yaml")
+    err = _expect_clear(f"checkpoint ({kind})", lambda: Trainer(load_config(path), mode="train"),
+                        names=(prefix, "ckpt"))
+    assert err is not None, f"a {kind} {target} was resumed from"
