@@ -182,15 +182,18 @@ def _demo_input(config_path, image_path):
             "scale_factor": np.array([sample["scale_factor"]], dtype="float32")}
 
 
-# Paddle Inference CPU settings tried in order; Paddle 3.3.1's oneDNN fails on RT-DETR exports.
+# Paddle Inference CPU settings tried in order (Paddle 3.3.1: oneDNN is on by default and fails on RT-DETR
+# exports; enable_memory_optim(), which PaddleDetection's deploy/python/infer.py sets, fails too).
 INFERENCE_SETTINGS = [
-    dict(name="oneDNN on (Paddle's CPU default)", mkldnn=True, ir_optim=True),
-    dict(name="oneDNN off, IR optimization on", mkldnn=False, ir_optim=True),
-    dict(name="oneDNN off, IR optimization off", mkldnn=False, ir_optim=False),
+    dict(name="oneDNN on (Paddle's CPU default)", mkldnn=True, ir_optim=True, memory_optim=False),
+    dict(name="oneDNN off + enable_memory_optim() (deploy/python/infer.py)", mkldnn=False, ir_optim=True,
+         memory_optim=True),
+    dict(name="oneDNN off, IR optimization on", mkldnn=False, ir_optim=True, memory_optim=False),
+    dict(name="oneDNN off, IR optimization off", mkldnn=False, ir_optim=False, memory_optim=False),
 ]
 
 
-def _predict(model_dir, inputs, mkldnn, ir_optim):
+def _predict(model_dir, inputs, mkldnn, ir_optim, memory_optim):
     from paddle import inference
     prefix = os.path.join(model_dir, "model")
     program = prefix + (".json" if os.path.isfile(prefix + ".json") else ".pdmodel")
@@ -202,6 +205,8 @@ def _predict(model_dir, inputs, mkldnn, ir_optim):
     else:
         config.disable_mkldnn()
     config.switch_ir_optim(ir_optim)
+    if memory_optim:
+        config.enable_memory_optim()
     predictor = inference.create_predictor(config)
     for name in predictor.get_input_names():
         predictor.get_input_handle(name).copy_from_cpu(inputs[name])
@@ -222,7 +227,7 @@ def check_export(config, weights, model_dir, image):
     working = []
     for setting in INFERENCE_SETTINGS:
         try:
-            out = _predict(model_dir, inputs, setting["mkldnn"], setting["ir_optim"])[0]
+            out = _predict(model_dir, inputs, setting["mkldnn"], setting["ir_optim"], setting["memory_optim"])[0]
         except Exception as err:  # report and try the next setting
             print(f"  {setting['name']}: fails: {str(err).strip().splitlines()[-1][:160]}")
             continue

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ConfigError, suggest
 
-__all__ = ["REQUIRED", "NativeBackbone", "register_native", "build_native", "native_names", "is_native"]
+__all__ = ["REQUIRED", "NativeBackbone", "register_native", "build_native", "native_names", "native_info", "is_native"]
 
 
 class _Required:
