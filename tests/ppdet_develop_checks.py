@@ -229,7 +229,8 @@ def check_export(config, weights, model_dir, image):
         try:
             out = _predict(model_dir, inputs, setting["mkldnn"], setting["ir_optim"], setting["memory_optim"])[0]
         except Exception as err:  # report and try the next setting
-            print(f"  {setting['name']}: fails: {str(err).strip().splitlines()[-1][:160]}")
+            first = next(line for line in str(err).strip().splitlines() + ["?"] if line.strip())
+            print(f"  {setting['name']}: fails: {first.strip()[:160]}")
             continue
         diff = float(np.abs(out - ref).max()) if out.shape == ref.shape else float("inf")
         print(f"  {setting['name']}: boxes {out.shape}, max |inference - dygraph| {diff:.2e}")
