@@ -178,7 +178,9 @@ def load_weights(model, path, verbose=True):
     another shape.
     """
     state, resolved = read_state_dict(path)
-    state, ignored = _strip_prefix(state)
+    ignored = 0
+    if not any(k.startswith("backbone.") for k in model.state_dict()):  # RecModel keeps its prefix
+        state, ignored = _strip_prefix(state)
     if hasattr(model, "filter_state_dict"):
         state = model.filter_state_dict(state)
     is_head = getattr(model, "is_head_key", lambda key: False)

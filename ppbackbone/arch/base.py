@@ -109,8 +109,8 @@ class Backbone(nn.Layer):
         self.num_features = self.feature_info[-1]["channels"]
 
     def build_head(self, num_classes, class_expand=None, act="relu", use_lab=False, dropout=0.0,
-                   act_name="act", lab_lr=0.01):
-        """GAP [-> 1x1 last_conv (no bias) -> act [-> LAB] -> dropout] -> flatten -> fc.
+                   act_name="act", lab_lr=0.01, last_conv_bias=False):
+        """GAP [-> 1x1 last_conv (no bias unless `last_conv_bias`) -> act [-> LAB] -> dropout] -> flatten -> fc.
 
         The layout of PaddleClas's HGNet, PP-LCNet and CSPResNet classifiers: parameters
         `last_conv.weight`, `lab.{scale,bias}`, `fc.{weight,bias}`. `act_name` is the attribute
@@ -121,7 +121,8 @@ class Backbone(nn.Layer):
         self.last_conv = None
         self.lab = None
         if class_expand:
-            self.last_conv = nn.Conv2D(in_channels, class_expand, 1, weight_attr=conv_attr(), bias_attr=False)
+            self.last_conv = nn.Conv2D(in_channels, class_expand, 1, weight_attr=conv_attr(),
+                                       bias_attr=None if last_conv_bias else False)
             self._head_act_name = act_name
             setattr(self, act_name, get_act(act))
             if use_lab:

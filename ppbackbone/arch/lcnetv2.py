@@ -121,6 +121,9 @@ class PPLCNetV2(Backbone):
         scale: width multiplier; depths: blocks per stage (4 entries).
         num_classes, dropout_prob, class_expand, use_last_conv: head, as PaddleClas
             (dropout only with use_last_conv).
+        last_stride: stride of stage 4's first block (2; PaddleClas's ShiTu variant: 1).
+        head_act: activation after last_conv (default: `act`; the ShiTu variant: None, none);
+        last_conv_bias: give last_conv a bias (the ShiTu variant does).
         act: "relu" (default), "hardswish", "relu6", "prelu" or "leaky_relu" (PaddleClas's choices).
         lr_mult_list: 5 multipliers [stem, stage1..stage4] (PaddleClas has none: all 1.0, the default).
         out_indices: stages to return, 0..3 (strides 4, 8, 16, 32); feature mode, no head.
@@ -130,7 +133,7 @@ class PPLCNetV2(Backbone):
 
     def __init__(self, scale=1.0, depths=(2, 2, 6, 2), num_classes=1000, dropout_prob=0.0, use_last_conv=True,
                  class_expand=1280, act="relu", lr_mult_list=None, out_indices=None, freeze_at=-1,
-                 freeze_stem_only=False, freeze_norm=False):
+                 freeze_stem_only=False, freeze_norm=False, last_stride=2, head_act="same", last_conv_bias=False):
         super().__init__()
         self.scale = check_scale(scale)
         act = check_choice("act", act, LCNETV2_ACTS)
@@ -140,6 +143,8 @@ class PPLCNetV2(Backbone):
             raise ValueError(f"depths={depths!r}: PP-LCNetV2 needs {len(LCNETV2_STAGES)} positive ints, "
                              f"blocks per stage (base: [2, 2, 6, 2])")
         lr_mults = self.check_lr_mult_list(lr_mult_list)
+        if last_stride not in (1, 2):
+            raise ValueError(f"last_stride={last_stride!r}: use 2 (PP-LCNetV2) or 1 (PP-ShiTuV2's variant)")
 
         def width(channels):
             return make_divisible(channels * self.scale)
@@ -150,18 +155,20 @@ class PPLCNetV2(Backbone):
         self.stages = nn.LayerList()
         feature_info, stride = [], 2
         for i, (channels, kernel, split_pw, use_rep, use_se, use_shortcut) in enumerate(LCNETV2_STAGES):
-            stride *= 2
+            first_stride = last_stride if i == len(LCNETV2_STAGES) - 1 else 2
+            stride *= first_stride
             self.stages.append(nn.Sequential(*[
                 RepDepthwiseSeparable(width(channels if j == 0 else 2 * channels), width(2 * channels),
-                                      stride=2 if j == 0 else 1, dw_size=kernel, split_pw=split_pw,
+                                      stride=first_stride if j == 0 else 1, dw_size=kernel, split_pw=split_pw,
                                       use_rep=use_rep, use_se=use_se, use_shortcut=use_shortcut, act=act,
                                       lr_mult=lr_mults[i + 1])
                 for j in range(depths[i])]))
             feature_info.append(dict(channels=width(2 * channels), stride=stride, name=f"stages.{i}"))
         self.init_features(feature_info, out_indices)
         if self.out_indices is None:
-            self.build_head(num_classes, class_expand if use_last_conv else None, act=_v2_act(act),
-                            dropout=dropout_prob if use_last_conv else 0.0)
+            self.build_head(num_classes, class_expand if use_last_conv else None,
+                            act=_v2_act(act) if head_act == "same" else get_act(head_act),
+                            dropout=dropout_prob if use_last_conv else 0.0, last_conv_bias=last_conv_bias)
         self.apply_freeze(freeze_at, freeze_stem_only, freeze_norm)
 
     def filter_state_dict(self, state_dict):
@@ -201,3 +208,13 @@ for _size, _cfg in LCNETV2_CFGS.items():
                    aliases=(f"PPLCNetV2_{_size}",), family="pplcnetv2", num_params=NUM_PARAMS[_name],
                    weights=paddleclas_weights(f"PPLCNetV2_{_size}", *(("in1k", "ssld") if _size == "base" else ("in1k",))),
                    reference=f"PaddleClas PPLCNetV2_{_size}")
+
+# PP-ShiTuV2's backbone (PaddleClas PPLCNetV2_base_ShiTu): base with no activation after a biased
+# last_conv and stride 1 in stage 4 (output stride 16). Its recipe sets class_expand 512 and loads
+# PPLCNetV2_base's weights (use_ssld: the "ssld" tag).
+register_model("pplcnetv2_base_shitu",
+               fixed_args_builder(PPLCNetV2, "pplcnetv2_base_shitu",
+                                  dict(LCNETV2_CFGS["base"], last_stride=1, head_act=None, last_conv_bias=True)),
+               dict(dropout_prob=0.2), aliases=("PPLCNetV2_base_ShiTu",), family="pplcnetv2",
+               weights=paddleclas_weights("PPLCNetV2_base", "in1k", "ssld"),
+               reference="PaddleClas PPLCNetV2_base_ShiTu")
