@@ -211,10 +211,11 @@ for _size, _cfg in LCNETV2_CFGS.items():
 
 # PP-ShiTuV2's backbone (PaddleClas PPLCNetV2_base_ShiTu): base with no activation after a biased
 # last_conv and stride 1 in stage 4 (output stride 16). Its recipe sets class_expand 512 and loads
-# PPLCNetV2_base's weights (use_ssld: the "ssld" tag).
+# PPLCNetV2_base's weights (use_ssld: the "ssld" tag). Parameter count: PaddleClas's
+# PPLCNetV2_base_ShiTu() less its pre-allocated fused convs (6690024 both).
 register_model("pplcnetv2_base_shitu",
                fixed_args_builder(PPLCNetV2, "pplcnetv2_base_shitu",
                                   dict(LCNETV2_CFGS["base"], last_stride=1, head_act=None, last_conv_bias=True)),
-               dict(dropout_prob=0.2), aliases=("PPLCNetV2_base_ShiTu",), family="pplcnetv2",
+               dict(dropout_prob=0.2), aliases=("PPLCNetV2_base_ShiTu",), family="pplcnetv2", num_params=6690024,
                weights=paddleclas_weights("PPLCNetV2_base", "in1k", "ssld"),
                reference="PaddleClas PPLCNetV2_base_ShiTu")
