@@ -10,10 +10,12 @@ from collections import defaultdict
 import numpy as np
 from paddle.io import BatchSampler
 
+from ..errors import UserError
+
 __all__ = ["PKSampler", "RASampler", "SamplerError"]
 
 
-class SamplerError(ValueError):
+class SamplerError(UserError, ValueError):
     """A sampler setting that cannot work with this dataset; the message names the key."""
 
 
