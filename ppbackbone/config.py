@@ -181,7 +181,8 @@ def load_config(path, overrides=None, validate=True):
 SECTION_KEYS = {
     "Global": ("checkpoints", "pretrained_model", "output_dir", "device", "save_interval", "eval_during_train",
                "eval_interval", "start_eval_epoch", "epochs", "print_batch_step", "use_visualdl", "image_shape",
-               "save_inference_dir", "seed", "update_freq", "overwrite"),
+               "save_inference_dir", "seed", "update_freq", "overwrite", "eval_mode", "retrieval_feature_from",
+               "feature_normalize", "sim_block_size"),
     "AMP": ("use_amp", "scale_loss", "use_dynamic_loss_scaling", "level", "use_promote", "dtype"),
     "EMA": ("decay",),
     "Infer": ("infer_imgs", "batch_size", "transforms", "PostProcess"),
@@ -195,23 +196,30 @@ UNSUPPORTED_KEYS = {
     "Global": {"to_static": "dygraph training only; export is tools/export.py",
                "use_dali": "DALI loaders are not supported; the paddle.io loader is used",
                "image_channel": "3-channel images only", "train_mode": "plain supervised training only",
-               "use_multilabel": "single-label classification only", "eval_mode": "classification eval only",
-               "use_distillation": "no distillation", "distillation": "no distillation",
-               "retrieval_feature_from": "no retrieval", "re_ranking": "no retrieval",
-               "feature_normalize": "no retrieval", "profiler_options": "no profiler hooks",
+               "use_multilabel": "single-label classification only",
+               "use_distillation": "use Arch.name: DistillationModel", "distillation": "use Arch.name: "
+               "DistillationModel", "re_ranking": "retrieval ranks by cosine similarity (no k-reciprocal re-ranking)",
+               "profiler_options": "no profiler hooks",
                "uniform_output_enabled": "export is tools/export.py", "pdx_model_name": "PaddleX metadata",
-               "use_sync_bn": "no SyncBatchNorm", "pretrained_list": "one pretrained_model",
-               "freeze_params_list": "use Arch.freeze_at", "models": "single-model training"},
+               "use_sync_bn": "no SyncBatchNorm", "pretrained_list": "Arch.pretrained_list (DistillationModel)",
+               "freeze_params_list": "Arch.freeze_params_list (DistillationModel) or Arch.freeze_at",
+               "models": "Arch.models (DistillationModel)"},
     "AMP": {"use_fp16_test": "evaluation runs in float32"},
 }
 UNSUPPORTED_SECTIONS = ("Slim",)
 DATALOADER_MODE_KEYS = ("dataset", "sampler", "loader")
 SAMPLER_KEYS = {"DistributedBatchSampler": ("name", "batch_size", "drop_last", "shuffle"),
                 "BatchSampler": ("name", "batch_size", "drop_last", "shuffle"),
-                "MultiScaleSampler": ("name", "scales", "first_bs", "divided_factor", "is_training", "shuffle")}
+                "MultiScaleSampler": ("name", "scales", "first_bs", "divided_factor", "is_training", "shuffle"),
+                "PKSampler": ("name", "batch_size", "sample_per_id", "shuffle", "drop_last", "id_list", "ratio",
+                              "sample_method"),
+                "RASampler": ("name", "batch_size", "shuffle", "drop_last", "num_repeats")}
 # Samplers PaddleClas has that we replace by DistributedBatchSampler (with a warning).
-UNSUPPORTED_SAMPLERS = {"RASampler": ("num_repeats",), "PKSampler": ("sample_per_id", "sample_method"),
-                        "DistributedRandomIdentitySampler": ("num_instances",)}
+UNSUPPORTED_SAMPLERS = {"DistributedRandomIdentitySampler": ("num_instances",)}
+# Arch names that are not registry models but built of them (PaddleClas's ppcls/arch/__init__.py).
+COMPOUND_MODELS = ("RecModel", "DistillationModel")
+# DataLoader.Eval of a retrieval config: a gallery and a query set, each a loader section.
+RETRIEVAL_SETS = ("Gallery", "Query")
 LOADER_KEYS = ("num_workers", "use_shared_memory", "persistent_workers")
 
 
@@ -228,8 +236,6 @@ def validate_config(config):
     """Check every section's keys against what ppbackbone implements (see module docstring).
     Raises ConfigError naming the first bad key; returns the config unchanged."""
     from .arch.registry import resolve_name
-    from .data.batch_ops import BATCH_OPS
-    from .data.dataset import DATASETS, dataset_keys
     from .data.transforms import TRANSFORMS, UNSUPPORTED_TRANSFORMS
     from .engine.optim import check_optimizer_config
     from .losses import LOSSES
@@ -237,10 +243,11 @@ def validate_config(config):
 
     for name in ("Global", "AMP", "EMA", "Infer"):
         check_keys(_section(config, name), SECTION_KEYS[name], name, UNSUPPORTED_KEYS.get(name))
-    try:
-        resolve_name(config["Arch"]["name"])
-    except ValueError as err:
-        raise ConfigError(f"Arch.name: {err}") from None
+    if config["Arch"]["name"] not in COMPOUND_MODELS:
+        try:
+            resolve_name(config["Arch"]["name"])
+        except ValueError as err:
+            raise ConfigError(f"Arch.name: {err}{' (or RecModel / DistillationModel)'}") from None
     check_arch_values(config["Arch"])
     for section, registry in (("Loss", LOSSES), ("Metric", METRICS)):
         body = _section(config, section)
@@ -252,29 +259,12 @@ def validate_config(config):
     loaders = _section(config, "DataLoader")
     check_keys(loaders, SECTION_KEYS["DataLoader"], "DataLoader")
     for mode, body in loaders.items():
-        where = f"DataLoader.{mode}"
-        check_keys(body, DATALOADER_MODE_KEYS, where)
-        dataset = body.get("dataset") or {}
-        if dataset.get("name", "ImageNetDataset") not in DATASETS:
-            raise ConfigError(f"{where}.dataset.name {dataset.get('name')!r} is not supported."
-                              f"{suggest(dataset.get('name'), DATASETS)} Known: {', '.join(DATASETS)}")
-        check_keys(dataset, ("name",) + tuple(dataset_keys(dataset.get("name", "ImageNetDataset"))),
-                   f"{where}.dataset")
-        check_op_list(dataset.get("transform_ops"), TRANSFORMS, f"{where}.dataset.transform_ops",
-                      unsupported=UNSUPPORTED_TRANSFORMS)
-        check_op_list(dataset.get("batch_transform_ops"), BATCH_OPS, f"{where}.dataset.batch_transform_ops",
-                      injected=("class_num",))
-        sampler = body.get("sampler") or {}
-        name = sampler.get("name", "DistributedBatchSampler") if isinstance(sampler, dict) else None
-        if name in UNSUPPORTED_SAMPLERS:
-            check_keys(sampler, ("name", "batch_size", "drop_last", "shuffle") + UNSUPPORTED_SAMPLERS[name],
-                       f"{where}.sampler")
-        elif name in SAMPLER_KEYS:
-            check_keys(sampler, SAMPLER_KEYS[name], f"{where}.sampler")
+        if mode == "Eval" and isinstance(body, dict) and any(k in body for k in RETRIEVAL_SETS):
+            check_keys(body, RETRIEVAL_SETS, "DataLoader.Eval")
+            for part, section in body.items():
+                _validate_loader(section, f"DataLoader.Eval.{part}")
         else:
-            raise ConfigError(f"{where}.sampler.name {name!r} is not supported.{suggest(name, SAMPLER_KEYS)} "
-                              f"Known: {', '.join(SAMPLER_KEYS)}")
-        check_keys(body.get("loader") or {}, LOADER_KEYS, f"{where}.loader")
+            _validate_loader(body, f"DataLoader.{mode}")
     infer = _section(config, "Infer")
     if infer.get("transforms") is not None:
         check_op_list(infer["transforms"], TRANSFORMS, "Infer.transforms", unsupported=UNSUPPORTED_TRANSFORMS)
@@ -341,14 +331,50 @@ def check_output_dir(path, key, value=None):
     return path
 
 
+def _validate_loader(body, where):
+    """Check one loader section (dataset, sampler, loader) of DataLoader."""
+    from .data.batch_ops import BATCH_OPS
+    from .data.dataset import DATASETS, dataset_keys
+    from .data.transforms import TRANSFORMS, UNSUPPORTED_TRANSFORMS
+    check_keys(body, DATALOADER_MODE_KEYS, where)
+    dataset = body.get("dataset") or {}
+    if dataset.get("name", "ImageNetDataset") not in DATASETS:
+        raise ConfigError(f"{where}.dataset.name {dataset.get('name')!r} is not supported."
+                          f"{suggest(dataset.get('name'), DATASETS)} Known: {', '.join(DATASETS)}")
+    check_keys(dataset, ("name",) + tuple(dataset_keys(dataset.get("name", "ImageNetDataset"))),
+               f"{where}.dataset")
+    check_op_list(dataset.get("transform_ops"), TRANSFORMS, f"{where}.dataset.transform_ops",
+                  unsupported=UNSUPPORTED_TRANSFORMS)
+    check_op_list(dataset.get("batch_transform_ops"), BATCH_OPS, f"{where}.dataset.batch_transform_ops",
+                  injected=("class_num",))
+    sampler = body.get("sampler") or {}
+    name = sampler.get("name", "DistributedBatchSampler") if isinstance(sampler, dict) else None
+    if name in UNSUPPORTED_SAMPLERS:
+        check_keys(sampler, ("name", "batch_size", "drop_last", "shuffle") + UNSUPPORTED_SAMPLERS[name],
+                   f"{where}.sampler")
+    elif name in SAMPLER_KEYS:
+        check_keys(sampler, SAMPLER_KEYS[name], f"{where}.sampler")
+    else:
+        raise ConfigError(f"{where}.sampler.name {name!r} is not supported.{suggest(name, SAMPLER_KEYS)} "
+                          f"Known: {', '.join(SAMPLER_KEYS)}")
+    check_keys(body.get("loader") or {}, LOADER_KEYS, f"{where}.loader")
+
+
 def build_model(config, **extra):
     """Build the model the config's `Arch` section names. `class_num`, `pretrained` and any other
-    Arch key go to create_model; `extra` overrides them (e.g. out_indices for feature export)."""
+    Arch key go to create_model; `extra` overrides them (e.g. out_indices for feature export).
+    `RecModel` and `DistillationModel` take their PaddleClas keys (Backbone/Neck/Head; models/...)."""
     from .arch import create_model
+    from .arch.distillation import DistillationModel
+    from .arch.recognition import RecModel
     arch = {k: v for k, v in config["Arch"].items() if v is not None}  # a null value is an unset key
     arch.update(extra)
     name = arch.pop("name")
     try:
+        if name == "RecModel":
+            return RecModel(**arch)
+        if name == "DistillationModel":
+            return DistillationModel(**arch)
         return create_model(name, **arch)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"Arch section: {err}") from None
