@@ -14,7 +14,7 @@ import paddle.nn.functional as F
 
 from .errors import ConfigError, check_op_list, warn_once
 
-__all__ = ["TopkAcc", "TprAtFpr", "ClassPrecisionRecall", "Recallk", "mAP", "build_metrics", "METRICS",
+__all__ = ["TopkAcc", "DistillationTopkAcc", "TprAtFpr", "ClassPrecisionRecall", "Recallk", "mAP", "build_metrics", "METRICS",
            "METRIC_KIND", "retrieval_ranking"]
 
 
@@ -86,6 +86,24 @@ class TopkAcc:
 
     def accumulate(self):
         return {f"top{k}": self.correct[k] / max(self.count, 1) for k in self.topk}
+
+
+class DistillationTopkAcc(TopkAcc):
+    """TopkAcc of one model of a DistillationModel (`model_key`, e.g. Student; `feature_key` picks
+    an entry of that model's output), PaddleClas's DistillationTopkAcc."""
+
+    def __init__(self, model_key, feature_key=None, topk=(1, 5)):
+        super().__init__(topk)
+        self.model_key, self.feature_key = model_key, feature_key
+
+    def update(self, predicts, label):
+        if not isinstance(predicts, dict) or self.model_key not in predicts:
+            got = sorted(predicts) if isinstance(predicts, dict) else "a single model's output"
+            raise ValueError(f"DistillationTopkAcc.model_key={self.model_key!r} is not a model of the output ({got})")
+        out = predicts[self.model_key]
+        if self.feature_key is not None:
+            out = out[self.feature_key]
+        return super().update(out, label)
 
 
 class TprAtFpr:
@@ -190,9 +208,12 @@ class ClassPrecisionRecall:
     """Per-class precision and recall from the confusion matrix of argmax predictions
     (ppbackbone). accumulate() -> macro averages; report(names) -> one line per class."""
 
-    def __init__(self):
+    def __init__(self, class_num=None):
         self.class_num = None
         self.confusion = None
+        if class_num:
+            self.class_num = int(class_num)
+            self.confusion = np.zeros((self.class_num, self.class_num), dtype="int64")
 
     def reset(self):
         if self.confusion is not None:
@@ -299,7 +320,7 @@ class mAP:  # noqa: N801 - PaddleClas's name
         return {"mAP": float(ap.mean())}
 
 
-METRICS = {"TopkAcc": TopkAcc, "TprAtFpr": TprAtFpr, "ClassPrecisionRecall": ClassPrecisionRecall,
+METRICS = {"TopkAcc": TopkAcc, "DistillationTopkAcc": DistillationTopkAcc, "TprAtFpr": TprAtFpr, "ClassPrecisionRecall": ClassPrecisionRecall,
            "Recallk": Recallk, "mAP": mAP}
 METRIC_KIND = {name: getattr(cls, "kind", "classification") for name, cls in METRICS.items()}
 

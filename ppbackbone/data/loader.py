@@ -22,6 +22,7 @@ from paddle.io import BatchSampler, DataLoader, DistributedBatchSampler
 from ..errors import ConfigError, get_value, warn_once
 from .batch_ops import build_batch_transform
 from .dataset import DATASETS, DatasetError, mix_seed
+from .samplers import PKSampler, RASampler
 
 __all__ = ["build_dataset", "build_dataloader", "Loader", "ShardedBatchSampler", "MultiScaleSampler", "mix_seed",
            "ThreadedBatches"]
@@ -113,6 +114,10 @@ def build_dataset(section, mode, class_num=None):
         return DATASETS[name](class_num=class_num, **params)
     except TypeError as err:
         raise ConfigError(f"{where} ({name}): {err}") from None
+    except DatasetError as err:
+        if str(err).startswith("DataLoader."):
+            raise
+        raise DatasetError(f"{where}: {err}") from None
 
 
 def _to_tensors(batch):
@@ -260,18 +265,14 @@ def build_dataloader(config, mode, class_num=None, seed=0, rank=None, world_size
     dataset = build_dataset(section.get("dataset"), mode, class_num)
     sampler_cfg = dict(section.get("sampler") or {})
     name = sampler_cfg.get("name", "DistributedBatchSampler")
-    if name == "MultiScaleSampler" and mode == "Train":
+    if name in _TRAIN_SAMPLERS and mode == "Train":
         params = {k: v for k, v in sampler_cfg.items() if k != "name" and v is not None}
-        unknown = [k for k in params if k not in ("scales", "first_bs", "divided_factor", "is_training", "shuffle")]
-        if unknown or "scales" not in params or "first_bs" not in params:
-            raise ConfigError(f"{base}.sampler MultiScaleSampler needs scales and first_bs (optional divided_factor, "
-                              f"is_training, shuffle); got {sorted(params)}")
-        batch_sampler = MultiScaleSampler(dataset, seed=seed, rank=rank, world_size=world_size, **params)
-        batch_ops = section.get("dataset", {}).get("batch_transform_ops")
-        batch_transform = build_batch_transform(batch_ops, class_num, f"{base}.dataset.batch_transform_ops")
-        num_workers = get_value(config, f"{base}.loader.num_workers", 0, int, lambda v: v >= 0, "an int >= 0")
-        use_shm = bool((section.get("loader") or {}).get("use_shared_memory", True))
-        return Loader(dataset, batch_sampler, num_workers, use_shm, _collate(batch_transform), seed, rank)
+        try:
+            batch_sampler = _TRAIN_SAMPLERS[name](dataset, rank=rank, world_size=world_size, seed=seed,
+                                                  where=f"{base}.sampler", **params)
+        except TypeError as err:
+            raise ConfigError(f"{base}.sampler ({name}): {err}") from None
+        return _loader(config, base, section, dataset, batch_sampler, class_num, seed, rank)
     if name not in ("DistributedBatchSampler", "BatchSampler"):
         if "batch_size" not in sampler_cfg and "first_bs" in sampler_cfg:
             sampler_cfg["batch_size"] = sampler_cfg["first_bs"]
@@ -294,9 +295,33 @@ def build_dataloader(config, mode, class_num=None, seed=0, rank=None, world_size
                                                 num_replicas=world_size, rank=rank)
     else:
         batch_sampler = ShardedBatchSampler(dataset, batch_size, rank, world_size, drop_last)
-    batch_ops = section.get("dataset", {}).get("batch_transform_ops") if mode == "Train" else None
+    return _loader(config, base, section, dataset, batch_sampler, class_num if mode == "Train" else None, seed, rank)
+
+
+def _multi_scale(dataset, seed, rank, world_size, where, **params):
+    unknown = [k for k in params if k not in ("scales", "first_bs", "divided_factor", "is_training", "shuffle")]
+    if unknown or "scales" not in params or "first_bs" not in params:
+        raise ConfigError(f"{where} MultiScaleSampler needs scales and first_bs (optional divided_factor, "
+                          f"is_training, shuffle); got {sorted(params)}")
+    return MultiScaleSampler(dataset, seed=seed, rank=rank, world_size=world_size, **params)
+
+
+def _pk(dataset, seed, **params):
+    return PKSampler(dataset, **params)
+
+
+def _ra(dataset, seed, **params):
+    return RASampler(dataset, **params)
+
+
+# Training samplers built from their own config keys (the rest fall back to DistributedBatchSampler).
+_TRAIN_SAMPLERS = {"MultiScaleSampler": _multi_scale, "PKSampler": _pk, "RASampler": _ra}
+
+
+def _loader(config, base, section, dataset, batch_sampler, class_num, seed, rank):
+    """The Loader over `batch_sampler`, with the section's batch ops (train only) and loader keys."""
+    batch_ops = section.get("dataset", {}).get("batch_transform_ops") if class_num is not None else None
     batch_transform = build_batch_transform(batch_ops, class_num, f"{base}.dataset.batch_transform_ops")
-    loader_cfg = section.get("loader") or {}
     num_workers = get_value(config, f"{base}.loader.num_workers", 0, int, lambda v: v >= 0, "an int >= 0")
-    use_shm = bool(loader_cfg.get("use_shared_memory", True))
+    use_shm = bool((section.get("loader") or {}).get("use_shared_memory", True))
     return Loader(dataset, batch_sampler, num_workers, use_shm, _collate(batch_transform), seed, rank)

@@ -26,13 +26,14 @@ from ..config import build_model, check_output_dir
 from ..errors import ConfigError, UserError, get_value, warn_once
 from ..data.loader import build_dataloader, mix_seed
 from ..losses import build_loss
-from ..metrics import build_metrics
+from ..metrics import ClassPrecisionRecall, build_metrics
 from ..weights import load_weights
 from .checkpoint import (CheckpointError, clean_stale, fault_point, find_checkpoints, load_checkpoint,
                          newest_checkpoint, read_states, remove_checkpoints, save_checkpoint)
 from .ema import ModelEMA
 from .logging_utils import AverageMeter, ProgressBar, VisualDLWriter, format_eta, setup_logger
 from .optim import build_optimizer
+from .retrieval import compute_features, retrieval_scores
 
 __all__ = ["Trainer", "NonFiniteLossError"]
 
@@ -50,6 +51,47 @@ _ACCUMULATORS = {
 
 class NonFiniteLossError(UserError, FloatingPointError):
     """The training loss became NaN or infinite; the message says where and what to change."""
+
+
+def _detached(out):
+    if isinstance(out, dict):
+        return {k: _detached(v) for k, v in out.items()}
+    return out.detach() if hasattr(out, "detach") else out
+
+
+def main_output(model, out):
+    """The output of the model that is evaluated and exported: a DistillationModel's
+    infer_model_name model; the logits of a RecModel."""
+    if isinstance(out, dict) and getattr(model, "infer_model_name", None) in out:
+        out = out[model.infer_model_name]
+    return out
+
+
+def check_loss_inputs(model, loss, where):
+    """A loss list that reads outputs the model does not produce is an error naming the key:
+    CE-type losses need logits (a RecModel needs Arch.Head), triplet losses need a RecModel's
+    features."""
+    from ..arch.recognition import RecModel
+    from ..losses import TripletAngularMarginLoss, TripletLoss
+    if loss is None:
+        return
+    inner = getattr(model, "submodel", None)
+    target = inner(model.infer_model_name) if inner else model
+    for name, fn in zip(loss.names, loss.losses):
+        wants_features = isinstance(fn, (TripletLoss, TripletAngularMarginLoss))
+        if wants_features and not isinstance(target, RecModel):
+            raise ConfigError(f"{where}: {name} needs embeddings ('features'): use Arch.name: RecModel with a "
+                              f"Backbone and a Neck (it is {type(target).__name__})")
+        if not wants_features and not name.startswith("Distillation") and isinstance(target, RecModel) \
+                and target.head is None:
+            raise ConfigError(f"{where}: {name} needs logits, but the RecModel has no Arch.Head (add e.g. Head: "
+                              f"{{name: FC, embedding_size: {target.feature_dim}, class_num: N}}) or drop {name}")
+        if name.startswith("Distillation") and not inner:
+            raise ConfigError(f"{where}: {name} needs Arch.name: DistillationModel (it is {type(model).__name__})")
+        if inner and not name.startswith("Distillation"):
+            raise ConfigError(f"{where}: {name} reads one model's output, but Arch.name is DistillationModel: use "
+                              f"DistillationGTCELoss (model_names: [{model.infer_model_name}]) and the other "
+                              f"Distillation* losses")
 
 
 def _dist_info():
@@ -119,6 +161,8 @@ class Trainer:
         self.pretrained_model = get_value(cfg, "Global.pretrained_model", None, str, expect="a weights file path")
         self.device = str(get_value(cfg, "Global.device", "gpu", str, expect="gpu, cpu, xpu, ...")).lower()
         self.overwrite = get_value(cfg, "Global.overwrite", False, bool, expect="True or False")
+        self.eval_mode = get_value(cfg, "Global.eval_mode", "classification", str,
+                                   lambda v: v in ("classification", "retrieval"), "classification or retrieval")
 
     def _setup_device(self):
         device = self.device
@@ -142,25 +186,29 @@ class Trainer:
         self.model = build_model(cfg)
         self.model_name = getattr(self.model, "model_name", cfg["Arch"]["name"])
         self.class_num = int(getattr(self.model, "num_classes", 0) or 0)
-        if self.class_num <= 0:
+        if self.class_num <= 0 and cfg["Arch"]["name"] not in ("RecModel", "DistillationModel"):
             raise ConfigError(f"Arch.class_num must be > 0 for classification training, got {self.class_num}")
         if self.pretrained_model and not self.checkpoints:
             load_weights(self.model, self.pretrained_model)
-        self.train_loader = self.eval_loader = None
-        if self.mode == "train":
-            self.train_loader = build_dataloader(cfg, "Train", self.class_num, self.seed, self.rank, self.world_size)
-        if self.mode == "eval" or self.eval_during_train:
-            if self.mode == "eval" or "Eval" in (cfg.get("DataLoader") or {}):
-                self.eval_loader = build_dataloader(cfg, "Eval", self.class_num, self.seed, self.rank,
-                                                    self.world_size)
-            else:
-                warn_once("noeval", "Global.eval_during_train is True but DataLoader.Eval is missing: no evaluation")
-        loss_cfg = cfg.get("Loss") or {}
-        self.train_loss = build_loss(loss_cfg.get("Train"), "Loss.Train") if self.mode == "train" else None
-        self.eval_loss = build_loss(loss_cfg.get("Eval"), "Loss.Eval")
-        metric_cfg = cfg.get("Metric") or {}
-        self.train_metrics = build_metrics(metric_cfg.get("Train"), "Metric.Train") if self.mode == "train" else []
-        self.eval_metrics = build_metrics(metric_cfg.get("Eval"), "Metric.Eval")
+        self._build_loaders()
+        loss_cfg, metric_cfg = cfg.get("Loss") or {}, cfg.get("Metric") or {}
+        default_loss = default_metric = None
+        infer_name = getattr(self.model, "infer_model_name", None)
+        if infer_name:  # a DistillationModel: evaluate (and by default score) its exported model
+            default_loss = [{"DistillationGTCELoss": {"weight": 1.0, "model_names": [infer_name]}}]
+            default_metric = [{"DistillationTopkAcc": {"model_key": infer_name, "topk": [1, 5]}}]
+        self.train_loss = build_loss(loss_cfg.get("Train") or default_loss, "Loss.Train") \
+            if self.mode == "train" else None
+        self.eval_loss = build_loss(loss_cfg.get("Eval") or default_loss, "Loss.Eval") \
+            if self.eval_mode == "classification" else None
+        check_loss_inputs(self.model, self.train_loss, "Loss.Train")
+        check_loss_inputs(self.model, self.eval_loss, "Loss.Eval")
+        self.train_metrics = []
+        if self.mode == "train" and (metric_cfg.get("Train") or self.class_num > 0):  # no head: no default
+            self.train_metrics = build_metrics(metric_cfg.get("Train") or default_metric, "Metric.Train")
+        eval_metric = metric_cfg.get("Eval") or (default_metric if self.eval_mode == "classification" else None)
+        self.eval_metrics = build_metrics(eval_metric, "Metric.Eval", kind=self.eval_mode)
+        self.class_report = ClassPrecisionRecall(self.class_num) if self.class_num > 0 else None
         self._setup_amp()
         self.ema = None
         self.optimizer = self.scheduler = None
@@ -187,6 +235,30 @@ class Trainer:
             self._claim_output_dir()
         self.train_model = paddle.DataParallel(self.model) if (self.world_size > 1 and self.mode == "train") \
             else self.model
+
+    def _build_loaders(self):
+        """Train loader (train mode); the eval loader, or the Gallery and Query loaders of a retrieval
+        evaluation (DataLoader.Eval.Gallery / .Query)."""
+        cfg, args = self.config, (self.class_num or None, self.seed, self.rank, self.world_size)
+        self.train_loader = self.eval_loader = None
+        self.gallery_loader = self.query_loader = None
+        if self.mode == "train":
+            self.train_loader = build_dataloader(cfg, "Train", *args)
+        if not (self.mode == "eval" or self.eval_during_train):
+            return
+        if self.mode != "eval" and "Eval" not in (cfg.get("DataLoader") or {}):
+            warn_once("noeval", "Global.eval_during_train is True but DataLoader.Eval is missing: no evaluation")
+            return
+        if self.eval_mode == "classification":
+            self.eval_loader = build_dataloader(cfg, "Eval", *args)
+            return
+        for part in ("Gallery", "Query"):
+            get_value(cfg, f"DataLoader.Eval.{part}", kind=dict,
+                      expect=f"Global.eval_mode=retrieval needs a DataLoader.Eval.{part} section (dataset/sampler/"
+                             f"loader) with the {part.lower()} images")
+        self.gallery_loader = build_dataloader(cfg, "Eval.Gallery", None, *args[1:])
+        self.query_loader = build_dataloader(cfg, "Eval.Query", None, *args[1:])
+        self.eval_loader = self.query_loader  # "there is an evaluation"
 
     def _setup_amp(self):
         amp = self.config.get("AMP")
@@ -426,7 +498,7 @@ class Trainer:
             for k, v in values.items():
                 loss_meters.setdefault(k, AverageMeter()).update(v, n)
             for m in self.train_metrics:
-                m.update(logits.detach(), labels)
+                m.update(_detached(logits), labels)
             batch_time.update(time.time() - tic)
             eta.tick()
             if it % self.print_batch_step == 0 or it == self.iters_per_epoch - 1:
@@ -443,7 +515,10 @@ class Trainer:
         """Forward and backward one batch (gradients accumulate over `update_freq` batches, then
         `_optimizer_step`). Returns (logits, {loss name: float})."""
         with self._autocast():
-            logits = self.train_model(images)
+            if getattr(self.model, "needs_label", False):
+                logits = self.train_model(images, labels)
+            else:
+                logits = self.train_model(images)
             losses = self.train_loss(logits, labels)
         loss = losses["loss"] / self.update_freq
         if self.scaler is not None:
@@ -521,12 +596,15 @@ class Trainer:
         """One pass over DataLoader.Eval: {'loss': mean loss, 'top1': ..., 'top5': ...} summed over ranks."""
         if self.eval_loader is None:
             raise ConfigError("DataLoader.Eval is required for evaluation")
+        if self.eval_mode == "retrieval":
+            return self._evaluate_retrieval(epoch, tag)
         with self.names():
             if self.mode == "eval":
                 self._epoch_hook(self.epochs, self.epochs)
             was_training = self.model.training
             self.model.eval()
-            for m in self.eval_metrics:
+            metrics = self.eval_metrics + ([self.class_report] if self.class_report is not None else [])
+            for m in metrics:
                 m.reset()
             self.eval_loader.set_epoch(0)
             loss_sum, count = 0.0, 0
@@ -541,9 +619,11 @@ class Trainer:
                 count += n
                 for m in self.eval_metrics:
                     m.update(logits, labels)
+                if self.class_report is not None:
+                    self.class_report.update(main_output(self.model, logits), labels)
                 bar.update()
             totals = np.concatenate([np.array([loss_sum, count], dtype="float64")] +
-                                    [m.state().astype("float64") for m in self.eval_metrics])
+                                    [m.state().astype("float64") for m in metrics])
             if self.world_size > 1:
                 tensor = paddle.to_tensor(totals)
                 paddle.distributed.all_reduce(tensor)
@@ -551,14 +631,48 @@ class Trainer:
             loss_sum, count = float(totals[0]), int(round(totals[1]))
             offset = 2
             result = {"loss": loss_sum / max(count, 1)}
-            for m in self.eval_metrics:
+            for m in metrics:
                 size = len(m.state())
                 m.load_state(np.round(totals[offset:offset + size]).astype("int64"))
                 offset += size
-                result.update(m.accumulate())
+                if m is not self.class_report:
+                    result.update(m.accumulate())
             if was_training:
                 self.model.train()
         text = ", ".join(f"{k}: {v:.5f}" for k, v in result.items())
         self.log.info(f"[{tag}]" + (f"[Epoch {epoch}]" if epoch else "") + f"[Avg] {text} ({count} images, "
                       f"{time.time() - start:.1f}s)")
+        for m in self.eval_metrics:
+            if hasattr(m, "info") and m.info():
+                self.log.info(f"[{tag}] {type(m).__name__}: {m.info()}")
+        if self.mode == "eval" and self.class_report is not None:
+            self.log.info(f"[{tag}] per-class precision / recall:\n" + "\n".join(self.class_report.report()))
+        return result
+
+    def _evaluate_retrieval(self, epoch, tag):
+        """Embed DataLoader.Eval.Gallery and .Query, rank by cosine similarity, score with the
+        retrieval metrics (Recallk, mAP, ...). Returns {metric key: value}."""
+        cfg = self.config
+        feature_from = get_value(cfg, "Global.retrieval_feature_from", "features", str,
+                                 lambda v: v in ("features", "backbone"), "features or backbone")
+        normalize = get_value(cfg, "Global.feature_normalize", True, bool, expect="True or False")
+        block = get_value(cfg, "Global.sim_block_size", 64, int, lambda v: v > 0, "a positive int")
+        start = time.time()
+        with self.names():
+            if self.mode == "eval":
+                self._epoch_hook(self.epochs, self.epochs)
+            was_training = self.model.training
+            self.model.eval()
+            sets = {}
+            for name, loader in (("gallery", self.gallery_loader), ("query", self.query_loader)):
+                loader.set_epoch(0)
+                sets[name] = compute_features(self.model, loader, feature_from, normalize, self.world_size,
+                                              self._autocast)
+            if was_training:
+                self.model.train()
+        (gallery, gallery_label), (query, query_label) = sets["gallery"], sets["query"]
+        result = retrieval_scores(query, query_label, gallery, gallery_label, self.eval_metrics, block)
+        text = ", ".join(f"{k}: {v:.5f}" for k, v in result.items())
+        self.log.info(f"[{tag}]" + (f"[Epoch {epoch}]" if epoch else "") + f"[Avg] {text} ({len(query)} queries, "
+                      f"{len(gallery)} gallery images, {time.time() - start:.1f}s)")
         return result
