@@ -234,15 +234,22 @@ class ImageFolderDataset(_ImageDataset):
 
 class DemoDataset(ImageNetDataset):
     """The embedded demo dataset (`ppbackbone.data.demo`), written on first use: `split` train or
-    val; `root` defaults to the cache folder."""
+    val (10 classes), or the retrieval split: retrieval_train (classes 0-5), gallery and query
+    (classes 6-9; see demo.ensure_retrieval_lists); `root` defaults to the cache folder."""
+
+    SPLITS = ("train", "val", "retrieval_train", "gallery", "query")
 
     def __init__(self, split="train", transform_ops=None, root=None, skip_corrupt_images=False, class_num=None):
-        from .demo import ensure_demo_dataset
-        if split not in ("train", "val"):
-            raise DatasetError(f"DemoDataset.split must be 'train' or 'val', got {split!r}")
+        from .demo import ensure_demo_dataset, ensure_retrieval_lists
+        if split not in self.SPLITS:
+            raise DatasetError(f"DemoDataset.split must be one of {', '.join(self.SPLITS)}, got {split!r}")
         root = ensure_demo_dataset(root)
-        super().__init__(root, os.path.join(root, f"{split}_list.txt"), transform_ops,
-                         skip_corrupt_images=skip_corrupt_images, class_num=class_num)
+        if split in ("train", "val"):
+            label_file = os.path.join(root, f"{split}_list.txt")
+        else:
+            label_file = ensure_retrieval_lists(root)[split.replace("retrieval_", "")]
+        super().__init__(root, label_file, transform_ops, skip_corrupt_images=skip_corrupt_images,
+                         class_num=class_num)
 
 
 class MultiScaleDataset(ImageNetDataset):

@@ -19,7 +19,8 @@ import tempfile
 import numpy as np
 from PIL import Image, ImageDraw
 
-__all__ = ["ensure_demo_dataset", "demo_dataset_dir", "DEMO_CLASSES", "DEMO_VERSION"]
+__all__ = ["ensure_demo_dataset", "ensure_retrieval_lists", "demo_dataset_dir", "DEMO_CLASSES", "DEMO_VERSION",
+           "RETRIEVAL_TRAIN_CLASSES", "RETRIEVAL_GALLERY_PER_CLASS"]
 
 DEMO_VERSION = 2
 DEMO_CLASSES = ("circle", "square", "triangle", "star", "cross", "ring", "hstripes", "vstripes",
@@ -129,6 +130,41 @@ def _write(root):
         f.write(f"ppbackbone demo dataset v{DEMO_VERSION}: {len(DEMO_CLASSES)} classes of drawn shapes and "
                 f"textures, {_COUNTS['train']} train and {_COUNTS['val']} val images per class. Written by "
                 f"ppbackbone.data.demo.ensure_demo_dataset(); delete the folder to regenerate it.\n")
+
+
+# Retrieval split (metric learning is judged on classes it never trained on): train on the first 6
+# classes (train images, labels 0..5); the gallery is the first 50 train images of each of the other
+# 4 classes, the queries are their 30 val images (labels kept: 6..9).
+RETRIEVAL_TRAIN_CLASSES = 6
+RETRIEVAL_GALLERY_PER_CLASS = 50
+
+
+def ensure_retrieval_lists(root):
+    """Write retrieval_{train,gallery,query}_list.txt beside the demo's label files (from them, no
+    new images) unless present; returns {split: path}. Each file is written whole (temp + rename)."""
+    paths = {split: os.path.join(root, f"retrieval_{split}_list.txt") for split in ("train", "gallery", "query")}
+    if all(os.path.isfile(p) for p in paths.values()):
+        return paths
+
+    def read(name):
+        with open(os.path.join(root, name), encoding="utf-8") as f:
+            return [line.split() for line in f if line.strip()]
+    train, val = read("train_list.txt"), read("val_list.txt")
+    seen = {}
+    gallery = []
+    for rel, label in train:
+        if int(label) >= RETRIEVAL_TRAIN_CLASSES:
+            seen[label] = seen.get(label, 0) + 1
+            if seen[label] <= RETRIEVAL_GALLERY_PER_CLASS:
+                gallery.append((rel, label))
+    lists = {"train": [(r, lb) for r, lb in train if int(lb) < RETRIEVAL_TRAIN_CLASSES], "gallery": gallery,
+             "query": [(r, lb) for r, lb in val if int(lb) >= RETRIEVAL_TRAIN_CLASSES]}
+    for split, rows in lists.items():
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-list-", dir=root)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.writelines(f"{rel} {label}\n" for rel, label in rows)
+        os.replace(tmp, paths[split])
+    return paths
 
 
 def ensure_demo_dataset(root=None):

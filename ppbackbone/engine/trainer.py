@@ -27,7 +27,7 @@ from ..errors import ConfigError, UserError, get_value, warn_once
 from ..data.loader import build_dataloader, mix_seed
 from ..losses import build_loss
 from ..metrics import ClassPrecisionRecall, build_metrics
-from ..weights import load_weights
+from ..weights import load_weights, save_weights
 from .checkpoint import (CheckpointError, clean_stale, fault_point, find_checkpoints, load_checkpoint,
                          newest_checkpoint, read_states, remove_checkpoints, save_checkpoint)
 from .ema import ModelEMA
@@ -400,7 +400,21 @@ class Trainer:
                                    self.optimizer.state_dict(), self._states(epoch, metric),
                                    ema_state=self.ema.state_dict() if self.ema is not None else None)
         self.log.info(f"Saved checkpoint {', '.join(prefixes)}")
+        self._save_infer_model(prefixes)
         return prefixes
+
+    def _save_infer_model(self, prefixes):
+        """A DistillationModel's infer_model_name model alone, under its own key names, beside each
+        checkpoint (`<prefix>.<name>.pdparams`: loads with create_model / Global.pretrained_model)."""
+        infer_name = getattr(self.model, "infer_model_name", None)
+        if not infer_name:
+            return
+        weights = self.ema.state_dict() if self.ema is not None else self.model.state_dict()
+        head = f"{infer_name}."
+        alone = {k[len(head):]: v for k, v in weights.items() if k.startswith(head)}
+        for prefix in prefixes:
+            path = save_weights(alone, f"{prefix}.{infer_name}.pdparams")
+            self.log.info(f"Saved {infer_name} weights alone: {path}")
 
     def _claim_output_dir(self):
         """Refuse to train into a run directory holding another run's checkpoints (unless
