@@ -182,7 +182,7 @@ SECTION_KEYS = {
     "Global": ("checkpoints", "pretrained_model", "output_dir", "device", "save_interval", "eval_during_train",
                "eval_interval", "start_eval_epoch", "epochs", "print_batch_step", "use_visualdl", "image_shape",
                "save_inference_dir", "seed", "update_freq", "overwrite", "eval_mode", "retrieval_feature_from",
-               "feature_normalize", "sim_block_size"),
+               "feature_normalize", "sim_block_size", "to_static"),
     "AMP": ("use_amp", "scale_loss", "use_dynamic_loss_scaling", "level", "use_promote", "dtype"),
     "EMA": ("decay",),
     "Infer": ("infer_imgs", "batch_size", "transforms", "PostProcess"),
@@ -193,8 +193,7 @@ SECTION_KEYS = {
 # PaddleClas keys we know but do not implement: a warning (once, by name) when they are set to
 # something other than an off value.
 UNSUPPORTED_KEYS = {
-    "Global": {"to_static": "dygraph training only; export is tools/export.py",
-               "use_dali": "DALI loaders are not supported; the paddle.io loader is used",
+    "Global": {               "use_dali": "DALI loaders are not supported; the paddle.io loader is used",
                "image_channel": "3-channel images only", "train_mode": "plain supervised training only",
                "use_multilabel": "single-label classification only",
                "use_distillation": "use Arch.name: DistillationModel", "distillation": "use Arch.name: "

@@ -90,19 +90,22 @@ class TopkAcc:
 
 class DistillationTopkAcc(TopkAcc):
     """TopkAcc of one model of a DistillationModel (`model_key`, e.g. Student; `feature_key` picks
-    an entry of that model's output), PaddleClas's DistillationTopkAcc."""
+    an entry of that model's output), PaddleClas's DistillationTopkAcc. Given one model's output
+    (evaluation sees the evaluated model alone, as in PaddleClas) it is TopkAcc."""
 
     def __init__(self, model_key, feature_key=None, topk=(1, 5)):
         super().__init__(topk)
         self.model_key, self.feature_key = model_key, feature_key
 
     def update(self, predicts, label):
-        if not isinstance(predicts, dict) or self.model_key not in predicts:
-            got = sorted(predicts) if isinstance(predicts, dict) else "a single model's output"
-            raise ValueError(f"DistillationTopkAcc.model_key={self.model_key!r} is not a model of the output ({got})")
-        out = predicts[self.model_key]
-        if self.feature_key is not None:
-            out = out[self.feature_key]
+        out = predicts
+        if isinstance(out, dict) and "logits" not in out:  # a single model's output passes (as PaddleClas)
+            if self.model_key not in out:
+                raise ValueError(f"DistillationTopkAcc.model_key={self.model_key!r} is not a model of the output "
+                                 f"({sorted(out)})")
+            out = out[self.model_key]
+            if self.feature_key is not None:
+                out = out[self.feature_key]
         return super().update(out, label)
 
 

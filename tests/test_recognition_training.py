@@ -16,7 +16,7 @@ from ppbackbone.data.samplers import SamplerError
 from ppbackbone.engine import Trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RETRIEVAL = os.path.join(ROOT, "configs", "quickstart_retrieval.yaml")
+RETRIEVAL = os.path.join(ROOT, "configs", "recognition", "quickstart_retrieval.yaml")
 SIZE = 32
 SMALL_ARCH = {"name": "RecModel", "Backbone": {"name": "pplcnet_x0_25", "class_expand": 32},
               "BackboneStopLayer": {"name": "flatten"}, "Neck": {"name": "BNNeck", "num_features": 32},

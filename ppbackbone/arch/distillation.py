@@ -34,10 +34,17 @@ def _build_one(name, config, where):
     params = dict(config)
     model_name = params.pop("name")
     pretrained = params.pop("pretrained", None)
+    params.pop("use_ssld", None)  # PaddleClas's switch between two URLs; ppbackbone registers one per model
     try:
         model = RecModel(**params) if model_name == "RecModel" else create_model(model_name, **params)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{where}: {err}") from None
+    if pretrained is True:
+        from .registry import model_info
+        url = model_info(model_name).url if model_name != "RecModel" else None
+        if not url:
+            raise ValueError(f"{where}.pretrained=True: {model_name} has no published weights; give a file path")
+        pretrained = url
     return model, pretrained
 
 
@@ -53,9 +60,12 @@ def load_into(model, path, where):
 class DistillationModel(nn.Layer):
     """Several models run on the same input (see the module docstring). Args are PaddleClas's:
     models (list of one-key mappings), pretrained_list, freeze_params_list; infer_model_name
-    (PaddleClas's export key) names the model that is exported."""
+    (PaddleClas's export key) names the model that is evaluated and exported. `pretrained: True`
+    in a model loads its registered weights (PaddleClas's `use_ssld` is accepted and ignored: the
+    registry holds one URL per model, see docs/models.md)."""
 
-    def __init__(self, models=None, pretrained_list=None, freeze_params_list=None, infer_model_name=None):
+    def __init__(self, models=None, pretrained_list=None, freeze_params_list=None, infer_model_name=None,
+                 class_num=None):  # class_num: PaddleClas configs anchor it here (&class_num); each model sets its own
         super().__init__()
         if not isinstance(models, list) or not models:
             raise ValueError("Arch.models must be a list of one-key mappings like [{Teacher: {name: hgnetv2_b6}}, "
@@ -80,8 +90,6 @@ class DistillationModel(nn.Layer):
             else:
                 where = f"{where}.pretrained"
             if pretrained:
-                if pretrained is True:
-                    raise ValueError(f"{where}=True: give the weights file of {name} (a path or URL)")
                 load_into(model, pretrained, where)
             if freeze[index]:
                 for param in model.parameters():

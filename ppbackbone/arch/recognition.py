@@ -210,6 +210,10 @@ class RecModel(nn.Layer):
                              f"pretrained: True}}), got {Backbone!r}")
         backbone_cfg = dict(Backbone)
         name = backbone_cfg.pop("name")
+        if backbone_cfg.pop("use_ssld", False) and backbone_cfg.get("pretrained") is True:
+            from ..errors import warn_once
+            warn_once("rec-use-ssld", f"Arch.Backbone.use_ssld: ppbackbone registers one weights file per model; "
+                                      f"pretrained: True loads {name}'s (see docs/models.md)")
         if BackboneStopLayer is not None:
             stop = BackboneStopLayer.get("name") if isinstance(BackboneStopLayer, dict) else BackboneStopLayer
             if stop not in _STOP_LAYERS:

@@ -31,7 +31,8 @@ except ImportError:  # pragma: no cover - exercised only without opencv
 
 __all__ = ["build_transforms", "Compose", "TransformError", "ImageDecodeError", "TRANSFORMS",
            "DecodeImage", "ResizeImage", "CropImage", "RandCropImage", "RandFlipImage", "NormalizeImage",
-           "ToCHWImage", "TimmAutoAugment", "RandomErasing", "IMAGENET_MEAN", "IMAGENET_STD", "UNSUPPORTED_TRANSFORMS",
+           "ToCHWImage", "TimmAutoAugment", "RandomErasing", "AutoAugment", "ColorJitter", "RandomRotation", "Pad",
+           "RandCropImageV2", "IMAGENET_MEAN", "IMAGENET_STD", "UNSUPPORTED_TRANSFORMS",
            "build_op", "number"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -568,16 +569,178 @@ class RandomErasing:
 
 
 # ----------------------------------------------------------------------------------------------
+# AutoAugment (ImageNet policy), ColorJitter, RandomRotation, Pad, RandCropImageV2 (PaddleClas)
+
+# AutoAugment's ImageNet policy (Cubuk et al.; PaddleClas's ImageNetPolicy, 25 sub-policies): each
+# is (p1, op1, magnitude index 1, p2, op2, magnitude index 2); indices pick from _AA_RANGES.
+_AA_IMAGENET_POLICY = (
+    (0.4, "posterize", 8, 0.6, "rotate", 9), (0.6, "solarize", 5, 0.6, "autocontrast", 5),
+    (0.8, "equalize", 8, 0.6, "equalize", 3), (0.6, "posterize", 7, 0.6, "posterize", 6),
+    (0.4, "equalize", 7, 0.2, "solarize", 4), (0.4, "equalize", 4, 0.8, "rotate", 8),
+    (0.6, "solarize", 3, 0.6, "equalize", 7), (0.8, "posterize", 5, 1.0, "equalize", 2),
+    (0.2, "rotate", 3, 0.6, "solarize", 8), (0.6, "equalize", 8, 0.4, "posterize", 6),
+    (0.8, "rotate", 8, 0.4, "color", 0), (0.4, "rotate", 9, 0.6, "equalize", 2),
+    (0.0, "equalize", 7, 0.8, "equalize", 8), (0.6, "invert", 4, 1.0, "equalize", 8),
+    (0.6, "color", 4, 1.0, "contrast", 8), (0.8, "rotate", 8, 1.0, "color", 2),
+    (0.8, "color", 8, 0.8, "solarize", 7), (0.4, "sharpness", 7, 0.6, "invert", 8),
+    (0.6, "shearX", 5, 1.0, "equalize", 9), (0.4, "color", 0, 0.6, "equalize", 3),
+    (0.4, "equalize", 7, 0.2, "solarize", 4), (0.6, "solarize", 5, 0.6, "autocontrast", 5),
+    (0.6, "invert", 4, 1.0, "equalize", 8), (0.6, "color", 4, 1.0, "contrast", 8),
+    (0.8, "equalize", 8, 0.6, "equalize", 3))
+_AA_RANGES = {
+    "shearX": np.linspace(0, 0.3, 10), "shearY": np.linspace(0, 0.3, 10),
+    "translateX": np.linspace(0, 150 / 331, 10), "translateY": np.linspace(0, 150 / 331, 10),
+    "rotate": np.linspace(0, 30, 10), "color": np.linspace(0.0, 0.9, 10),
+    "posterize": np.round(np.linspace(8, 4, 10), 0).astype(np.int_), "solarize": np.linspace(256, 0, 10),
+    "contrast": np.linspace(0.0, 0.9, 10), "sharpness": np.linspace(0.0, 0.9, 10),
+    "brightness": np.linspace(0.0, 0.9, 10), "autocontrast": [0] * 10, "equalize": [0] * 10, "invert": [0] * 10}
+
+
+def _sign():
+    return random.choice([-1, 1])
+
+
+def _aa_rotate(img, degrees, fill):
+    # rotate counter-clockwise, fill the corners grey through an RGBA composite (as the reference)
+    rotated = img.convert("RGBA").rotate(degrees)
+    return Image.composite(rotated, Image.new("RGBA", rotated.size, (128,) * 4), rotated).convert(img.mode)
+
+
+_AA_OPS = {
+    "shearX": lambda img, m, fill: img.transform(img.size, Image.AFFINE, (1, m * _sign(), 0, 0, 1, 0), Image.BICUBIC,
+                                                 fillcolor=fill),
+    "shearY": lambda img, m, fill: img.transform(img.size, Image.AFFINE, (1, 0, 0, m * _sign(), 1, 0), Image.BICUBIC,
+                                                 fillcolor=fill),
+    "translateX": lambda img, m, fill: img.transform(img.size, Image.AFFINE, (1, 0, m * img.size[0] * _sign(), 0, 1, 0),
+                                                     fillcolor=fill),
+    "translateY": lambda img, m, fill: img.transform(img.size, Image.AFFINE, (1, 0, 0, 0, 1, m * img.size[1] * _sign()),
+                                                     fillcolor=fill),
+    "rotate": lambda img, m, fill: _aa_rotate(img, m, fill),
+    "color": lambda img, m, fill: ImageEnhance.Color(img).enhance(1 + m * _sign()),
+    "posterize": lambda img, m, fill: ImageOps.posterize(img, int(m)),
+    "solarize": lambda img, m, fill: ImageOps.solarize(img, m),
+    "contrast": lambda img, m, fill: ImageEnhance.Contrast(img).enhance(1 + m * _sign()),
+    "sharpness": lambda img, m, fill: ImageEnhance.Sharpness(img).enhance(1 + m * _sign()),
+    "brightness": lambda img, m, fill: ImageEnhance.Brightness(img).enhance(1 + m * _sign()),
+    "autocontrast": lambda img, m, fill: ImageOps.autocontrast(img),
+    "equalize": lambda img, m, fill: ImageOps.equalize(img),
+    "invert": lambda img, m, fill: ImageOps.invert(img),
+}
+
+
+class AutoAugment:
+    """AutoAugment with the ImageNet policy (PaddleClas's AutoAugment): per image one of the 25
+    sub-policies at random, each of its two ops applied with its probability at its fixed
+    magnitude (random sign where the op has one). Same random calls as PaddleClas's, so a seeded
+    run augments identically. HWC uint8 RGB in and out."""
+
+    def __init__(self, fillcolor=(128, 128, 128)):
+        self.fillcolor = tuple(int(c) for c in fillcolor) if isinstance(fillcolor, (list, tuple)) \
+            else (int(fillcolor),) * 3
+
+    def __call__(self, img):
+        img = _check_image(img, "AutoAugment")
+        pil = Image.fromarray(np.ascontiguousarray(img))
+        p1, op1, m1, p2, op2, m2 = _AA_IMAGENET_POLICY[random.randint(0, len(_AA_IMAGENET_POLICY) - 1)]
+        if random.random() < p1:
+            pil = _AA_OPS[op1](pil, _AA_RANGES[op1][m1], self.fillcolor)
+        if random.random() < p2:
+            pil = _AA_OPS[op2](pil, _AA_RANGES[op2][m2], self.fillcolor)
+        return np.asarray(pil)
+
+
+class ColorJitter:
+    """Random brightness / contrast / saturation / hue (PaddleClas's ColorJitter: paddle.vision's
+    ColorJitter, applied with probability `prob`; the default 2 means always)."""
+
+    def __init__(self, prob=2, brightness=0, contrast=0, saturation=0, hue=0):
+        from paddle.vision.transforms import ColorJitter as PaddleColorJitter
+        for name, value in (("brightness", brightness), ("contrast", contrast), ("saturation", saturation)):
+            number(value, f"ColorJitter.{name}")
+            if float(value) < 0:
+                raise TransformError(f"ColorJitter.{name} must be >= 0, got {value!r}")
+        if not 0 <= number(hue, "ColorJitter.hue") <= 0.5:
+            raise TransformError(f"ColorJitter.hue must be in [0, 0.5], got {hue!r}")
+        self.prob = number(prob, "ColorJitter.prob")
+        self.jitter = PaddleColorJitter(brightness, contrast, saturation, hue)
+
+    def __call__(self, img):
+        img = _check_image(img, "ColorJitter")
+        if np.random.random() < self.prob:
+            img = np.asarray(self.jitter._apply_image(Image.fromarray(np.ascontiguousarray(img))))
+        return img
+
+
+class RandomRotation:
+    """Rotate by a random angle in [-degrees, degrees] (or [min, max]) with probability `prob`
+    (PaddleClas's RandomRotation: paddle.vision's, default prob 0.5)."""
+
+    def __init__(self, degrees, prob=0.5, interpolation="nearest", expand=False, center=None, fill=0):
+        from paddle.vision.transforms import RandomRotation as PaddleRandomRotation
+        self.prob = number(prob, "RandomRotation.prob")
+        try:
+            self.rotate = PaddleRandomRotation(degrees, interpolation=interpolation, expand=expand, center=center,
+                                               fill=fill)
+        except (ValueError, TypeError) as err:
+            raise TransformError(f"RandomRotation: {err}") from None
+
+    def __call__(self, img):
+        img = _check_image(img, "RandomRotation")
+        if np.random.random() < self.prob:
+            img = np.asarray(self.rotate._apply_image(np.ascontiguousarray(img)))
+        return img
+
+
+class Pad:
+    """Pad every side by `padding` pixels of value `fill` (PaddleClas's Pad; constant mode)."""
+
+    def __init__(self, padding, fill=0, padding_mode="constant", backend="pil"):
+        if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
+            raise TransformError(f"Pad.padding must be an int >= 0, got {padding!r}")
+        if padding_mode != "constant":
+            raise TransformError(f"Pad.padding_mode={padding_mode!r}: only constant padding is supported")
+        if backend not in ("pil", "cv2"):
+            raise TransformError(f"Pad.backend must be pil or cv2, got {backend!r}")
+        self.padding, self.fill = padding, int(fill)
+
+    def __call__(self, img):
+        img = _check_image(img, "Pad")
+        p = self.padding
+        return np.pad(img, ((p, p), (p, p), (0, 0)), mode="constant", constant_values=self.fill)
+
+
+class RandCropImageV2:
+    """A crop of `size` ([w, h] or int) at a uniformly random position, without resizing
+    (PaddleClas's RandCropImageV2; like it, the offset may reach one past the last full position,
+    giving a crop one pixel short there, which the recipes' following ResizeImage absorbs)."""
+
+    def __init__(self, size):
+        self.h, self.w = _size_hw(size, "RandCropImageV2.size")
+
+    def __call__(self, img):
+        img = _check_image(img, "RandCropImageV2")
+        img_h, img_w = img.shape[:2]
+        if img_h + 1 < self.h or img_w + 1 < self.w:
+            raise TransformError(f"RandCropImageV2: crop {self.w}x{self.h} (w x h) is larger than the image "
+                                 f"{img_w}x{img_h}")
+        if img_w == self.w and img_h == self.h:
+            return img
+        top = random.randint(0, img_h - self.h + 1)
+        left = random.randint(0, img_w - self.w + 1)
+        return img[top:top + self.h, left:left + self.w, :]
+
+
+# ----------------------------------------------------------------------------------------------
 # building a pipeline from a config list
 
 TRANSFORMS = {cls.__name__: cls for cls in (DecodeImage, ResizeImage, CropImage, RandCropImage, RandFlipImage,
-                                             NormalizeImage, ToCHWImage, TimmAutoAugment, RandomErasing)}
+                                             NormalizeImage, ToCHWImage, TimmAutoAugment, RandomErasing, AutoAugment,
+                                             ColorJitter, RandomRotation, Pad, RandCropImageV2)}
 # PaddleClas ops that ppbackbone does not implement: training configs that name them get a warning
 # (once, by name) and the op is skipped; build_transforms itself refuses them.
-UNSUPPORTED_TRANSFORMS = ("AutoAugment", "RandAugment", "RandAugmentV2", "RandAugmentV3", "ColorJitter",
-                          "PCALighting", "HideAndSeek", "GridMask", "Cutout", "AugMix", "RandomRotation",
-                          "RandomGrayscale", "BlurImage", "RandomInterpolationAugment", "Pad", "Padv2",
-                          "RandCropImageV2", "RandomCropImage", "CropImageAtRatio", "RandomRot90")
+UNSUPPORTED_TRANSFORMS = ("RandAugment", "RandAugmentV2", "RandAugmentV3", "PCALighting", "HideAndSeek",
+                          "GridMask", "Cutout", "AugMix", "RandomGrayscale", "BlurImage", "RandomInterpolationAugment",
+                          "Padv2", "RandomCropImage", "CropImageAtRatio", "RandomRot90")
 
 
 class Compose:

@@ -59,18 +59,19 @@ def _detached(out):
     return out.detach() if hasattr(out, "detach") else out
 
 
-def main_output(model, out):
-    """The output of the model that is evaluated and exported: a DistillationModel's
-    infer_model_name model; the logits of a RecModel."""
-    if isinstance(out, dict) and getattr(model, "infer_model_name", None) in out:
-        out = out[model.infer_model_name]
-    return out
+def evaluated_model(model):
+    """The model that is evaluated and exported: a DistillationModel's infer_model_name model alone
+    (PaddleClas evaluates its Student's output); any other model itself."""
+    if hasattr(model, "submodel"):
+        return model.submodel(model.infer_model_name)
+    return model
 
 
-def check_loss_inputs(model, loss, where):
+def check_loss_inputs(model, loss, where, evaluated=False):
     """A loss list that reads outputs the model does not produce is an error naming the key:
     CE-type losses need logits (a RecModel needs Arch.Head), triplet losses need a RecModel's
-    features."""
+    features, Distillation* losses a DistillationModel in training (`evaluated`: the loss sees the
+    infer_model_name model's output alone, as in PaddleClas's evaluation)."""
     from ..arch.recognition import RecModel
     from ..losses import TripletAngularMarginLoss, TripletLoss
     if loss is None:
@@ -86,9 +87,10 @@ def check_loss_inputs(model, loss, where):
                 and target.head is None:
             raise ConfigError(f"{where}: {name} needs logits, but the RecModel has no Arch.Head (add e.g. Head: "
                               f"{{name: FC, embedding_size: {target.feature_dim}, class_num: N}}) or drop {name}")
-        if name.startswith("Distillation") and not inner:
-            raise ConfigError(f"{where}: {name} needs Arch.name: DistillationModel (it is {type(model).__name__})")
-        if inner and not name.startswith("Distillation"):
+        if name.startswith("Distillation") and (not inner or evaluated):
+            raise ConfigError(f"{where}: {name} needs Arch.name: DistillationModel in training (evaluation sees "
+                              f"the evaluated model's output alone: use CELoss there)")
+        if inner and not evaluated and not name.startswith("Distillation"):
             raise ConfigError(f"{where}: {name} reads one model's output, but Arch.name is DistillationModel: use "
                               f"DistillationGTCELoss (model_names: [{model.infer_model_name}]) and the other "
                               f"Distillation* losses")
@@ -194,15 +196,15 @@ class Trainer:
         loss_cfg, metric_cfg = cfg.get("Loss") or {}, cfg.get("Metric") or {}
         default_loss = default_metric = None
         infer_name = getattr(self.model, "infer_model_name", None)
-        if infer_name:  # a DistillationModel: evaluate (and by default score) its exported model
+        if infer_name:  # a DistillationModel: trained on the outputs of all, evaluated on infer_name's alone
             default_loss = [{"DistillationGTCELoss": {"weight": 1.0, "model_names": [infer_name]}}]
             default_metric = [{"DistillationTopkAcc": {"model_key": infer_name, "topk": [1, 5]}}]
         self.train_loss = build_loss(loss_cfg.get("Train") or default_loss, "Loss.Train") \
             if self.mode == "train" else None
-        self.eval_loss = build_loss(loss_cfg.get("Eval") or default_loss, "Loss.Eval") \
-            if self.eval_mode == "classification" else None
+        self.eval_loss = build_loss(loss_cfg.get("Eval"), "Loss.Eval") if self.eval_mode == "classification" \
+            else None
         check_loss_inputs(self.model, self.train_loss, "Loss.Train")
-        check_loss_inputs(self.model, self.eval_loss, "Loss.Eval")
+        check_loss_inputs(self.model, self.eval_loss, "Loss.Eval", evaluated=True)
         self.train_metrics = []
         if self.mode == "train" and (metric_cfg.get("Train") or self.class_num > 0):  # no head: no default
             self.train_metrics = build_metrics(metric_cfg.get("Train") or default_metric, "Metric.Train")
@@ -235,6 +237,22 @@ class Trainer:
             self._claim_output_dir()
         self.train_model = paddle.DataParallel(self.model) if (self.world_size > 1 and self.mode == "train") \
             else self.model
+        if get_value(cfg, "Global.to_static", False, bool, expect="True or False"):
+            self._apply_to_static()
+
+    def _apply_to_static(self):
+        """Global.to_static: run the model as a static graph (paddle.jit.to_static), with PaddleClas's
+        input spec: [None] + Global.image_shape (+ an int64 [None, 1] label for margin heads)."""
+        specs = None
+        if self.config.get("Global", {}).get("image_shape") is not None:
+            shape = [None] + [int(v) for v in self.config["Global"]["image_shape"]]
+            specs = [paddle.static.InputSpec(shape, "float32", "x", stop_gradient=True)]
+            if getattr(self.model, "needs_label", False):
+                specs.append(paddle.static.InputSpec([None], "int64", "label", stop_gradient=True))
+        self.model = paddle.jit.to_static(self.model, input_spec=specs, full_graph=True)
+        self.train_model = paddle.DataParallel(self.model) if (self.world_size > 1 and self.mode == "train") \
+            else self.model
+        self.log.info(f"Global.to_static: the model runs as a static graph (input spec {specs})")
 
     def _build_loaders(self):
         """Train loader (train mode); the eval loader, or the Gallery and Query loaders of a retrieval
@@ -627,14 +645,14 @@ class Trainer:
             start = time.time()
             for images, labels in self.eval_loader:
                 with self._autocast():
-                    logits = self.model(images)
+                    logits = evaluated_model(self.model)(images)
                 n = int(images.shape[0])
                 loss_sum += float(self.eval_loss(logits, labels)["loss"]) * n
                 count += n
                 for m in self.eval_metrics:
                     m.update(logits, labels)
                 if self.class_report is not None:
-                    self.class_report.update(main_output(self.model, logits), labels)
+                    self.class_report.update(logits, labels)
                 bar.update()
             totals = np.concatenate([np.array([loss_sum, count], dtype="float64")] +
                                     [m.state().astype("float64") for m in metrics])
