@@ -371,6 +371,8 @@ def build_model(config, **extra):
     name = arch.pop("name")
     try:
         if name == "RecModel":
+            if "pretrained" in arch:  # the exporter's pretrained=False reaches the backbone
+                arch["Backbone"] = dict(arch.get("Backbone") or {}, pretrained=arch.pop("pretrained"))
             return RecModel(**arch)
         if name == "DistillationModel":
             return DistillationModel(**arch)

@@ -121,10 +121,10 @@ def test_recognised_unsupported_keys_warn_once(caplog):
     messages = [r.getMessage() for r in caplog.records]
     assert sum("Global.use_dali" in m for m in messages) == 1
     assert not any("to_static" in m for m in messages)
-    _WARNED.discard("DataLoader.Train.dataset.transform_ops:AutoAugment")
+    _WARNED.discard("DataLoader.Train.dataset.transform_ops:GridMask")
     with caplog.at_level("WARNING", logger="ppbackbone"):
-        load_config(BASE, ["DataLoader.Train.dataset.transform_ops=[{DecodeImage: null}, {AutoAugment: null}]"])
-    assert any("AutoAugment (PaddleClas) is not supported and is skipped" in r.getMessage() for r in caplog.records)
+        load_config(BASE, ["DataLoader.Train.dataset.transform_ops=[{DecodeImage: null}, {GridMask: null}]"])
+    assert any("GridMask (PaddleClas) is not supported and is skipped" in r.getMessage() for r in caplog.records)
 
 
 def test_arch_aliases_and_null_keys():

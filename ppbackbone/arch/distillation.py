@@ -65,12 +65,15 @@ class DistillationModel(nn.Layer):
     registry holds one URL per model, see docs/models.md)."""
 
     def __init__(self, models=None, pretrained_list=None, freeze_params_list=None, infer_model_name=None,
-                 class_num=None):  # class_num: PaddleClas configs anchor it here (&class_num); each model sets its own
+                 class_num=None, pretrained=None):
+        # class_num: PaddleClas configs anchor it here (&class_num); each model sets its own.
+        # pretrained=False (the exporter's build): load no model's weights file.
         super().__init__()
         if not isinstance(models, list) or not models:
             raise ValueError("Arch.models must be a list of one-key mappings like [{Teacher: {name: hgnetv2_b6}}, "
                              f"{{Student: {{name: hgnetv2_b0}}}}], got {models!r}")
         n = len(models)
+        pretrained_flag = pretrained
         for key, value in (("pretrained_list", pretrained_list), ("freeze_params_list", freeze_params_list)):
             if value is not None and (not isinstance(value, list) or len(value) != n):
                 raise ValueError(f"Arch.{key} must be a list with one entry per model ({n}), got {value!r}")
@@ -89,7 +92,7 @@ class DistillationModel(nn.Layer):
                 pretrained, where = pretrained_list[index], f"Arch.pretrained_list[{index}]"
             else:
                 where = f"{where}.pretrained"
-            if pretrained:
+            if pretrained and pretrained_flag is not False:
                 load_into(model, pretrained, where)
             if freeze[index]:
                 for param in model.parameters():
@@ -107,6 +110,20 @@ class DistillationModel(nn.Layer):
         self.model_name = "DistillationModel"
         student = self.submodel(self.infer_model_name)
         self.num_classes = getattr(student, "num_classes", 0)
+
+    def filter_state_dict(self, state_dict):
+        """Pass each model's part of a checkpoint through that model's own key filter."""
+        state = {}
+        for name in self.model_names:
+            head = f"{name}."
+            part = {k[len(head):]: v for k, v in state_dict.items() if k.startswith(head)}
+            sub = self.submodel(name)
+            if hasattr(sub, "filter_state_dict"):
+                part = sub.filter_state_dict(part)
+            state.update({head + k: v for k, v in part.items()})
+        state.update({k: v for k, v in state_dict.items()
+                      if not any(k.startswith(f"{n}.") for n in self.model_names)})
+        return state
 
     def submodel(self, name):
         return getattr(self, name)

@@ -21,7 +21,8 @@ import math
 import paddle
 import paddle.nn as nn
 
-__all__ = ["RecModel", "FC", "BNNeck", "ArcMargin", "CosMargin", "GEARS", "param_attr", "build_gear"]
+__all__ = ["RecModel", "RecInference", "FC", "BNNeck", "ArcMargin", "CosMargin", "GEARS", "param_attr", "build_gear",
+           "deployable"]
 
 _INITIALIZERS = ("Constant", "Normal", "TruncatedNormal", "Uniform", "XavierNormal", "XavierUniform",
                  "KaimingNormal", "KaimingUniform", "Assign")
@@ -287,3 +288,32 @@ class RecModel(nn.Layer):
     def needs_label(self):
         """True when the head uses labels in training (margin heads)."""
         return isinstance(self.head, (ArcMargin, CosMargin))
+
+
+class RecInference(nn.Layer):
+    """A RecModel as deployed: `forward(x)` returns its `infer_output_key` output (the embedding by
+    default; PaddleClas's exporter does the same), with `infer_add_softmax` applied to logits.
+    `num_classes` is 0 for an embedding, so the exporter writes PostProcess NormalizeFeatures."""
+
+    def __init__(self, rec):
+        super().__init__()
+        self.rec = rec
+        self.out_indices = None
+        self.model_name = rec.model_name
+        self.num_classes = rec.num_classes if rec.infer_output_key == "logits" else 0
+
+    def forward(self, x):
+        out = self.rec(x)[self.rec.infer_output_key]
+        if self.rec.infer_output_key == "logits" and self.rec.infer_add_softmax:
+            out = paddle.nn.functional.softmax(out, axis=-1)
+        return out
+
+
+def deployable(model):
+    """The layer to export for a model: a DistillationModel's infer_model_name model, a RecModel's
+    RecInference; any other model itself."""
+    if hasattr(model, "submodel") and hasattr(model, "infer_model_name"):
+        model = model.submodel(model.infer_model_name)
+    if isinstance(model, RecModel):
+        return RecInference(model)
+    return model
