@@ -25,7 +25,8 @@ from .precision import (DEFAULT_CALIB_IMAGES, DEFAULT_VERIFY_IMAGES, PrecisionRe
                         require_quantizer, verify_precision)
 from .runtimes import (BF16_FLAGS, PRECISIONS, RUNTIME_LABELS, OnnxRuntimeBackend, OpenVinoBackend, PaddleBackend,
                        PrecisionError, installed_runtimes, require_bf16)
-from .weights import file_sha256, load_weights
+from .arch.recognition import deployable
+from .weights import file_sha256, load_weights, read_state_dict
 
 __all__ = ["export_model", "ExportError", "ExportResult", "derive_inference_config", "convert_to_onnx",
            "save_static", "program_op_counts", "output_names", "DEFAULT_TOLERANCE", "DEFAULT_ONNX_OPSET"]
@@ -178,8 +179,11 @@ def _load_checked(model, path, flag, log=print):
 # ----------------------------------------------------------------------------------------- inference.yml
 def _transform_ops(config):
     """The preprocessing the model was evaluated with: DataLoader.Eval's transform_ops (what the
-    reported accuracy was measured with), else Infer.transforms; None when the config has neither."""
-    eval_ops = (config.get("DataLoader", {}).get("Eval", {}) or {}).get("dataset", {}).get("transform_ops")
+    reported accuracy was measured with; a retrieval evaluation's Query set), else Infer.transforms;
+    None when the config has neither."""
+    eval_section = config.get("DataLoader", {}).get("Eval", {}) or {}
+    eval_section = eval_section.get("Query", eval_section) or {}
+    eval_ops = (eval_section.get("dataset") or {}).get("transform_ops")
     infer_ops = (config.get("Infer", {}) or {}).get("transforms")
     if eval_ops and infer_ops:
         core = lambda ops: [op for op in ops if _op_name(op) not in ("DecodeImage", "ToCHWImage")]  # noqa: E731
@@ -617,9 +621,20 @@ def _build_with_weights(config, weights, allow_random_weights, log):
     if weights_path is None:
         log("WARNING: exporting RANDOMLY INITIALISED weights (--random-weights): for benchmarking only")
     else:
-        report = _load_checked(model, weights_path, flag, log)
+        report = _load_checked(_load_target(model, weights_path), weights_path, flag, log)
+    model = deployable(model)  # a RecModel's embedding, a DistillationModel's infer_model_name model
     model.eval()
     return model, report, (f"{flag}={weights_path}" if flag else None)
+
+
+def _load_target(model, path):
+    """Where the weights go: a DistillationModel takes its own checkpoint (`Student.*`, `Teacher.*`
+    keys) or, from a file without them, its infer_model_name model's weights alone."""
+    if not hasattr(model, "submodel"):
+        return model
+    state, _ = read_state_dict(path)
+    prefix = f"{model.infer_model_name}."
+    return model if any(k.startswith(prefix) for k in state) else model.submodel(model.infer_model_name)
 
 
 def _dygraph_outputs(model, sample):

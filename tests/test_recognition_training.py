@@ -54,6 +54,7 @@ def _shrink(ds, root, label_file):
 def retrieval_config(data, out, **over):
     root, files = data
     cfg = load_config(RETRIEVAL, [f"Global.output_dir={out}", "Global.epochs=1", "Global.print_batch_step=1",
+                                  f"Global.image_shape=[3,{SIZE},{SIZE}]",
                                   "DataLoader.Train.sampler.batch_size=8", "DataLoader.Train.sampler.sample_per_id=2"])
     cfg["Arch"] = copy.deepcopy(SMALL_ARCH)
     cfg["DataLoader"]["Train"]["loader"]["num_workers"] = 0
@@ -89,6 +90,23 @@ def test_recmodel_trains_and_retrieval_eval_reproduces(data, tmp_path):
         assert again[key] == pytest.approx(value, abs=1e-6)
     # a checkpoint key layout that a PaddleClas RecModel also has
     assert any(k.startswith("neck.feat_bn.") for k in trainer.model.state_dict())
+    # embedding export: the graph returns `features`, inference.yml says NormalizeFeatures, and the
+    # Predictor's vectors are the dygraph model's features, L2-normalised
+    from ppbackbone.export import export_model
+    from ppbackbone.predictor import Predictor
+    result = export_model(cfg, save_dir=str(tmp_path / "inference"), weights=ckpt, latency_runs=0, log=lambda m: None)
+    assert result.inference_config["PostProcess"] == {"NormalizeFeatures": None}
+    assert result.inference_config["Model"]["mode"] == "embedding"
+    predictor = Predictor(str(tmp_path / "inference"))
+    root, files = data
+    image_path = os.path.join(root, open(files["query"]).readline().split()[0])
+    vector = predictor.predict(image_path)[0]["features"]
+    assert vector.shape == (32,) and abs(float(np.linalg.norm(vector)) - 1) < 1e-5
+    import paddle
+    x = paddle.to_tensor(predictor.preprocess(image_path)[None])
+    evaluator.model.eval()
+    expected = evaluator.model(x)["features"].numpy()[0]
+    np.testing.assert_allclose(vector, expected / np.linalg.norm(expected), atol=1e-4)
 
 
 def test_retrieval_bad_input_names_key_or_file(data, tmp_path):
@@ -124,6 +142,7 @@ def distillation_config(data, out, teacher_path, **arch):
     root, files = data
     quick = os.path.join(ROOT, "configs", "quickstart.yaml")
     cfg = load_config(quick, [f"Global.output_dir={out}", "Global.epochs=1", "Global.print_batch_step=1",
+                              f"Global.image_shape=[3,{SIZE},{SIZE}]",
                               "DataLoader.Train.sampler.batch_size=8", "DataLoader.Train.loader.num_workers=0",
                               "DataLoader.Eval.loader.num_workers=0"])
     cfg["Arch"] = {"name": "DistillationModel", "freeze_params_list": [True, False],
@@ -163,6 +182,13 @@ def test_distillation_trains_student_saved_alone(data, tmp_path):
     student = ppbackbone.create_model("pplcnet_x0_25", num_classes=4, pretrained=student_file)
     np.testing.assert_array_equal(student.state_dict()["fc.weight"].numpy(),
                                   trainer.model.Student.state_dict()["fc.weight"].numpy())
+    # the exporter exports the student alone, from the student's file or from the whole checkpoint
+    from ppbackbone.export import export_model
+    for weights in (student_file, os.path.join(str(tmp_path), "DistillationModel", "latest")):
+        result = export_model(cfg, save_dir=str(tmp_path / "inference"), weights=weights, latency_runs=0,
+                              log=lambda m: None)
+        assert result.inference_config["Model"]["name"] == "pplcnet_x0_25"
+        assert result.inference_config["Model"]["class_num"] == 4
     # teacher weights of another model: the error names the key and the file
     other = ppbackbone.create_model("hgnetv2_b0", num_classes=4)
     from ppbackbone.weights import save_weights
