@@ -117,9 +117,14 @@ class TprAtFpr:
     `thresholds` (ppbackbone): also report `tpr@t` and `fpr@t` at each chosen threshold t.
     accumulate() -> {"tpr": best tpr, "fpr": its fpr, "threshold": its threshold, ...};
     info() -> PaddleClas's text ("threshold: 0.9418, fpr: 0.0059..., tpr: 0.15909").
-    Counts are kept per threshold bin, so the state sums across ranks exactly."""
+    Counts are kept per threshold bin, so the state sums across ranks exactly.
+
+    In a retrieval evaluation (ppbackbone) it scores query-gallery pairs instead: a pair of the same
+    label is positive, its score the cosine similarity, the thresholds -1, -0.9999, ..., 0.9999
+    (`update_pairs` per block of queries, then `accumulate`)."""
 
     STEPS = 10000
+    kind = "both"
 
     def __init__(self, max_fpr=1 / 1000., thresholds=None):
         if not 0 <= float(max_fpr) <= 1:
@@ -151,6 +156,19 @@ class TprAtFpr:
         self.pos_scores.append(score[positive])
         self.neg_scores.append(score[~positive])
         return {}
+
+    def update_pairs(self, similarity, query_label, gallery_label, keep_mask=None):
+        """Count the query x gallery pairs of a retrieval block (see the class docstring)."""
+        if self._grid[0] == 0:  # first retrieval use: cosine scores span [-1, 1]
+            self._grid = -1.0 + np.arange(self.STEPS) * 2.0 / self.STEPS
+        sim = np.asarray(similarity, dtype="float64")
+        same = np.asarray(query_label).reshape(-1, 1) == np.asarray(gallery_label).reshape(1, -1)
+        keep = np.ones_like(same) if keep_mask is None else np.asarray(keep_mask, dtype=bool)
+        bins = np.searchsorted(self._grid, sim, side="left")
+        self.pos_bins += np.bincount(bins[same & keep], minlength=self.STEPS + 1)
+        self.neg_bins += np.bincount(bins[~same & keep], minlength=self.STEPS + 1)
+        self.pos_scores.append(sim[same & keep])
+        self.neg_scores.append(sim[~same & keep])
 
     def state(self):
         return np.concatenate([self.pos_bins, self.neg_bins])
@@ -184,7 +202,7 @@ class TprAtFpr:
     def accumulate(self):
         tpr, fpr, i = self._best()
         out = {"tpr": tpr, "fpr": float("nan") if fpr is None else fpr,
-               "threshold": float("nan") if i is None else i / float(self.STEPS)}
+               "threshold": float("nan") if i is None else float(self._grid[i])}
         if self.thresholds:
             pos = np.concatenate(self.pos_scores) if self.pos_scores is not None else None
             neg = np.concatenate(self.neg_scores) if self.neg_scores is not None else None
@@ -204,7 +222,7 @@ class TprAtFpr:
         tpr, fpr, i = self._best()
         if i is None:
             return ""
-        return f"threshold: {i / float(self.STEPS)}, fpr: {fpr}, tpr: {tpr:.5f}"
+        return f"threshold: {float(self._grid[i])}, fpr: {fpr}, tpr: {tpr:.5f}"
 
 
 class ClassPrecisionRecall:
@@ -325,7 +343,7 @@ class mAP:  # noqa: N801 - PaddleClas's name
 
 METRICS = {"TopkAcc": TopkAcc, "DistillationTopkAcc": DistillationTopkAcc, "TprAtFpr": TprAtFpr, "ClassPrecisionRecall": ClassPrecisionRecall,
            "Recallk": Recallk, "mAP": mAP}
-METRIC_KIND = {name: getattr(cls, "kind", "classification") for name, cls in METRICS.items()}
+METRIC_KIND = {name: getattr(cls, "kind", "classification") for name, cls in METRICS.items()}  # or retrieval, both
 
 
 def build_metrics(entries, where="Metric", kind="classification"):
@@ -338,7 +356,7 @@ def build_metrics(entries, where="Metric", kind="classification"):
     out = []
     for entry in entries:
         (name, params), = entry.items() if isinstance(entry, dict) else ((entry, None),)
-        if METRIC_KIND[name] != kind:
+        if METRIC_KIND[name] not in (kind, "both"):
             allowed = [n for n, k in METRIC_KIND.items() if k == kind]
             raise ConfigError(f"{where}: {name} is a {METRIC_KIND[name]} metric, but this evaluation is {kind} "
                               f"(Global.eval_mode); use {', '.join(allowed)}")

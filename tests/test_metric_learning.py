@@ -148,3 +148,25 @@ def test_metric_kinds_are_checked():
     with pytest.raises(ConfigError, match="Recallk is a retrieval metric.*classification"):
         build_metrics([{"Recallk": {"topk": [1]}}], "Metric.Eval")
     assert [type(m).__name__ for m in build_metrics(None, "Metric.Eval", kind="retrieval")] == ["Recallk", "mAP"]
+
+
+def test_tpr_at_fpr_on_retrieval_pairs():
+    from ppbackbone.engine.retrieval import retrieval_scores
+    rng = np.random.RandomState(3)
+    query, gallery = rng.randn(10, 4), rng.randn(30, 4)
+    query /= np.linalg.norm(query, axis=1, keepdims=True)
+    gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
+    ql, gl = rng.randint(0, 3, 10), rng.randint(0, 3, 30)
+    metric = TprAtFpr(max_fpr=0.2)
+    out = retrieval_scores(query, ql, gallery, gl, [metric, Recallk(topk=[1])], block_size=4)
+    sim = query @ gallery.T
+    pos, neg = sim[ql[:, None] == gl[None]], sim[ql[:, None] != gl[None]]
+    # the best grid threshold: the lowest one whose false-positive rate is <= 0.2
+    grid = -1 + np.arange(10000) * 2.0 / 10000
+    fprs = np.array([(neg > t).mean() for t in grid[::50]])
+    t = grid[::50][np.argmax(fprs <= 0.2)]
+    assert out["tpr"] >= (pos > t).mean() - 1e-12 and out["fpr"] <= 0.2
+    assert out["tpr"] == pytest.approx((pos > out["threshold"]).mean())
+    assert "recall1" in out
+    assert [type(m).__name__ for m in build_metrics([{"TprAtFpr": {"max_fpr": 0.01}}], "Metric.Eval",
+                                                    kind="retrieval")] == ["TprAtFpr"]

@@ -234,10 +234,10 @@ class ImageFolderDataset(_ImageDataset):
 
 class DemoDataset(ImageNetDataset):
     """The embedded demo dataset (`ppbackbone.data.demo`), written on first use: `split` train or
-    val (10 classes), or the retrieval split: retrieval_train (classes 0-5), gallery and query
-    (classes 6-9; see demo.ensure_retrieval_lists); `root` defaults to the cache folder."""
+    val, or the retrieval sets gallery (20 val images per class) and query (the other 10; see
+    demo.ensure_retrieval_lists); `root` defaults to the cache folder."""
 
-    SPLITS = ("train", "val", "retrieval_train", "gallery", "query")
+    SPLITS = ("train", "val", "gallery", "query")
 
     def __init__(self, split="train", transform_ops=None, root=None, skip_corrupt_images=False, class_num=None):
         from .demo import ensure_demo_dataset, ensure_retrieval_lists
@@ -247,7 +247,7 @@ class DemoDataset(ImageNetDataset):
         if split in ("train", "val"):
             label_file = os.path.join(root, f"{split}_list.txt")
         else:
-            label_file = ensure_retrieval_lists(root)[split.replace("retrieval_", "")]
+            label_file = ensure_retrieval_lists(root)[split]
         super().__init__(root, label_file, transform_ops, skip_corrupt_images=skip_corrupt_images,
                          class_num=class_num)
 

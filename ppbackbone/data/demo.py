@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 __all__ = ["ensure_demo_dataset", "ensure_retrieval_lists", "demo_dataset_dir", "DEMO_CLASSES", "DEMO_VERSION",
-           "RETRIEVAL_TRAIN_CLASSES", "RETRIEVAL_GALLERY_PER_CLASS"]
+           "RETRIEVAL_GALLERY_PER_CLASS"]
 
 DEMO_VERSION = 2
 DEMO_CLASSES = ("circle", "square", "triangle", "star", "cross", "ring", "hstripes", "vstripes",
@@ -132,33 +132,23 @@ def _write(root):
                 f"ppbackbone.data.demo.ensure_demo_dataset(); delete the folder to regenerate it.\n")
 
 
-# Retrieval split (metric learning is judged on classes it never trained on): train on the first 6
-# classes (train images, labels 0..5); the gallery is the first 50 train images of each of the other
-# 4 classes, the queries are their 30 val images (labels kept: 6..9).
-RETRIEVAL_TRAIN_CLASSES = 6
-RETRIEVAL_GALLERY_PER_CLASS = 50
+# Retrieval split: the model trains on the train images of all 10 classes; the 300 val images (never
+# trained on) are split per class into a gallery (the first 20) and queries (the last 10).
+RETRIEVAL_GALLERY_PER_CLASS = 20
 
 
 def ensure_retrieval_lists(root):
-    """Write retrieval_{train,gallery,query}_list.txt beside the demo's label files (from them, no
+    """Write gallery_list.txt and query_list.txt beside the demo's label files (from val_list.txt, no
     new images) unless present; returns {split: path}. Each file is written whole (temp + rename)."""
-    paths = {split: os.path.join(root, f"retrieval_{split}_list.txt") for split in ("train", "gallery", "query")}
+    paths = {split: os.path.join(root, f"{split}_list.txt") for split in ("gallery", "query")}
     if all(os.path.isfile(p) for p in paths.values()):
         return paths
-
-    def read(name):
-        with open(os.path.join(root, name), encoding="utf-8") as f:
-            return [line.split() for line in f if line.strip()]
-    train, val = read("train_list.txt"), read("val_list.txt")
-    seen = {}
-    gallery = []
-    for rel, label in train:
-        if int(label) >= RETRIEVAL_TRAIN_CLASSES:
-            seen[label] = seen.get(label, 0) + 1
-            if seen[label] <= RETRIEVAL_GALLERY_PER_CLASS:
-                gallery.append((rel, label))
-    lists = {"train": [(r, lb) for r, lb in train if int(lb) < RETRIEVAL_TRAIN_CLASSES], "gallery": gallery,
-             "query": [(r, lb) for r, lb in val if int(lb) >= RETRIEVAL_TRAIN_CLASSES]}
+    with open(os.path.join(root, "val_list.txt"), encoding="utf-8") as f:
+        val = [line.split() for line in f if line.strip()]
+    seen, lists = {}, {"gallery": [], "query": []}
+    for rel, label in val:
+        seen[label] = seen.get(label, 0) + 1
+        lists["gallery" if seen[label] <= RETRIEVAL_GALLERY_PER_CLASS else "query"].append((rel, label))
     for split, rows in lists.items():
         fd, tmp = tempfile.mkstemp(prefix=".tmp-list-", dir=root)
         with os.fdopen(fd, "w", encoding="utf-8") as f:

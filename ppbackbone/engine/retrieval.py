@@ -59,15 +59,24 @@ def compute_features(model, loader, feature_from="features", normalize=True, wor
 
 def retrieval_scores(query, query_label, gallery, gallery_label, metrics, block_size=64):
     """{metric key: value}: each metric's `compute` on blocks of queries against the whole gallery,
-    weighted by block size (PaddleClas's retrieval_eval)."""
+    weighted by block size (PaddleClas's retrieval_eval); metrics that count pairs (TprAtFpr) see
+    every block through `update_pairs` and report once."""
     if not isinstance(block_size, int) or isinstance(block_size, bool) or block_size < 1:
         raise ConfigError(f"Global.sim_block_size={block_size!r}: expected a positive int")
     total = {}
     n = len(query)
+    pairwise = [m for m in metrics if hasattr(m, "update_pairs")]
+    for m in pairwise:
+        m.reset()
     for start in range(0, n, block_size):
         block = query[start:start + block_size]
         sim = block @ gallery.T
         for metric in metrics:
+            if metric in pairwise:
+                metric.update_pairs(sim, query_label[start:start + block_size], gallery_label)
+                continue
             for key, value in metric.compute(sim, query_label[start:start + block_size], gallery_label).items():
                 total[key] = total.get(key, 0.0) + value * len(block) / n
+    for metric in pairwise:
+        total.update(metric.accumulate())
     return total
