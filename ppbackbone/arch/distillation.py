@@ -26,24 +26,27 @@ __all__ = ["DistillationModel"]
 
 
 def _build_one(name, config, where):
-    from .recognition import RecModel
-    from .registry import create_model
+    from .recognition import RecModel, ssld_tag
+    from .registry import create_model, model_info
     if not isinstance(config, dict) or not config.get("name"):
         raise ValueError(f"{where} must be a mapping with a model name (e.g. {{name: hgnetv2_b0, class_num: 1000}}), "
                          f"got {config!r}")
     params = dict(config)
     model_name = params.pop("name")
     pretrained = params.pop("pretrained", None)
-    params.pop("use_ssld", None)  # PaddleClas's switch between two URLs; ppbackbone registers one per model
+    use_ssld = params.pop("use_ssld", False)  # PaddleClas: pretrained True loads the SSLD weights
     try:
         model = RecModel(**params) if model_name == "RecModel" else create_model(model_name, **params)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{where}: {err}") from None
-    if pretrained is True:
-        from .registry import model_info
-        url = model_info(model_name).url if model_name != "RecModel" else None
+    if pretrained is True or isinstance(pretrained, str) and model_name != "RecModel" and \
+            pretrained in model_info(model_name).weights:
+        tag = ssld_tag(model_name) if use_ssld and pretrained is True else pretrained
+        weights = model_info(model_name).weights if model_name != "RecModel" else {}
+        url = (model_info(model_name).url if tag is True else weights.get(tag)) if weights else None
         if not url:
-            raise ValueError(f"{where}.pretrained=True: {model_name} has no published weights; give a file path")
+            raise ValueError(f"{where}.pretrained={pretrained!r}: {model_name} has no published weights; give a "
+                             f"file path")
         pretrained = url
     return model, pretrained
 
@@ -61,8 +64,8 @@ class DistillationModel(nn.Layer):
     """Several models run on the same input (see the module docstring). Args are PaddleClas's:
     models (list of one-key mappings), pretrained_list, freeze_params_list; infer_model_name
     (PaddleClas's export key) names the model that is evaluated and exported. `pretrained: True`
-    in a model loads its registered weights (PaddleClas's `use_ssld` is accepted and ignored: the
-    registry holds one URL per model, see docs/models.md)."""
+    in a model loads its registered weights (with `use_ssld: True`, its "ssld" tag), a tag name
+    those tags, anything else is a file path or URL."""
 
     def __init__(self, models=None, pretrained_list=None, freeze_params_list=None, infer_model_name=None,
                  class_num=None, pretrained=None):

@@ -21,12 +21,23 @@ import math
 import paddle
 import paddle.nn as nn
 
-__all__ = ["RecModel", "RecInference", "FC", "BNNeck", "ArcMargin", "CosMargin", "GEARS", "param_attr", "build_gear",
+__all__ = ["RecModel", "RecInference", "ssld_tag", "FC", "BNNeck", "ArcMargin", "CosMargin", "GEARS", "param_attr", "build_gear",
            "deployable"]
 
 _INITIALIZERS = ("Constant", "Normal", "TruncatedNormal", "Uniform", "XavierNormal", "XavierUniform",
                  "KaimingNormal", "KaimingUniform", "Assign")
 _REGULARIZERS = ("L1Decay", "L2Decay")
+
+
+def ssld_tag(name):
+    """PaddleClas's `pretrained: True, use_ssld: True`: the model's "ssld" weights tag (True, its
+    default weights, with a warning when it has none)."""
+    from ..errors import warn_once
+    from .registry import model_info
+    if "ssld" in model_info(name).weights:
+        return "ssld"
+    warn_once(f"use_ssld:{name}", f"use_ssld: {name} has no weights tagged ssld; its default weights are loaded")
+    return True
 
 
 def param_attr(config, where):
@@ -212,9 +223,7 @@ class RecModel(nn.Layer):
         backbone_cfg = dict(Backbone)
         name = backbone_cfg.pop("name")
         if backbone_cfg.pop("use_ssld", False) and backbone_cfg.get("pretrained") is True:
-            from ..errors import warn_once
-            warn_once("rec-use-ssld", f"Arch.Backbone.use_ssld: ppbackbone registers one weights file per model; "
-                                      f"pretrained: True loads {name}'s (see docs/models.md)")
+            backbone_cfg["pretrained"] = ssld_tag(name)
         if BackboneStopLayer is not None:
             stop = BackboneStopLayer.get("name") if isinstance(BackboneStopLayer, dict) else BackboneStopLayer
             if stop not in _STOP_LAYERS:
