@@ -170,3 +170,15 @@ def test_tpr_at_fpr_on_retrieval_pairs():
     assert "recall1" in out
     assert [type(m).__name__ for m in build_metrics([{"TprAtFpr": {"max_fpr": 0.01}}], "Metric.Eval",
                                                     kind="retrieval")] == ["TprAtFpr"]
+
+
+def test_per_class_report_names_classes(tmp_path):
+    from ppbackbone.engine.trainer import class_names
+    demo = {"DataLoader": {"Eval": {"dataset": {"name": "DemoDataset", "root": str(tmp_path / "demo")}}}}
+    names = class_names(demo, 10)
+    assert names[0] == "circle" and len(names) == 10
+    listed = tmp_path / "labels.txt"
+    listed.write_text("0 cat\n1 dog\n")
+    assert class_names({"Infer": {"PostProcess": {"class_id_map_file": str(listed)}}}, 2) == ["cat", "dog"]
+    assert class_names({"Infer": {"PostProcess": {"class_id_map_file": str(listed)}}}, 3) is None  # warned
+    assert class_names({}, 3) is None

@@ -53,6 +53,34 @@ class NonFiniteLossError(UserError, FloatingPointError):
     """The training loss became NaN or infinite; the message says where and what to change."""
 
 
+def class_names(config, class_num):
+    """Class names by label for reports: Infer.PostProcess.class_id_map_file (PaddleClas's `id name`
+    lines), or the demo dataset's label list; None when the config names neither (or the file does
+    not fit class_num, with a warning)."""
+    path = ((config.get("Infer") or {}).get("PostProcess") or {}).get("class_id_map_file")
+    dataset = ((config.get("DataLoader") or {}).get("Eval") or {}).get("dataset") or {}
+    if not path and dataset.get("name") == "DemoDataset":
+        from ..data.demo import ensure_demo_dataset
+        path = os.path.join(ensure_demo_dataset(dataset.get("root")), "label_list.txt")
+    if not path:
+        return None
+    names = {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                parts = line.strip().split(None, 1)
+                if len(parts) == 2 and parts[0].isdigit():
+                    names[int(parts[0])] = parts[1]
+    except OSError as err:
+        warn_once(f"class-names:{path}", f"class names for the per-class report: cannot read {path}: {err}")
+        return None
+    if sorted(names) != list(range(class_num)):
+        warn_once(f"class-names:{path}", f"class names for the per-class report: {path} does not list ids "
+                                         f"0..{class_num - 1}; printing class ids")
+        return None
+    return [names[i] for i in range(class_num)]
+
+
 def _detached(out):
     if isinstance(out, dict):
         return {k: _detached(v) for k, v in out.items()}
@@ -678,7 +706,8 @@ class Trainer:
             if hasattr(m, "info") and m.info():
                 self.log.info(f"[{tag}] {type(m).__name__}: {m.info()}")
         if self.mode == "eval" and self.class_report is not None:
-            self.log.info(f"[{tag}] per-class precision / recall:\n" + "\n".join(self.class_report.report()))
+            self.log.info(f"[{tag}] per-class precision / recall:\n" +
+                          "\n".join(self.class_report.report(class_names(self.config, self.class_num))))
         return result
 
     def _evaluate_retrieval(self, epoch, tag):
