@@ -128,27 +128,28 @@ def test_shipped_config_is_its_reference_with_only_the_backbone_changed(config):
     assert ours == ref
 
 
-DEMO = os.path.join(ROOT, "configs", "ppdet", "demo", "rtdetr_hgnetv2_b0_demo.yml")
+DEMOS = ["rtdetr_hgnetv2_b0_demo", "picodet_lcnet_demo"]
 
 
 @pytest.mark.timeout(1800)
-def test_demo_trains_evaluates_and_exports_through_the_runner(tmp_path):
+@pytest.mark.parametrize("name", DEMOS)
+def test_demo_trains_evaluates_and_exports_through_the_runner(tmp_path, name):
     """PaddleDetection's own train.py (1 epoch, --eval) and export_model.py run through tools/ppdet_run.py
     with no PYTHONPATH on the embedded demo set; Paddle Inference reloads the export and gives the dygraph
     detector's boxes."""
+    demo = os.path.join(ROOT, "configs", "ppdet", "demo", f"{name}.yml")
     env_home = {"PPBACKBONE_HOME": str(tmp_path / "home")}
     os.environ.update(env_home)
     try:
-        out = run(RUNNER, os.path.join(HOME, "tools", "train.py"), "-c", DEMO, "--eval", "-o", "epoch=1",
+        out = run(RUNNER, os.path.join(HOME, "tools", "train.py"), "-c", demo, "--eval", "-o", "epoch=1",
                   "snapshot_epoch=1", f"save_dir={tmp_path / 'output'}", timeout=1700, cwd=str(tmp_path))
         weights = tmp_path / "output" / "model_final.pdparams"  # PaddleDetection develop saves into save_dir
         assert weights.is_file(), out[-2000:]
         assert "Average Precision" in out, out[-2000:]
-        run(RUNNER, os.path.join(HOME, "tools", "export_model.py"), "-c", DEMO, "-o",
+        run(RUNNER, os.path.join(HOME, "tools", "export_model.py"), "-c", demo, "-o",
             f"weights={str(weights)[:-len('.pdparams')]}", f"--output_dir={tmp_path / 'export'}", cwd=str(tmp_path))
         image = os.path.join(str(tmp_path / "home"), "datasets", "det_demo_shapes_v1", "images", "val", "000001.jpg")
-        check("export", DEMO, str(weights)[:-len(".pdparams")], str(tmp_path / "export" / "rtdetr_hgnetv2_b0_demo"),
-              image)
+        check("export", demo, str(weights)[:-len(".pdparams")], str(tmp_path / "export" / name), image)
     finally:
         for key in env_home:
             os.environ.pop(key, None)
