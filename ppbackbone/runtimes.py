@@ -80,15 +80,17 @@ def require_bf16(flag="--precision", features=None):
 
 def installed_runtimes():
     """The runtimes whose Python packages import here (paddle always)."""
-    found = []
-    for runtime, modules in RUNTIME_MODULES.items():
-        try:
-            for module in modules:
-                importlib.import_module(module)
-            found.append(runtime)
-        except ImportError:
-            pass
-    return found
+    return [runtime for runtime, modules in RUNTIME_MODULES.items() if modules_import(*modules)]
+
+
+def modules_import(*modules):
+    """True when every named module imports here."""
+    try:
+        for module in modules:
+            importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 def runtime_versions():

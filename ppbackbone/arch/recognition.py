@@ -130,19 +130,29 @@ def _one_hot(label, class_num):
     return paddle.nn.functional.one_hot(label.reshape([-1]).astype("int64"), class_num)
 
 
-class ArcMargin(nn.Layer):
+class _MarginHead(nn.Layer):
+    """What ArcMargin and CosMargin share: the checked sizes, margin, scale and the `weight`
+    [embedding_size, class_num] (PaddleClas's name and initializer)."""
+
+    def __init__(self, embedding_size, class_num, margin, scale):
+        super().__init__()
+        name = type(self).__name__
+        self.embedding_size = _positive_int(embedding_size, f"{name}.embedding_size")
+        self.class_num = _positive_int(class_num, f"{name}.class_num")
+        self.margin, self.scale = float(margin), float(scale)
+        self.weight = self.create_parameter([self.embedding_size, self.class_num], is_bias=False,
+                                            default_initializer=paddle.nn.initializer.XavierNormal())
+        self.out_dim = self.class_num
+
+
+class ArcMargin(_MarginHead):
     """Additive angular margin head (ArcFace; PaddleClas's ArcMargin): cos(theta + margin) for the
     true class, scaled by `scale`, in training with labels; plain cosines otherwise. Weight
     `[embedding_size, class_num]`."""
 
     def __init__(self, embedding_size, class_num, margin=0.5, scale=80.0, easy_margin=False):
-        super().__init__()
-        self.embedding_size = _positive_int(embedding_size, "ArcMargin.embedding_size")
-        self.class_num = _positive_int(class_num, "ArcMargin.class_num")
-        self.margin, self.scale, self.easy_margin = float(margin), float(scale), bool(easy_margin)
-        self.weight = self.create_parameter([self.embedding_size, self.class_num], is_bias=False,
-                                            default_initializer=paddle.nn.initializer.XavierNormal())
-        self.out_dim = self.class_num
+        super().__init__(embedding_size, class_num, margin, scale)
+        self.easy_margin = bool(easy_margin)
 
     def forward(self, x, label=None):
         cos = _normalized_cosine(x, self.weight)
@@ -160,18 +170,12 @@ class ArcMargin(nn.Layer):
         return (one_hot * phi + (1.0 - one_hot) * cos) * self.scale
 
 
-class CosMargin(nn.Layer):
+class CosMargin(_MarginHead):
     """Additive cosine margin head (CosFace; PaddleClas's CosMargin): cos - margin for the true
     class, scaled by `scale`, in training with labels; plain cosines otherwise."""
 
     def __init__(self, embedding_size, class_num, margin=0.35, scale=64.0):
-        super().__init__()
-        self.embedding_size = _positive_int(embedding_size, "CosMargin.embedding_size")
-        self.class_num = _positive_int(class_num, "CosMargin.class_num")
-        self.margin, self.scale = float(margin), float(scale)
-        self.weight = self.create_parameter([self.embedding_size, self.class_num], is_bias=False,
-                                            default_initializer=paddle.nn.initializer.XavierNormal())
-        self.out_dim = self.class_num
+        super().__init__(embedding_size, class_num, margin, scale)
 
     def forward(self, x, label=None):
         cos = _normalized_cosine(x, self.weight)

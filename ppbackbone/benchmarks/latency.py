@@ -28,7 +28,7 @@ from ..arch import create_model, has_unfused_blocks, model_info
 from ..export import export_model, program_op_counts, save_static
 from ..export_dir import ONNX_FILE, ONNX_INT8_FILE, PARAMS_FILE
 from ..runtimes import (RUNTIME_LABELS, RUNTIME_PRECISIONS, OnnxRuntimeBackend, OpenVinoBackend, PaddleBackend,
-                        bf16_supported, cpu_features)
+                        bf16_supported, cpu_features, installed_runtimes, modules_import)
 from ..weights import save_weights
 
 __all__ = ["latency_benchmark", "available_runtimes", "available_precisions", "build_reference", "format_markdown",
@@ -37,16 +37,8 @@ __all__ = ["latency_benchmark", "available_runtimes", "available_precisions", "b
 
 def available_runtimes():
     """Runtimes usable here: paddle always; onnxruntime/openvino when they and paddle2onnx import."""
-    found = ["paddle"]
-    for runtime, modules in (("onnxruntime", ("paddle2onnx", "onnx", "onnxruntime")),
-                             ("openvino", ("paddle2onnx", "onnx", "openvino"))):
-        try:
-            for module in modules:
-                importlib.import_module(module)
-            found.append(runtime)
-        except ImportError:
-            pass
-    return found
+    converter = modules_import("paddle2onnx", "onnx")
+    return ["paddle"] + [r for r in installed_runtimes() if r != "paddle" and converter]
 
 
 def available_precisions(runtimes):
@@ -54,13 +46,9 @@ def available_precisions(runtimes):
     found = ["fp32"]
     if bf16_supported() and any("bf16" in RUNTIME_PRECISIONS[r] for r in runtimes):
         found.append("bf16")
-    try:
-        for module in ("onnxruntime.quantization", "ml_dtypes"):
-            importlib.import_module(module)
-        if any("int8" in RUNTIME_PRECISIONS[r] for r in runtimes):
-            found.append("int8")
-    except ImportError:
-        pass
+    if modules_import("onnxruntime.quantization", "ml_dtypes") and any("int8" in RUNTIME_PRECISIONS[r]
+                                                                     for r in runtimes):
+        found.append("int8")
     return found
 
 
