@@ -237,8 +237,8 @@ def validate_config(config):
     from .arch.registry import resolve_name
     from .data.transforms import TRANSFORMS, UNSUPPORTED_TRANSFORMS
     from .engine.optim import check_optimizer_config
-    from .losses import LOSSES
-    from .metrics import METRICS
+    from .engine.losses import LOSSES
+    from .engine.metrics import METRICS
 
     for name in ("Global", "AMP", "EMA", "Infer"):
         check_keys(_section(config, name), SECTION_KEYS[name], name, UNSUPPORTED_KEYS.get(name))

@@ -45,7 +45,7 @@ def swap_backbone(text, native):
 
 def absolute_bases(text, config_path):
     """Config text with its relative _BASE_ entries made absolute (so it can be written elsewhere)."""
-    from ppbackbone.ppdet_config import _without_base_block
+    from ppbackbone.ppdet.config import _without_base_block
     cfg = yaml.load(text, Loader=yaml.Loader)
     bases = [b if os.path.isabs(b) else os.path.normpath(os.path.join(os.path.dirname(config_path), b))
              for b in cfg.get("_BASE_", [])]
@@ -157,7 +157,7 @@ def check_native(config, native, forward):
 
 def check_build(config):
     import ppdet
-    from ppbackbone.ppdet_config import resolve_config
+    from ppbackbone.ppdet.config import resolve_config
     root = os.path.dirname(os.path.dirname(os.path.abspath(ppdet.__file__)))
     model = build(resolve_config(config, root, tempfile.mkdtemp(prefix="ppb-build-")))
     model.eval()

@@ -20,8 +20,8 @@ from ppbackbone.engine import checkpoint as ckpt_mod
 from ppbackbone.engine.checkpoint import CheckpointWriteError, find_checkpoints, load_checkpoint, newest_checkpoint
 from ppbackbone.engine.trainer import NonFiniteLossError
 from ppbackbone.errors import UserError
-from ppbackbone.safe_pickle import UnsafePickleError, load_pickle
-from ppbackbone.weights import WeightsError, load_weights, read_state_dict
+from ppbackbone.weights.safe_pickle import UnsafePickleError, load_pickle
+from ppbackbone.weights.io import WeightsError, load_weights, read_state_dict
 
 from conftest import import_reference
 

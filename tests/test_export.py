@@ -19,9 +19,9 @@ from PIL import Image
 import ppbackbone
 from ppbackbone.config import load_config
 from ppbackbone.data.transforms import build_transforms
-from ppbackbone.export import DEFAULT_TOLERANCE, ExportError, _check_save_dir, _publish, export_model
-from ppbackbone.export_dir import INFERENCE_YML, read_inference_config, write_inference_config
-from ppbackbone.predictor import ImageError, ModelDirError, Predictor
+from ppbackbone.deploy.export import DEFAULT_TOLERANCE, ExportError, _check_save_dir, _publish, export_model
+from ppbackbone.deploy.export_dir import INFERENCE_YML, read_inference_config, write_inference_config
+from ppbackbone.deploy.predictor import ImageError, ModelDirError, Predictor
 
 SHAPE = [3, IMAGE_SIZE, IMAGE_SIZE]
 
@@ -374,7 +374,7 @@ def test_legacy_pdmodel_export(tmp_path):
 
 def test_verification_failure_is_loud_and_writes_nothing(tmp_path, monkeypatch):
     """A reloaded model that disagrees with dygraph fails the export; nothing reaches save_dir."""
-    from ppbackbone import predictor as predictor_module
+    from ppbackbone.deploy import predictor as predictor_module
     real_run = predictor_module.PaddleBackend.run
     monkeypatch.setattr(predictor_module.PaddleBackend, "run",
                         lambda self, batch: [out + 0.01 * np.abs(out).max() for out in real_run(self, batch)])
@@ -426,7 +426,7 @@ def test_export_without_classifier_returns_embeddings(tmp_path):
 def test_preprocessing_defaults_come_from_the_registry_when_the_config_has_none():
     """No Global.image_shape and no transform ops: the export takes the model's pretrained_cfg (input size,
     resize_short -> crop, interpolation, mean/std); an unregistered Arch.name keeps the ImageNet default."""
-    from ppbackbone.export import _check_preprocess, _image_shape, _preprocess_ops
+    from ppbackbone.deploy.export import _check_preprocess, _image_shape, _preprocess_ops
     config = {"Arch": {"name": "SwinTransformer_base_patch4_window12_384"}}
     assert _image_shape(config) == [3, 384, 384]
     with pytest.warns(UserWarning, match="what swin_base_patch4_window12_384's published weights expect"):

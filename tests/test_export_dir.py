@@ -1,4 +1,4 @@
-"""The export-directory format (ppbackbone.export_dir): inference.yml in PaddleClas's/PaddleX's layout,
+"""The export-directory format (ppbackbone.deploy.export_dir): inference.yml in PaddleClas's/PaddleX's layout,
 old format_version 1 directories, official PaddleClas/PaddleX directories, PaddleX model names, and
 PaddleX itself reading our export (when the `paddlex` package is installed).
 
@@ -17,10 +17,10 @@ from PIL import Image
 
 import ppbackbone
 from ppbackbone.data.transforms import build_transforms
-from ppbackbone.export import ExportError, export_model
-from ppbackbone.export_dir import (INFERENCE_YML, ModelDirError, check_paddlex_name, from_paddlex_ops, read_export,
+from ppbackbone.deploy.export import ExportError, export_model
+from ppbackbone.deploy.export_dir import (INFERENCE_YML, ModelDirError, check_paddlex_name, from_paddlex_ops, read_export,
                                    to_paddlex_ops)
-from ppbackbone.predictor import Predictor
+from ppbackbone.deploy.predictor import Predictor
 
 SHAPE = [3, IMAGE_SIZE, IMAGE_SIZE]
 LABELS = [f"class_{i}" for i in range(10)]

@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from ppbackbone.errors import ConfigError, UserError
-from ppbackbone.export import ExportError, export_model
-from ppbackbone.export_dir import INFERENCE_YML, ModelDirError
-from ppbackbone.predictor import Predictor
+from ppbackbone.deploy.export import ExportError, export_model
+from ppbackbone.deploy.export_dir import INFERENCE_YML, ModelDirError
+from ppbackbone.deploy.predictor import Predictor
 
 SHAPE = [3, 32, 32]
 
@@ -113,7 +113,7 @@ def _nothing_written(save_dir):
 
 
 def test_full_disk_is_reported_as_a_full_disk(exported, tmp_path, monkeypatch):
-    import ppbackbone.export as export_module
+    import ppbackbone.deploy.export as export_module
     save_dir = str(tmp_path / "out")
     usage = shutil.disk_usage(str(tmp_path))
 

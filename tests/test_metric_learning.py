@@ -10,10 +10,10 @@ import paddle
 import pytest
 
 from ppbackbone.config import ConfigError
-from ppbackbone.losses import (CELoss, DistillationCELoss, DistillationDMLLoss, DistillationGTCELoss,
+from ppbackbone.engine.losses import (CELoss, DistillationCELoss, DistillationDMLLoss, DistillationGTCELoss,
                                DistillationKLDivLoss, LossInputError, TripletAngularMarginLoss, TripletLoss,
                                TripletLossV2, build_loss)
-from ppbackbone.metrics import ClassPrecisionRecall, Recallk, TprAtFpr, build_metrics, mAP
+from ppbackbone.engine.metrics import ClassPrecisionRecall, Recallk, TprAtFpr, build_metrics, mAP
 
 FIXTURE = np.load(os.path.join(os.path.dirname(__file__), "fixtures", "metric_paddleclas.npz"))
 

@@ -9,8 +9,8 @@ import paddle
 import pytest
 
 from ppbackbone.arch.native import build_native, native_names
-from ppbackbone.ppdet_config import PPDetSetupError, check_backbone_sections, resolve_config
-from ppbackbone.ppdet_tools import find_ppdet_root, parse_args
+from ppbackbone.ppdet.config import PPDetSetupError, check_backbone_sections, resolve_config
+from ppbackbone.ppdet.runner import find_ppdet_root, parse_args
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import yaml
 
-from ppbackbone.export import ExportError, export_model
-from ppbackbone.precision import eval_images
-from ppbackbone.predictor import Predictor
-from ppbackbone.runtimes import PaddleBackend, PrecisionError, bf16_supported, require_bf16
+from ppbackbone.deploy.export import ExportError, export_model
+from ppbackbone.deploy.precision import eval_images
+from ppbackbone.deploy.predictor import Predictor
+from ppbackbone.deploy.runtimes import PaddleBackend, PrecisionError, bf16_supported, require_bf16
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
@@ -115,7 +115,7 @@ def test_int8_export_is_verified_against_fp32(trained, tmp_path):
 @pytest.mark.timeout(300)
 def test_auto_runtime_measures_verified_options_and_caches_the_choice(trained, tmp_path, monkeypatch):
     """Every installed runtime x verified precision is measured; the fastest is recorded and reused."""
-    from ppbackbone import autoselect
+    from ppbackbone.deploy import autoselect
     save_dir = tmp_path / "auto"
     quantizer = _has("paddle2onnx", "onnx", "onnxruntime", "ml_dtypes")
     export_model(trained, save_dir=str(save_dir), precision="int8" if quantizer else "fp32", calib_images=16,
@@ -160,7 +160,7 @@ def test_impossible_budget_is_refused_with_the_figures_and_writes_nothing(traine
 
 # ------------------------------------------------------------------------------------------------ bad input
 def test_bf16_on_a_cpu_without_it_is_a_clear_error(trained, tmp_path, monkeypatch):
-    from ppbackbone import runtimes
+    from ppbackbone.deploy import runtimes
     monkeypatch.setattr(runtimes, "cpu_features", lambda: AVX_ONLY)
     with pytest.raises(PrecisionError, match=r"--precision=bf16: this CPU has no native bf16 \(needs one of "
                                              r"avx512_bf16, amx_bf16 .* it has avx\); expected fp32 or int8 here"):

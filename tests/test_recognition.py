@@ -9,7 +9,7 @@ from conftest import import_reference, randomize_state
 
 from ppbackbone.arch.recognition import ArcMargin, CosMargin, RecModel
 from ppbackbone.data.samplers import PKSampler, RASampler, SamplerError
-from ppbackbone.weights import load_weights
+from ppbackbone.weights.io import load_weights
 
 SHITU = {"Backbone": {"name": "PPLCNetV2_base_ShiTu", "class_expand": 64},
          "BackboneStopLayer": {"name": "flatten"},

@@ -92,8 +92,8 @@ def test_recmodel_trains_and_retrieval_eval_reproduces(data, tmp_path):
     assert any(k.startswith("neck.feat_bn.") for k in trainer.model.state_dict())
     # embedding export: the graph returns `features`, inference.yml says NormalizeFeatures, and the
     # Predictor's vectors are the dygraph model's features, L2-normalised
-    from ppbackbone.export import export_model
-    from ppbackbone.predictor import Predictor
+    from ppbackbone.deploy.export import export_model
+    from ppbackbone.deploy.predictor import Predictor
     result = export_model(cfg, save_dir=str(tmp_path / "inference"), weights=ckpt, latency_runs=0, log=lambda m: None)
     assert result.inference_config["PostProcess"] == {"NormalizeFeatures": None}
     assert result.inference_config["Model"]["mode"] == "embedding"
@@ -168,7 +168,7 @@ def test_distillation_trains_student_saved_alone(data, tmp_path):
     teacher_path = ppbackbone.save_weights(teacher, str(tmp_path / "teacher.pdparams")) \
         if hasattr(ppbackbone, "save_weights") else None
     if teacher_path is None:
-        from ppbackbone.weights import save_weights
+        from ppbackbone.weights.io import save_weights
         teacher_path = save_weights(teacher, str(tmp_path / "teacher.pdparams"))
     cfg = distillation_config(data, str(tmp_path), teacher_path)
     trainer = Trainer(cfg)
@@ -183,7 +183,7 @@ def test_distillation_trains_student_saved_alone(data, tmp_path):
     np.testing.assert_array_equal(student.state_dict()["fc.weight"].numpy(),
                                   trainer.model.Student.state_dict()["fc.weight"].numpy())
     # the exporter exports the student alone, from the student's file or from the whole checkpoint
-    from ppbackbone.export import export_model
+    from ppbackbone.deploy.export import export_model
     for weights in (student_file, os.path.join(str(tmp_path), "DistillationModel", "latest")):
         result = export_model(cfg, save_dir=str(tmp_path / "inference"), weights=weights, latency_runs=0,
                               log=lambda m: None)
@@ -191,7 +191,7 @@ def test_distillation_trains_student_saved_alone(data, tmp_path):
         assert result.inference_config["Model"]["class_num"] == 4
     # teacher weights of another model: the error names the key and the file
     other = ppbackbone.create_model("hgnetv2_b0", num_classes=4)
-    from ppbackbone.weights import save_weights
+    from ppbackbone.weights.io import save_weights
     wrong = save_weights(other, str(tmp_path / "wrong.pdparams"))
     with pytest.raises(ConfigError, match=r"Arch.models\[0\]\.Teacher\.pretrained=.*wrong\.pdparams"):
         Trainer(distillation_config(data, str(tmp_path / "w"), wrong))

@@ -92,9 +92,9 @@ def test_pretrained_cfg_gives_what_the_weights_expect():
 
 
 def test_pretrained_picks_weights_by_tag(monkeypatch):
-    import ppbackbone.weights
+    import ppbackbone.weights.io
     loaded = []
-    monkeypatch.setattr(ppbackbone.weights, "load_weights", lambda model, path: loaded.append(path))
+    monkeypatch.setattr(ppbackbone.weights.io, "load_weights", lambda model, path: loaded.append(path))
     ppbackbone.create_model("pplcnet_x0_25", pretrained="ssld")
     ppbackbone.create_model("pplcnet_x0_25", pretrained=True)
     assert loaded == [ppbackbone.pretrained_cfg("pplcnet_x0_25", "ssld")["url"],

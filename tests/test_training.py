@@ -14,8 +14,8 @@ import ppbackbone
 from ppbackbone.config import ConfigError, load_config
 from ppbackbone.data import ensure_demo_dataset
 from ppbackbone.engine import CheckpointError, Trainer, build_lr_scheduler, build_optimizer
-from ppbackbone.losses import BCELoss, CELoss
-from ppbackbone.metrics import TopkAcc
+from ppbackbone.engine.losses import BCELoss, CELoss
+from ppbackbone.engine.metrics import TopkAcc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICKSTART = os.path.join(ROOT, "configs", "quickstart.yaml")

@@ -10,7 +10,7 @@ import pytest
 
 import ppbackbone
 from ppbackbone.arch.vanillanet import PUBLISHED_DEPLOY_M, VanillaNet, act_learn_at
-from ppbackbone.convert import torch_state_to_paddle
+from ppbackbone.weights.convert import torch_state_to_paddle
 
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "vanillanet_official.npz")
 

@@ -7,7 +7,7 @@ import pytest
 from conftest import randomize_state
 
 import ppbackbone
-from ppbackbone.weights import download_weights, read_state_dict
+from ppbackbone.weights.io import download_weights, read_state_dict
 
 
 @pytest.fixture(scope="module")

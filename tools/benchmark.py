@@ -44,7 +44,7 @@ def add_latency(subparsers):
 def run_latency(args):
     from ppbackbone.benchmarks.latency import (available_precisions, available_runtimes, format_markdown,
                                                latency_benchmark)
-    from ppbackbone.predictor import RUNTIMES
+    from ppbackbone.deploy.predictor import RUNTIMES
     from ppbackbone.errors import ConfigError
     if not args.model and not args.reference:
         raise ConfigError("name at least one --model or --reference")

@@ -11,7 +11,7 @@ warnings.filterwarnings("ignore", message="No ccache found")  # paddle import-ti
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ppbackbone.cli import check_model_names, main_guard, new_parser, positive_int  # noqa: E402
-from ppbackbone.convert import convert_torch_checkpoint  # noqa: E402
+from ppbackbone.weights.convert import convert_torch_checkpoint  # noqa: E402
 
 
 def main(argv=None):

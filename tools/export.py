@@ -72,8 +72,8 @@ def _budget(args):
 def main(argv=None):
     args = parse_args(argv)  # --legacy-pdmodel took effect at import (above); export_model checks it did
     from ppbackbone.config import apply_overrides, load_config
-    from ppbackbone.export import DEFAULT_TOLERANCE, export_model
-    from ppbackbone.precision import DEFAULT_CALIB_IMAGES, DEFAULT_VERIFY_IMAGES
+    from ppbackbone.deploy.export import DEFAULT_TOLERANCE, export_model
+    from ppbackbone.deploy.precision import DEFAULT_CALIB_IMAGES, DEFAULT_VERIFY_IMAGES
 
     overrides = [item for group in args.override for item in group]
     if args.config:

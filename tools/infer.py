@@ -36,7 +36,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from ppbackbone.predictor import ImageError, Predictor, format_result, list_images
+    from ppbackbone.deploy.predictor import ImageError, Predictor, format_result, list_images
     predictor = Predictor(args.model_dir, device=args.device, threads=args.threads, runtime=args.runtime,
                           topk=args.topk, precision=args.precision, log=lambda line: print(line, file=sys.stderr))
     images = list_images(args.image)

@@ -2,7 +2,7 @@
 
     python tools/ppdet_run.py [--debug] [--ppdet-root DIR] /path/to/PaddleDetection/tools/train.py -c my_config.yml [args...]
 
-The checkout is found from --ppdet-root, the tool's own path, or PADDLEDET_HOME (ppbackbone.ppdet_tools).
+The checkout is found from --ppdet-root, the tool's own path, or PADDLEDET_HOME (ppbackbone.ppdet.runner).
 A ppbackbone error (e.g. a bad PPBackbone section) prints `Error: ...` (exit status 2); --debug (before the
 tool's path) or PPBACKBONE_DEBUG=1 shows its traceback. Exit statuses: see `python tools/train.py --help`.
 """
@@ -14,7 +14,7 @@ warnings.filterwarnings("ignore", message="No ccache found")  # paddle import-ti
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ppbackbone.cli import main_guard  # noqa: E402
-from ppbackbone.ppdet_tools import run_tool  # noqa: E402
+from ppbackbone.ppdet.runner import run_tool  # noqa: E402
 
 
 def main(argv):

@@ -53,7 +53,7 @@ def _build_one(name, config, where):
 
 def load_into(model, path, where):
     """load_weights with errors that name the config key the path came from."""
-    from ..weights import load_weights
+    from ..weights.io import load_weights
     try:
         return load_weights(model, path)
     except (ValueError, OSError) as err:

@@ -186,7 +186,7 @@ def create_model(name, pretrained=None, num_classes=1000, out_indices=None, **ov
     model = entry.builder(**args)
     model.model_name = entry.name
     if pretrained:
-        from ..weights import load_weights
+        from ..weights.io import load_weights
         load_weights(model, _pretrained_source(entry, pretrained))
     return model
 

@@ -25,11 +25,11 @@ import numpy as np
 import paddle
 
 from ..arch import create_model, has_unfused_blocks, model_info
-from ..export import export_model, program_op_counts, save_static
-from ..export_dir import ONNX_FILE, ONNX_INT8_FILE, PARAMS_FILE
-from ..runtimes import (RUNTIME_LABELS, RUNTIME_PRECISIONS, OnnxRuntimeBackend, OpenVinoBackend, PaddleBackend,
+from ..deploy.export import export_model, program_op_counts, save_static
+from ..deploy.export_dir import ONNX_FILE, ONNX_INT8_FILE, PARAMS_FILE
+from ..deploy.runtimes import (RUNTIME_LABELS, RUNTIME_PRECISIONS, OnnxRuntimeBackend, OpenVinoBackend, PaddleBackend,
                         bf16_supported, cpu_features, installed_runtimes, modules_import)
-from ..weights import save_weights
+from ..weights.io import save_weights
 
 __all__ = ["latency_benchmark", "available_runtimes", "available_precisions", "build_reference", "format_markdown",
            "RUNTIME_LABELS"]
@@ -153,7 +153,7 @@ def _export_ours(name, weights, directory, image_size, fuse, onnx, int8, threads
     result = export_model(config, save_dir=directory, weights=weights, fuse=fuse, onnx=onnx, threads=threads,
                           latency_runs=0, log=lambda *a: None)
     if int8:  # timing only: random calibration images; tools/export.py --precision int8 verifies accuracy
-        from ..precision import quantize_int8
+        from ..deploy.precision import quantize_int8
         calib = np.random.RandomState(1).standard_normal([8, 3, image_size, image_size]).astype("float32")
         quantize_int8(os.path.join(directory, ONNX_FILE), os.path.join(directory, ONNX_INT8_FILE), calib)
     return result.inference_config["Model"]["model_file"]

@@ -34,8 +34,8 @@ import numpy as np
 import paddle
 
 from ..errors import UserError, warn_once
-from ..safe_pickle import UnsafePickleError, load_pickle
-from ..weights import check_numeric, file_sha256
+from ..weights.safe_pickle import UnsafePickleError, load_pickle
+from ..weights.io import check_numeric, file_sha256
 
 __all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError", "CheckpointWriteError", "checkpoint_files",
            "find_checkpoints", "read_states", "newest_checkpoint", "clean_stale", "remove_checkpoints", "fault_point", "SETS_DIR"]

@@ -25,9 +25,9 @@ from paddle.utils import unique_name
 from ..config import build_model, check_output_dir
 from ..errors import ConfigError, UserError, get_value, warn_once
 from ..data.loader import build_dataloader, mix_seed
-from ..losses import build_loss
-from ..metrics import ClassPrecisionRecall, build_metrics
-from ..weights import load_weights, save_weights
+from .losses import build_loss
+from .metrics import ClassPrecisionRecall, build_metrics
+from ..weights.io import load_weights, save_weights
 from .checkpoint import (CheckpointError, clean_stale, fault_point, find_checkpoints, load_checkpoint,
                          newest_checkpoint, read_states, remove_checkpoints, save_checkpoint)
 from .ema import ModelEMA
@@ -101,7 +101,7 @@ def check_loss_inputs(model, loss, where, evaluated=False):
     features, Distillation* losses a DistillationModel in training (`evaluated`: the loss sees the
     infer_model_name model's output alone, as in PaddleClas's evaluation)."""
     from ..arch.recognition import RecModel
-    from ..losses import TripletAngularMarginLoss, TripletLoss
+    from .losses import TripletAngularMarginLoss, TripletLoss
     if loss is None:
         return
     inner = getattr(model, "submodel", None)

@@ -27,8 +27,8 @@ import tempfile
 
 import yaml
 
-from .config import load_yaml
-from .errors import ConfigError, UserError
+from ..config import load_yaml
+from ..errors import ConfigError, UserError
 
 __all__ = ["ModelDirError", "ExportDir", "read_export", "read_inference_config", "write_inference_config",
            "write_text_atomic", "find_model_file", "to_paddlex_ops", "from_paddlex_ops", "PADDLEX_OPS", "paddlex_name", "check_paddlex_name", "PADDLEX_NAMES",
@@ -122,7 +122,7 @@ def to_paddlex_ops(ops):
     (PaddleX decodes to HWC RGB itself, so any other decoding is refused), NormalizeImage with a
     numeric `scale`, `channel_num: 3` and `order: ''`, interpolation names PaddleX knows.
     Raises ValueError when the ops cannot be written so."""
-    from .data.transforms import number
+    from ..data.transforms import number
     out = []
     for name, params in _op_items(ops):
         if name == "DecodeImage":

@@ -13,7 +13,7 @@ from ppdet.core.workspace import serializable
 from ppdet.data.source.coco import COCODataSet
 from ppdet.data.source.dataset import ImageFolder
 
-from .data.det_demo import ensure_det_demo_dataset
+from ..data.det_demo import ensure_det_demo_dataset
 
 __all__ = ["DetDemoDataSet", "DetDemoImageFolder"]
 

@@ -19,7 +19,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from .errors import ConfigError, UserError, check_op_list
+from ..errors import ConfigError, UserError, check_op_list
 
 __all__ = ["CELoss", "SoftTargetCrossEntropy", "BCELoss", "TripletLoss", "TripletLossV2",
            "TripletAngularMarginLoss", "DMLLoss", "KLDivLoss", "DistillationCELoss", "DistillationGTCELoss",

@@ -12,7 +12,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from .errors import ConfigError, check_op_list, warn_once
+from ..errors import ConfigError, check_op_list, warn_once
 
 __all__ = ["TopkAcc", "DistillationTopkAcc", "TprAtFpr", "ClassPrecisionRecall", "Recallk", "mAP", "build_metrics", "METRICS",
            "METRIC_KIND", "retrieval_ranking"]

@@ -9,7 +9,7 @@ import tempfile
 
 import numpy as np
 
-from .weights import WeightsError, save_weights
+from .io import WeightsError, save_weights
 
 __all__ = ["torch_state_to_paddle", "read_torch_checkpoint", "convert_torch_checkpoint"]
 
@@ -71,8 +71,8 @@ def convert_torch_checkpoint(src, dst, model_name=None, key=None, **create_kwarg
     state = torch_state_to_paddle(read_torch_checkpoint(src, key))
     if model_name is None:
         return save_weights(state, dst)
-    from .arch import create_model
-    from .weights import load_weights
+    from ..arch import create_model
+    from .io import load_weights
     model = create_model(model_name, **create_kwargs)
     # Checked before it becomes `dst`: a file that does not match is never left behind.
     with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(dst))) as scratch:

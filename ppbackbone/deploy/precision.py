@@ -14,7 +14,7 @@
 """
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
 from .runtimes import RuntimeNotInstalled
 
 __all__ = ["PrecisionRefused", "CalibrationError", "DEFAULT_BUDGET", "DEFAULT_CALIB_IMAGES", "DEFAULT_VERIFY_IMAGES", "eval_images",
@@ -42,7 +42,7 @@ def eval_images(config, image_shape, calib_images, verify_images, class_num=None
     """(calibration batch [N,C,H,W], held-out batch [M,C,H,W], held-out labels [M], description) drawn
     through the config's eval pipeline in a fixed shuffled order. Errors name the flag, the value and
     what is expected: no eval dataset, too few images, unreadable ones, another image size."""
-    from .data.loader import build_dataset
+    from ..data.loader import build_dataset
     if not isinstance(calib_images, int) or isinstance(calib_images, bool) or calib_images < 1:
         raise CalibrationError(f"{flag}={calib_images!r}: expected a positive number of calibration images")
     section = ((config.get("DataLoader") or {}).get("Eval") or {}).get("dataset")

@@ -16,8 +16,8 @@ import warnings
 import numpy as np
 import paddle
 
-from .config import build_model, check_output_dir
-from .errors import ConfigError, UserError
+from ..config import build_model, check_output_dir
+from ..errors import ConfigError, UserError
 from .export_dir import (EXPORT_MARKERS, FORMAT_VERSION, INFERENCE_YML, INPUT_NAME, MODEL_FILES, MODEL_PREFIX,
                          ONNX_FILE, ONNX_INT8_FILE, PADDLEX_OPS, PARAMS_FILE, check_paddlex_name, find_model_file,
                          from_paddlex_ops, to_paddlex_ops, write_inference_config)
@@ -25,8 +25,8 @@ from .precision import (DEFAULT_CALIB_IMAGES, DEFAULT_VERIFY_IMAGES, PrecisionRe
                         require_quantizer, verify_precision)
 from .runtimes import (BF16_FLAGS, PRECISIONS, RUNTIME_LABELS, OnnxRuntimeBackend, OpenVinoBackend, PaddleBackend,
                        PrecisionError, installed_runtimes, require_bf16)
-from .arch.recognition import deployable
-from .weights import file_sha256, load_weights, read_state_dict
+from ..arch.recognition import deployable
+from ..weights.io import file_sha256, load_weights, read_state_dict
 
 __all__ = ["export_model", "ExportError", "ExportResult", "derive_inference_config", "convert_to_onnx",
            "save_static", "program_op_counts", "output_names", "DEFAULT_TOLERANCE", "DEFAULT_ONNX_OPSET"]
@@ -77,7 +77,7 @@ def _as_list(out):
 
 def _pretrained_cfg(config):
     """The registry's pretrained configuration of Arch.name (None for a name the registry does not know)."""
-    from .arch import pretrained_cfg
+    from ..arch import pretrained_cfg
     try:
         return pretrained_cfg((config.get("Arch") or {}).get("name"))
     except (ValueError, TypeError):
@@ -140,7 +140,7 @@ def _weights_source(config, weights, allow_random_weights):
     arch_pretrained = config["Arch"].get("pretrained")
     if arch_pretrained:
         if arch_pretrained is True:
-            from .arch import model_info
+            from ..arch import model_info
             info = model_info(config["Arch"]["name"])
             if not info.url:
                 raise ExportError(f"Arch.pretrained=True but {info.name} has no published weights; set "
@@ -263,7 +263,7 @@ def _check_preprocess(ops, image_shape):
 
     from PIL import Image
 
-    from .data.transforms import build_transforms
+    from ..data.transforms import build_transforms
     ops = from_paddlex_ops(ops)  # built exactly as the Predictor will build them
     try:
         transforms = build_transforms(ops)
@@ -342,7 +342,7 @@ def derive_inference_config(config, model, image_shape, outputs, fused, softmax_
                             paddlex_name=None, weights=None, weights_flag=None):
     """The content of inference.yml (a dict, format_version 2), derived from the training config and
     the model: PaddleClas's/PaddleX's Global, PreProcess, PostProcess, then ppbackbone's sections."""
-    from . import __version__
+    from .. import __version__
     feature_mode = model.out_indices is not None
     mode = _mode(model)
     info = {}
@@ -599,7 +599,7 @@ def export_model(config, save_dir=None, weights=None, allow_random_weights=False
 
 # The steps of export_model, in order.
 def _as_config(config):
-    from .config import load_config
+    from ..config import load_config
     return load_config(config) if isinstance(config, (str, os.PathLike)) else config
 
 
@@ -643,13 +643,13 @@ def _dygraph_outputs(model, sample):
 
 
 def _has_unfused(model):
-    from .arch import has_unfused_blocks
+    from ..arch import has_unfused_blocks
     return has_unfused_blocks(model)
 
 
 def _fuse_checked(model, sample, reference, tolerance, log):
     """reparameterize() in place; the fused model must agree with the unfused one."""
-    from .arch import reparameterize
+    from ..arch import reparameterize
     reparameterize(model)
     if _has_unfused(model):
         raise ExportError(f"{model.model_name}: some Rep blocks are still unfused after reparameterize()")

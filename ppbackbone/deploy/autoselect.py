@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .export_dir import CHOICE_FILE, write_text_atomic
 from .runtimes import (RUNTIME_PRECISIONS, bf16_supported, cpu_features, create_backend, installed_runtimes,
                        runtime_versions)

@@ -4,13 +4,13 @@
   silently inherit the base's model-specific keys (lr_mult_list, use_lab, pretrained, native arguments ...).
 - `resolve_config(path, root, out_dir)`: a config kept outside a PaddleDetection checkout
   (configs/ppdet/<folder>/) gets its relative `_BASE_` entries from the checkout's configs/<folder>/.
-Used by tools/ppdet_run.py (ppbackbone.ppdet_tools) and ppbackbone.ppdet.load_config.
+Used by tools/ppdet_run.py (ppbackbone.ppdet.runner) and ppbackbone.ppdet.load_config.
 """
 import os
 
 import yaml
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["PPDetSetupError", "check_backbone_sections", "resolve_config", "PORTABLE_KEYS"]
 

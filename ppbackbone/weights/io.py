@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import paddle
 
-from .errors import UserError
+from ..errors import UserError
 from .safe_pickle import UnsafePickleError, load_pickle
 
 __all__ = ["WeightsError", "WeightsFileNotFound", "check_numeric", "load_weights", "save_weights", "read_state_dict",

@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from .errors import ConfigError, UserError
+from ..errors import ConfigError, UserError
 from .export_dir import ONNX_FILE, ONNX_INT8_FILE, ModelDirError
 
 __all__ = ["PaddleBackend", "OnnxRuntimeBackend", "OpenVinoBackend", "create_backend", "RUNTIMES", "DEVICES",

@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from .errors import ConfigError, UserError
+from ..errors import ConfigError, UserError
 from .export_dir import INFERENCE_YML, ModelDirError, read_export, read_inference_config  # noqa: F401 (public API)
 from .runtimes import (DEVICES, PRECISIONS, RUNTIMES, OnnxRuntimeBackend, OpenVinoBackend,  # noqa: F401
                        PaddleBackend, PrecisionError, create_backend, default_threads)
@@ -126,7 +126,7 @@ class Predictor:
     def _transforms(self):
         if self._ops is None:
             # The same builder training and evaluation use: one definition of every op.
-            from .data.transforms import build_transforms
+            from ..data.transforms import build_transforms
             self._ops = build_transforms(self.export.preprocess_ops())
         return self._ops
 

@@ -26,7 +26,7 @@ import pickle
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
 
 __all__ = ["load_pickle", "loads_pickle", "UnsafePickleError", "ALLOWED_GLOBALS"]
 

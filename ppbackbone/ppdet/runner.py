@@ -10,7 +10,7 @@ from the PADDLEDET_HOME environment variable, and last an installed `ppdet` pack
 wheel). A path given explicitly that is not a checkout is an error naming it and what was looked for.
 
 This module imports PaddleDetection (and the plugin, ppbackbone.ppdet) only after locating it; the
-config checks it runs first live in ppbackbone.ppdet_config.
+config checks it runs first live in ppbackbone.ppdet.config.
 """
 import importlib.util
 import os
@@ -18,7 +18,7 @@ import runpy
 import sys
 import tempfile
 
-from .ppdet_config import PPDetSetupError, check_backbone_sections, resolve_config
+from .config import PPDetSetupError, check_backbone_sections, resolve_config
 
 __all__ = ["find_ppdet_root", "activate_ppdet", "parse_args", "run_tool"]
 
@@ -85,7 +85,7 @@ def activate_ppdet(root):
         if root not in sys.path:
             sys.path.insert(0, root)
     import ppdet  # noqa: F401
-    from . import ppdet as plugin  # registers PPBackbone
+    from . import plugin
     plugin.register_ppdet()
     return sys.modules["ppdet"]
 

@@ -31,9 +31,9 @@ The created layer *is* the ppbackbone model (no wrapper), so parameter names sta
 `backbone.<reference names>` and PaddleDetection checkpoints and exporters (`convert_to_deploy`) work
 unchanged. It reads `inputs['image']` and exposes `out_shape` like a native backbone.
 """
-from .arch import create_model
-from .arch.native import build_native, is_native, native_info
-from .errors import ConfigError
+from ..arch import create_model
+from ..arch.native import build_native, is_native, native_info
+from ..errors import ConfigError
 
 __all__ = ["PPBackbone", "build_backbone", "register_ppdet", "load_config", "reset_config"]
 
@@ -54,7 +54,7 @@ def build_backbone(model="hgnetv2_l", return_idx=None, pretrained=None, **kwargs
         backbone = build_native(model, **kwargs)
         backbone.model_name = model
         if pretrained:
-            from .weights import load_weights
+            from ..weights.io import load_weights
             load_weights(backbone, pretrained)
         return backbone
     backbone = create_model(model, pretrained=pretrained, out_indices=return_idx, **kwargs)
@@ -96,21 +96,24 @@ def reset_config():
 
 def load_config(path, fresh=False):
     """PaddleDetection's `load_config(path)` after ppbackbone's check of the file's _BASE_ chain (a base's
-    model-specific PPBackbone keys must not carry over to another `model`: ppdet_config.PPDetSetupError).
+    model-specific PPBackbone keys must not carry over to another `model`: ppbackbone.ppdet.config.PPDetSetupError).
 
     PaddleDetection merges every loaded file into one global config; `fresh=True` first drops what earlier
     loads left there (`reset_config`), for building several detectors in one process."""
     from ppdet.core.workspace import load_config as ppdet_load_config
 
-    from .ppdet_config import check_backbone_sections
+    from .config import check_backbone_sections
     check_backbone_sections(path)
+    register_ppdet()
     if fresh:
         reset_config()
     return ppdet_load_config(path)
 
 
-def register_ppdet():
-    """Register PPBackbone in PaddleDetection's workspace (idempotent). Needs PaddleDetection."""
+def register_ppdet(demo_datasets=True):
+    """Register PPBackbone in PaddleDetection's workspace (idempotent), and with `demo_datasets` the demo
+    set's !DetDemoDataSet / !DetDemoImageFolder (they import PaddleDetection's data package, which must not
+    happen while PaddleDetection itself is still being imported). Needs PaddleDetection."""
     try:
         from ppdet.core.workspace import global_config, register
     except ImportError as err:
@@ -119,8 +122,6 @@ def register_ppdet():
                           f"sys.path first") from None
     if "PPBackbone" not in global_config:
         register(PPBackbone)
-    from . import ppdet_demo  # noqa: F401  (the demo set's !DetDemoDataSet / !DetDemoImageFolder)
+    if demo_datasets:
+        from . import demo  # noqa: F401
     return PPBackbone
-
-
-register_ppdet()
