@@ -9,7 +9,7 @@ import functools
 import numpy as np
 import paddle
 import pytest
-from conftest import IMAGE_SIZE
+from conftest import IMAGE_SIZE, randomize_state
 
 import ppbackbone
 from ppbackbone.arch.layers import FrozenBatchNorm2D, LearnableAffineBlock
@@ -193,6 +193,41 @@ def test_deploy_equivalence(name, image):
     for a, b in zip(before, after):
         scale = max(1.0, float(np.abs(a).max()))
         assert float(np.abs(a - b).max()) <= 1e-4 * scale
+
+
+def _rep_layers(model):
+    return [layer for layer in model.sublayers(include_self=True) if hasattr(layer, "rep")]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_paddleocr_exporter_walk_equals_reparameterize(name, image):
+    """PaddleOCR's exporter: `rep()` on every sublayer that has it and `not layer.is_repped` (read
+    without a default). Every layer with a fusion hook answers both, and the walk fuses exactly as
+    `reparameterize` does (same state-dict keys, same outputs)."""
+    walked = build(name)
+    hooked = [type(layer).__name__ for layer in walked.sublayers(include_self=True)
+              if callable(getattr(layer, "convert_to_deploy", None)) or callable(getattr(layer, "re_parameterize", None))]
+    reps = _rep_layers(walked)
+    assert len(reps) == len(hooked), f"{name}: layers with a fusion hook but no rep(): {hooked}"
+    if not reps:
+        return
+    assert not any(layer.is_repped for layer in reps)
+    randomize_state(walked, seed=5)
+    fused = build(name)
+    fused.set_state_dict(walked.state_dict())
+    for model in (walked, fused):
+        model.eval()
+    holder = paddle.nn.LayerDict({"backbone": walked})  # PaddleOCR walks its whole model, the backbone below it
+    for layer in holder.sublayers():
+        if hasattr(layer, "rep") and not getattr(layer, "is_repped"):
+            layer.rep()
+    ppbackbone.reparameterize(fused)
+    assert all(layer.is_repped for layer in _rep_layers(walked))
+    assert not ppbackbone.has_unfused_blocks(walked)
+    assert list(walked.state_dict()) == list(fused.state_dict())
+    # fused vs unfused is test_deploy_equivalence's; here the two fusion paths must agree exactly
+    for a, b in zip(_as_list(walked(image)), _as_list(fused(image))):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -51,7 +51,9 @@ def test_fused_block_equals_branches_in_eval_mode(groups):
 def test_convert_is_idempotent_and_aliased():
     block = RepVGGLike(4)
     block.eval()
+    assert block.is_repped is False  # PaddleOCR's exporter reads it without a default
     block.re_parameterize()
+    assert block.is_repped is True
     fused = block.fused
     block.convert_to_deploy()
     block.rep()
@@ -78,3 +80,10 @@ def test_fold_bn_uses_running_statistics():
 def test_pad_kernel_rejects_shrinking():
     with pytest.raises(ValueError, match="cannot pad a 5x5 kernel to 3x3"):
         pad_kernel(paddle.zeros([1, 1, 5, 5]), 3)
+
+
+def test_is_repped_changes_only_by_fusing():
+    block = RepVGGLike(4)
+    with pytest.raises(AttributeError):
+        block.is_repped = True
+    assert not block.is_repped and hasattr(block, "conv3")

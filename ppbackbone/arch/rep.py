@@ -5,6 +5,11 @@ single biased conv from `fold_bn` / `pad_kernel` / `identity_kernel` and deletes
 `convert_to_deploy()` (PaddleDetection's name, so its exporter fuses our blocks too) is idempotent;
 `re_parameterize()` (PaddleClas) and `rep()` (PaddleOCR) are aliases.
 Fusion uses BN running statistics: the fused block equals the unfused one in eval mode.
+
+PaddleOCR's exporter walks `model.sublayers()` (parents first) and calls `layer.rep()` on every layer
+that has `rep` and is `not layer.is_repped`; some of its versions read `is_repped` without a default,
+so every RepMixin layer answers it: `is_repped` is the fused state (`deployed`), read-only (it changes
+only by fusing). Walking a model that way gives what `reparameterize(model)` gives.
 """
 import paddle
 import paddle.nn as nn
@@ -64,7 +69,13 @@ class RepMixin:
 
     @property
     def deployed(self):
+        """True once the training branches are fused (convert_to_deploy ran)."""
         return getattr(self, "_deployed", False)
+
+    @property
+    def is_repped(self):
+        """PaddleOCR's name of `deployed` (its exporter skips layers that answer True)."""
+        return self.deployed
 
     def convert_to_deploy(self):
         """Fuse the training branches into one biased conv (no-op when already fused)."""
@@ -79,7 +90,7 @@ class RepMixin:
         return self.convert_to_deploy()
 
     def rep(self):
-        """PaddleOCR name of convert_to_deploy()."""
+        """PaddleOCR name of convert_to_deploy() (its exporter calls it unless `is_repped`)."""
         return self.convert_to_deploy()
 
     def _fuse(self):
