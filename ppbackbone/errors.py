@@ -11,7 +11,7 @@ import difflib
 import inspect
 import logging
 
-__all__ = ["UserError", "ConfigError", "suggest", "check_keys", "check_op_list", "accepted_params",
+__all__ = ["UserError", "ConfigError", "ExportError", "suggest", "check_keys", "check_op_list", "accepted_params",
            "get_value", "warn_once", "is_off"]
 
 logger = logging.getLogger("ppbackbone")
@@ -23,6 +23,10 @@ class UserError(Exception):
 
 class ConfigError(UserError, ValueError):
     """A config file, key or value that cannot be used; the message says which and why."""
+
+
+class ExportError(UserError, RuntimeError):
+    """An export that cannot be done or did not verify; the message says why and what to change."""
 
 
 def suggest(name, options):

@@ -19,9 +19,10 @@ from PIL import Image
 import ppbackbone
 from ppbackbone.config import load_config
 from ppbackbone.data.transforms import build_transforms
-from ppbackbone.deploy.export import DEFAULT_TOLERANCE, ExportError, _check_save_dir, _publish, export_model
+from ppbackbone.deploy.export import DEFAULT_TOLERANCE, ExportError, export_model
 from ppbackbone.deploy.export_dir import INFERENCE_YML, read_inference_config, write_inference_config
 from ppbackbone.deploy.predictor import ImageError, ModelDirError, Predictor
+from ppbackbone.deploy.staging import _check_save_dir, _publish
 
 SHAPE = [3, IMAGE_SIZE, IMAGE_SIZE]
 
@@ -426,7 +427,7 @@ def test_export_without_classifier_returns_embeddings(tmp_path):
 def test_preprocessing_defaults_come_from_the_registry_when_the_config_has_none():
     """No Global.image_shape and no transform ops: the export takes the model's pretrained_cfg (input size,
     resize_short -> crop, interpolation, mean/std); an unregistered Arch.name keeps the ImageNet default."""
-    from ppbackbone.deploy.export import _check_preprocess, _image_shape, _preprocess_ops
+    from ppbackbone.deploy.inference_yml import _check_preprocess, _image_shape, _preprocess_ops
     config = {"Arch": {"name": "SwinTransformer_base_patch4_window12_384"}}
     assert _image_shape(config) == [3, 384, 384]
     with pytest.warns(UserWarning, match="what swin_base_patch4_window12_384's published weights expect"):

@@ -114,13 +114,14 @@ def _nothing_written(save_dir):
 
 def test_full_disk_is_reported_as_a_full_disk(exported, tmp_path, monkeypatch):
     import ppbackbone.deploy.export as export_module
+    import ppbackbone.deploy.staging as staging_module
     save_dir = str(tmp_path / "out")
     usage = shutil.disk_usage(str(tmp_path))
 
     def no_space(path):
         return usage._replace(free=4096)
 
-    monkeypatch.setattr(export_module.shutil, "disk_usage", no_space)
+    monkeypatch.setattr(staging_module.shutil, "disk_usage", no_space)
     with pytest.raises(ExportError, match=r"Not enough disk space for the export in .*out: 0.0 MB free, about"):
         export_model(_config(str(tmp_path)), save_dir=save_dir, allow_random_weights=True, latency_runs=0,
                      log=_quiet)
@@ -142,7 +143,7 @@ def test_full_disk_is_reported_as_a_full_disk(exported, tmp_path, monkeypatch):
             f.truncate(os.path.getsize(params) // 3)
         return name
 
-    monkeypatch.setattr(export_module.shutil, "disk_usage", runs_out)
+    monkeypatch.setattr(staging_module.shutil, "disk_usage", runs_out)
     monkeypatch.setattr(export_module, "save_static", short_write)
     with pytest.raises(ExportError, match=r"Writing the export failed: the disk is full") as info:
         export_model(_config(str(tmp_path)), save_dir=save_dir, allow_random_weights=True, latency_runs=0,
