@@ -38,6 +38,9 @@ class Backbone(nn.Layer):
     head_prefixes = ("last_conv.", "lab.", "fc.")
     # Human names of the lr/freeze groups, stem first; used in error messages.
     group_names = ()
+    # True for a model whose `forward` returns one map, the last stage's (pooled the way PaddleOCR's rec
+    # backbones pool it), rather than logits or a list of maps: PaddleOCR's rec forms set it.
+    returns_single_map = False
 
     def __init__(self):
         super().__init__()
@@ -234,6 +237,10 @@ class Backbone(nn.Layer):
 
     @property
     def out_channels(self):
+        """Channels of the returned maps (a list), or, for a model whose `forward` returns one map
+        (`returns_single_map`: PaddleOCR's rec forms), that map's channels as an int (PaddleOCR's contract)."""
+        if self.out_indices is None and self.returns_single_map:
+            return self.feature_info[-1]["channels"]
         return [f["channels"] for f in self.out_feature_info]
 
     @property

@@ -35,6 +35,7 @@ from paddle import ParamAttr
 
 from .base import Backbone
 from .layers import ConvBNAct, LearnableAffineBlock, SEModule, make_divisible
+from .native import register_native
 from .registry import check_scale, fixed_args_builder, register_model
 from .rep import RepMixin, conv_like, fold_bn, identity_kernel, pad_kernel
 
@@ -212,6 +213,7 @@ class PPLCNetV3(Backbone):
             raise ValueError("det=True and rec=True exclude each other: pick PaddleOCR's det or rec layout "
                              "(neither: the ImageNet classifier)")
         self.det, self.rec = bool(det), bool(rec)
+        self.returns_single_map = self.rec
         lr_mults = self.check_lr_mult_list(lr_mult_list)
         rows = LCNETV3_BLOCKS["rec" if self.rec else "det"]
 
@@ -312,3 +314,21 @@ register_model("pplcnetv3_x0_95_rec",
                # The generic suite checks logits or feature lists; the pooled output is tested in test_lcnet.py.
                test_args=dict(out_indices=[4]), test_num_params=NUM_PARAMS["pplcnetv3_x0_95_rec"],
                reference="PaddleOCR PPLCNetV3(scale=0.95) (PP-OCRv4/v5 mobile rec)")
+
+
+def build_native_pplcnetv3(scale, conv_kxk_num, lr_mult_list, lab_lr, det):
+    """PaddleOCR's `PPLCNetV3(scale, conv_kxk_num, lr_mult_list, lab_lr, det)`: det=True is the det layout with
+    its 4 projected maps, det=False the rec layout with PaddleOCR's pooling (its `forward`). Trainability too
+    is PaddleOCR's: the activation LAB of a stride-2 layer, which no forward uses, stays trainable there."""
+    model = PPLCNetV3(scale=scale, conv_kxk_num=conv_kxk_num, lr_mult_list=lr_mult_list, lab_lr=lab_lr,
+                      det=bool(det), rec=not det)
+    for layer in model.sublayers():
+        if isinstance(layer, LearnableRepLayer) and not layer.use_act:
+            for param in layer.act.parameters():
+                param.stop_gradient = False
+    return model
+
+
+register_native("PPLCNetV3", build_native_pplcnetv3,
+                defaults=dict(scale=1.0, conv_kxk_num=4, lr_mult_list=[1.0] * 6, lab_lr=0.1, det=False),
+                reference="PaddleOCR ppocr/modeling/backbones/rec_lcnetv3.py", host="PaddleOCR")

@@ -1,0 +1,140 @@
+"""Running PaddleOCR's own tools with ppbackbone's PPBackbone (no PYTHONPATH needed).
+
+`tools/ppocr_run.py` is a thin front to `run_tool(argv)`:
+
+    python tools/ppocr_run.py [--ppocr-root DIR] <PaddleOCR>/tools/train.py -c cfg.yml [tool args]
+
+The PaddleOCR checkout (a folder holding `ppocr/modeling/backbones/__init__.py` and `tools/program.py`: its
+training code, which is not on PyPI) is found, in this order, from `--ppocr-root DIR`, from the tool's own path
+(the nearest folder above it that is a checkout), and from the PADDLEOCR_HOME environment variable. A path
+given explicitly that is not a checkout is an error naming it and what was looked for.
+
+The config given with -c is checked (ppbackbone.ppocr.config) and its relative input paths (dictionaries,
+images) are resolved against the checkout. This module imports PaddleOCR (and the plugin hooks,
+ppbackbone.ppocr) only after locating it.
+"""
+import os
+import runpy
+import sys
+import tempfile
+
+from .config import PPOCRSetupError, check_ppbackbone_sections, load_config, resolve_config, resolve_overrides
+
+__all__ = ["find_ppocr_root", "activate_ppocr", "parse_args", "run_tool", "MARKERS"]
+
+MARKERS = (os.path.join("ppocr", "modeling", "backbones", "__init__.py"), os.path.join("tools", "program.py"))
+USAGE = "usage: python tools/ppocr_run.py [--ppocr-root DIR] /path/to/PaddleOCR/tools/<tool>.py [tool args]"
+
+
+def _is_checkout(path):
+    return all(os.path.isfile(os.path.join(path, m)) for m in MARKERS)
+
+
+def _checked(path, source):
+    path = os.path.abspath(os.path.expanduser(path))
+    if not os.path.isdir(path):
+        raise PPOCRSetupError(f"{source}={path}: no such directory (expected a PaddleOCR checkout holding "
+                              f"{' and '.join(MARKERS)})")
+    missing = [m for m in MARKERS if not os.path.isfile(os.path.join(path, m))]
+    if missing:
+        raise PPOCRSetupError(f"{source}={path} is not a PaddleOCR checkout: {', '.join(missing)} not found "
+                              f"(the training code of github.com/PaddlePaddle/PaddleOCR; the paddleocr wheel "
+                              f"does not have it)")
+    return path
+
+
+def find_ppocr_root(tool=None, ppocr_root=None, environ=None):
+    """The PaddleOCR checkout to use.
+
+    Args:
+        tool: path of the PaddleOCR script to run (its checkout is searched above it).
+        ppocr_root: an explicit checkout (--ppocr-root); wins over everything.
+        environ: environment mapping (default os.environ) for PADDLEOCR_HOME.
+    Raises PPOCRSetupError naming the path and what was looked for.
+    """
+    environ = os.environ if environ is None else environ
+    if ppocr_root:
+        return _checked(ppocr_root, "--ppocr-root")
+    looked = []
+    if tool:
+        folder = os.path.dirname(os.path.abspath(tool))
+        while True:
+            if _is_checkout(folder):
+                return folder
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                break
+            folder = parent
+        looked.append(f"{MARKERS[0]} in the folders above {os.path.abspath(tool)}")
+    if environ.get("PADDLEOCR_HOME"):
+        return _checked(environ["PADDLEOCR_HOME"], "PADDLEOCR_HOME")
+    looked.append("PADDLEOCR_HOME (unset)")
+    raise PPOCRSetupError("PaddleOCR not found; looked for " + "; ".join(looked)
+                          + ". Pass --ppocr-root DIR or set PADDLEOCR_HOME to a PaddleOCR checkout")
+
+
+def activate_ppocr(root):
+    """Put checkout `root` first on sys.path and arm the plugin (it patches PaddleOCR's builders when they are
+    imported, or now if they are). Refuses when a `ppocr` from elsewhere is already imported."""
+    loaded = sys.modules.get("ppocr")
+    if loaded is not None and not os.path.abspath(getattr(loaded, "__file__", "") or "").startswith(root + os.sep):
+        raise PPOCRSetupError(f"ppocr is already imported from {loaded.__file__}, not from {root}")
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from . import plugin  # importing the package arms the hooks
+    plugin.register_ppocr()
+
+
+def _config_arg(args):
+    for i, arg in enumerate(args):
+        if arg in ("-c", "--config") and i + 1 < len(args):
+            return i + 1, args[i + 1]
+        if arg.startswith("--config="):
+            return i, arg.split("=", 1)[1]
+    return None, None
+
+
+def parse_args(argv):
+    """(ppocr_root or None, tool path, tool args) from the runner's argv (without the program name)."""
+    argv = list(argv)
+    root = None
+    while argv and argv[0].startswith("--ppocr-root"):
+        opt = argv.pop(0)
+        if "=" in opt:
+            root = opt.split("=", 1)[1]
+        elif argv:
+            root = argv.pop(0)
+        else:
+            raise PPOCRSetupError(f"--ppocr-root needs a directory\n{USAGE}")
+    if not argv or argv[0] in ("-h", "--help"):
+        raise PPOCRSetupError(USAGE)
+    tool = argv.pop(0)
+    if not os.path.isfile(tool):
+        raise PPOCRSetupError(f"tool script not found: {tool} (expected e.g. <PaddleOCR>/tools/train.py)\n{USAGE}")
+    return root, os.path.abspath(tool), argv
+
+
+def prepare_args(tool_args, root):
+    """The tool's arguments with the -c config checked and its (and -o's) relative input paths resolved."""
+    tool_args = resolve_overrides(tool_args, root)
+    at, config = _config_arg(tool_args)
+    if config is None:
+        return tool_args
+    if not os.path.isfile(config):
+        raise PPOCRSetupError(f"config not found: {config}")
+    out_dir = os.path.join(tempfile.gettempdir(), f"ppbackbone-ppocr-{os.getpid()}")
+    resolved, _ = resolve_config(config, root, out_dir)
+    check_ppbackbone_sections(load_config(resolved), config)
+    tool_args = list(tool_args)
+    tool_args[at] = tool_args[at].replace(config, resolved)
+    return tool_args
+
+
+def run_tool(argv):
+    """Locate PaddleOCR, check the -c config, arm the plugin, then run the tool as `__main__` with its arguments."""
+    root, tool, tool_args = parse_args(argv)
+    root = find_ppocr_root(tool, root)
+    tool_args = prepare_args(tool_args, root)
+    activate_ppocr(root)
+    sys.argv = [tool] + tool_args
+    runpy.run_path(tool, run_name="__main__")

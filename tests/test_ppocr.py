@@ -1,0 +1,280 @@
+"""PaddleOCR plugin without a PaddleOCR checkout: native sections against the key lists PaddleOCR's own classes
+give (tests/fixtures/make_ppocr_fixture.py, upstream 6d2110b7), the builder patch against a stand-in package
+that behaves like PaddleOCR's (same module names, a builder evaluating names from support lists, bound by name
+into base_model at import), the export walk (`rep()` / `is_repped`), bad input, and the runner's setup."""
+import gzip
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import paddle
+import pytest
+from conftest import randomize_state
+
+import ppbackbone
+from ppbackbone.arch.native import is_native
+from ppbackbone.ppocr import create_backbone
+from ppbackbone.ppocr.config import PPOCRSetupError, check_ppbackbone_sections, resolve_config, resolve_overrides
+from ppbackbone.ppocr.runner import find_ppocr_root, parse_args
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = os.path.join(ROOT, "tests", "fixtures")
+
+
+def _generator():
+    spec = importlib.util.spec_from_file_location("make_ppocr_fixture", os.path.join(FIXTURES, "make_ppocr_fixture.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+GEN = _generator()
+with gzip.open(os.path.join(FIXTURES, "ppocr_backbones.json.gz"), "rt", encoding="utf-8") as _f:
+    FACTS = json.load(_f)
+
+
+def _native_section(case):
+    section = dict(case["backbone"])
+    return dict(section, name="PPBackbone", model=section.pop("name"), in_channels=3)
+
+
+@pytest.mark.parametrize("name", list(GEN.CASES))
+def test_native_section_is_paddleocrs_backbone_entry_for_entry(name):
+    """Keys in order, shapes, learning rates, regularizers, stop_gradient, trainable and out_channels equal
+    PaddleOCR's backbone built from the same section (its config with `name` moved to `model`)."""
+    case = FACTS["cases"][name]
+    if not is_native(case["backbone"]["name"], "PaddleOCR"):
+        pytest.skip(f"{case['backbone']['name']} is not a registered PaddleOCR class yet")
+    backbone = create_backbone(_native_section(case), case["model_type"])
+    rows = json.loads(json.dumps(GEN.describe(backbone)))  # the fixture's JSON types
+    assert [r[0] for r in rows] == [r[0] for r in case["rows"]], f"{name}: keys differ"
+    for ours, theirs in zip(rows, case["rows"]):
+        assert ours == theirs, f"{name}: {ours[0]} differs"
+    assert backbone.out_channels == case["out_channels"]
+
+
+def test_fixture_builder_facts_the_plugin_relies_on():
+    """PaddleOCR's builder takes (config, model_type), base_model binds it by name (so both are patched), and
+    PPBackbone is not one of PaddleOCR's own names; the PP-OCR classes ppbackbone builds are in its lists."""
+    builder = FACTS["builder"]
+    assert builder["args"] == ["config", "model_type"] and builder["base_model_binds_by_name"]
+    assert all("PPBackbone" not in names for names in builder["support"].values())
+    for case in FACTS["cases"].values():
+        assert case["backbone"]["name"] in builder["support"][case["model_type"]]
+
+
+@pytest.mark.parametrize("section, model_type, strides, channels", [
+    ({"model": "hgnetv2_b0"}, "det", [4, 8, 16, 32], [64, 256, 512, 1024]),
+    ({"model": "pplcnetv3_x0_75_det"}, "det", [4, 8, 16, 32], [12, 18, 42, 360]),
+    ({"model": "pplcnetv3_x0_95_rec"}, "rec", None, 480),
+])
+def test_ppbackbone_names_give_paddleocrs_contract(section, model_type, strides, channels):
+    backbone = create_backbone(dict(section, name="PPBackbone", in_channels=3), model_type)
+    assert backbone.out_channels == channels
+    backbone.eval()
+    x = paddle.rand([1, 3, 48, 64] if model_type == "rec" else [1, 3, 64, 64])
+    out = backbone(x)
+    if model_type == "det":
+        assert backbone.out_strides == strides and [o.shape[1] for o in out] == channels
+        assert [o.shape[-1] for o in out] == [64 // s for s in strides]
+    else:
+        assert list(out.shape) == [1, channels, 1, 8]  # pooled to height 1, width / 8 (40 steps at 320)
+
+
+def test_paddleocr_export_walk_fuses_like_reparameterize():
+    """PaddleOCR's exporter: for every sublayer (parents first) that has `rep` and is not `is_repped` (read
+    without a default), call `rep()`. On a PPBackbone model that gives reparameterize()'s fused model."""
+    section = {"name": "PPBackbone", "model": "PPLCNetV3", "scale": 0.35, "det": True}
+    walked = randomize_state(create_backbone(section, "det"), seed=3)
+    walked.eval()
+    x = paddle.rand([1, 3, 64, 64])
+    before = [o.numpy() for o in walked(x)]
+    for layer in walked.sublayers():
+        if hasattr(layer, "rep") and not layer.is_repped:
+            layer.rep()
+    assert not ppbackbone.has_unfused_blocks(walked)
+    assert all(layer.is_repped for layer in walked.sublayers() if hasattr(layer, "rep"))
+    reference = create_backbone(section, "det")
+    reference.set_state_dict(randomize_state(create_backbone(section, "det"), seed=3).state_dict())
+    ppbackbone.reparameterize(reference.eval())
+    assert list(walked.state_dict()) == list(reference.state_dict())
+    for a, b, c in zip(walked(x), reference(x), before):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(a.numpy(), c, rtol=1e-4, atol=1e-4 * float(np.abs(c).max()))
+
+
+def test_paddleocr_checkpoint_backbone_loads_by_keys(tmp_path):
+    """A PaddleOCR training checkpoint (backbone.* + neck/head keys, made from the fixture's PaddleOCR key list)
+    loads into the ppbackbone preset with nothing missing or unexpected, checked by keys."""
+    case = FACTS["cases"]["ppocrv5_mobile_det"]
+    rng = np.random.RandomState(0)
+    state = {f"backbone.{r[0]}": rng.rand(*r[1]).astype("float32") for r in case["rows"]}
+    state["neck.ins_conv.0.weight"] = rng.rand(4, 12, 1, 1).astype("float32")
+    path = str(tmp_path / "best_accuracy.pdparams")
+    paddle.save(state, path)
+    model = ppbackbone.create_model("PPLCNetV3_x0_75_ocr_det")
+    report = ppbackbone.load_weights(model, path)
+    assert not report.missing and not report.unexpected and not report.mismatched and report.ignored_prefix == 1
+    np.testing.assert_array_equal(model.conv1.conv.weight.numpy(), state["backbone.conv1.conv.weight"])
+
+
+# ---------------------------------------------------------------------------- the builder patch
+def _stand_in(root):
+    """A package named `ppocr` with PaddleOCR's module names and builder behaviour (facts in the fixture)."""
+    support = FACTS["builder"]["support"]
+    files = {
+        "ppocr/__init__.py": "",
+        "ppocr/modeling/__init__.py": "",
+        "ppocr/modeling/backbones/__init__.py": f"""
+            SUPPORT = {support!r}
+            CALLS = []
+
+            class Native:
+                def __init__(self, in_channels=3, **kw):
+                    self.kw, self.out_channels = kw, 7
+
+            def build_backbone(config, model_type):
+                Own = Native  # PaddleOCR imports its classes inside the function
+                name = config.pop("name")
+                assert name in SUPPORT[model_type], name
+                CALLS.append(name)
+                return eval("Own")(**config)
+            """,
+        "ppocr/modeling/architectures/__init__.py": "from .base_model import BaseModel\n",
+        "ppocr/modeling/architectures/base_model.py": """
+            from ppocr.modeling.backbones import build_backbone
+
+            class BaseModel:
+                def __init__(self, config):
+                    config["Backbone"]["in_channels"] = 3
+                    self.backbone = build_backbone(config["Backbone"], config["model_type"])
+                    self.neck_in = self.backbone.out_channels
+            """,
+    }
+    for rel, text in files.items():
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(textwrap.dedent(text))
+
+
+SCRIPT = """
+import sys
+sys.path[:0] = [{stand_in!r}, {repo!r}]
+if {plugin_first}:
+    import ppbackbone.ppocr
+from ppocr.modeling.architectures.base_model import BaseModel
+import ppocr.modeling.backbones as backbones
+if not {plugin_first}:
+    import ppbackbone.ppocr
+ppbackbone.ppocr.register_ppocr()  # a second registration changes nothing
+section = {{"name": "PPBackbone", "model": "PPLCNetV3", "scale": 0.35, "det": True}}
+det = BaseModel({{"model_type": "det", "Backbone": section}})
+rec = BaseModel({{"model_type": "rec", "Backbone": {{"name": "PPBackbone", "model": "pplcnetv3_x0_95_rec"}}}})
+native = BaseModel({{"model_type": "det", "Backbone": {{"name": "PPLCNetV3", "scale": 0.5}}}})
+print(type(det.backbone).__name__, det.neck_in, rec.neck_in, "name" in section, backbones.CALLS,
+      native.backbone.kw, native.neck_in)
+"""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("plugin_first", [True, False])
+def test_builder_is_patched_whichever_is_imported_first(tmp_path, plugin_first):
+    """`name: PPBackbone` builds through PaddleOCR's BaseModel (out_channels: list for det, int for rec, fed to
+    the neck; `name` popped as PaddleOCR does); every other section reaches PaddleOCR's own builder once."""
+    _stand_in(str(tmp_path))
+    script = SCRIPT.format(stand_in=str(tmp_path), repo=ROOT, plugin_first=plugin_first)
+    env = dict(os.environ, PYTHONPATH="")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=110)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[-2] == "PPLCNetV3 [5, 8, 19, 168] 480 False ['PPLCNetV3'] {'scale': 0.5} 7"
+
+
+# ---------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("section, model_type, match", [
+    ({}, "det", r"needs `model`: a PaddleOCR class \(PPLCNetV3.*\) followed by its own arguments, or a ppbackbone"),
+    ({"model": "PPLCNetV9"}, "det", r"model: 'PPLCNetV9' is neither a PaddleOCR class ppbackbone builds .*Did you"),
+    ({"model": "PPLCNetV3", "scale": 0.75, "det": True, "dett": 1}, "det",
+     r"PPLCNetV3 \(PaddleOCR\) has no argument\(s\) \['dett'\]. Did you mean: det\?"),
+    ({"model": "PPLCNetV3", "scale": 0.95}, "det", r"model PPLCNetV3 builds a rec form, but model_type is det: use det"),
+    ({"model": "PPLCNetV3", "det": True}, "rec", r"model PPLCNetV3 does not build a rec form .* rec preset"),
+    ({"model": "pplcnetv3_x0_75_det", "out_indices": [1, 2, 3]}, "det",
+     r"returns 3 map\(s\) at strides \[8, 16, 32\]; PaddleOCR's det necks take 4 maps at strides \[4, 8, 16, 32\]"),
+    ({"model": "pplcnetv3_x0_95_rec", "out_indices": [4]}, "rec", r"out_indices=\[4\] with model_type rec"),
+    ({"model": "hgnetv2_b0", "lr_mult_list": [1.0]}, "det", r"model hgnetv2_b0: lr_mult_list has 1 entries"),
+    ({"model": "PPLCNetV3", "in_channels": 1}, "rec", r"in_channels=1 .*3-channel images"),
+    ({"model": "PPLCNetV3"}, "cls", r"model_type 'cls'; PPBackbone builds det, rec backbones"),
+])
+def test_bad_sections_name_the_key_and_what_fits(section, model_type, match):
+    with pytest.raises(ppbackbone.errors.ConfigError, match=match):
+        create_backbone(dict(section, name="PPBackbone"), model_type)
+
+
+# ---------------------------------------------------------------------------- runner setup
+def _checkout(root):
+    for rel in ("ppocr/modeling/backbones/__init__.py", "tools/program.py", "tools/train.py",
+                "ppocr/utils/dict/ppocrv5_dict.txt"):
+        os.makedirs(os.path.dirname(os.path.join(root, rel)), exist_ok=True)
+        open(os.path.join(root, rel), "w").close()
+    return str(root)
+
+
+def test_checkout_is_found_from_tool_path_flag_or_env(tmp_path):
+    root = _checkout(tmp_path / "PaddleOCR")
+    assert find_ppocr_root(os.path.join(root, "tools", "train.py"), environ={}) == root
+    elsewhere = str(tmp_path / "x.py")
+    assert find_ppocr_root(elsewhere, environ={"PADDLEOCR_HOME": root}) == root
+    assert find_ppocr_root(elsewhere, ppocr_root=root, environ={}) == root
+    with pytest.raises(PPOCRSetupError, match=r"--ppocr-root=.* is not a PaddleOCR checkout: ppocr/modeling/"
+                                              r"backbones/__init__.py, tools/program.py not found"):
+        find_ppocr_root(elsewhere, ppocr_root=str(tmp_path), environ={})
+    with pytest.raises(PPOCRSetupError, match=r"PADDLEOCR_HOME=.*nope: no such directory"):
+        find_ppocr_root(elsewhere, environ={"PADDLEOCR_HOME": str(tmp_path / "nope")})
+    with pytest.raises(PPOCRSetupError, match=r"PaddleOCR not found; looked for .*PADDLEOCR_HOME \(unset\)"):
+        find_ppocr_root(elsewhere, environ={})
+    with pytest.raises(PPOCRSetupError, match="tool script not found: .*train.py"):
+        parse_args([str(tmp_path / "train.py"), "-c", "x.yml"])
+
+
+def test_relative_input_paths_resolve_against_the_checkout(tmp_path, monkeypatch):
+    root = _checkout(tmp_path / "PaddleOCR")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "mine.txt").write_text("a\n")
+    config = work / "c.yml"
+    config.write_text("Global:\n  character_dict_path: ./ppocr/utils/dict/ppocrv5_dict.txt\n  save_model_dir: ./out\n"
+                      "PostProcess:\n  character_dict_path: mine.txt\n")
+    out, changes = resolve_config(str(config), root, str(tmp_path / "resolved"), cwd=str(work))
+    assert changes == ["Global.character_dict_path"] and out != str(config)
+    text = open(out).read()
+    assert os.path.join(root, "ppocr", "utils", "dict", "ppocrv5_dict.txt") in text and "save_model_dir: ./out" in text
+    assert "character_dict_path: mine.txt" in text  # exists from the working directory: kept
+    args = ["-o", "Global.infer_img=ppocr/utils/dict/ppocrv5_dict.txt", "Global.epoch_num=1"]
+    assert resolve_overrides(args, root, cwd=str(work))[1].startswith("Global.infer_img=" + root)
+
+
+def test_rec_ppbackbone_needs_an_svtr_algorithm():
+    cfg = {"Architecture": {"model_type": "rec", "algorithm": "CRNN", "Backbone": {"name": "PPBackbone"}}}
+    with pytest.raises(PPOCRSetupError, match=r"Architecture.algorithm='CRNN' with a rec PPBackbone; use SVTR_LCNet "
+                                              r"or SVTR_HGNet"):
+        check_ppbackbone_sections(cfg, "c.yml")
+    cfg["Architecture"]["algorithm"] = "SVTR_LCNet"
+    assert check_ppbackbone_sections(cfg)[0][0] == "Architecture.Backbone"
+
+
+@pytest.mark.timeout(60)
+def test_wrong_checkout_path_is_one_error_line(tmp_path):
+    tool = tmp_path / "train.py"
+    tool.write_text("")
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "ppocr_run.py"), "--ppocr-root",
+                           str(tmp_path / "nope"), str(tool), "-c", "x.yml"], capture_output=True, text=True,
+                          timeout=55, env=dict(os.environ, PYTHONPATH=""))
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.strip() and "ccache" not in line
+             and "warnings.warn" not in line]
+    assert lines == [f"Error: --ppocr-root={tmp_path / 'nope'}: no such directory (expected a PaddleOCR checkout "
+                     f"holding ppocr/modeling/backbones/__init__.py and tools/program.py)"]
