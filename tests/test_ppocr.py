@@ -203,7 +203,7 @@ def test_builder_is_patched_whichever_is_imported_first(tmp_path, plugin_first):
     ({"model": "PPLCNetV3", "scale": 0.95}, "det", r"model PPLCNetV3 builds a rec form, but model_type is det: use det"),
     ({"model": "PPLCNetV3", "det": True}, "rec", r"model PPLCNetV3 does not build a rec form .* rec preset"),
     ({"model": "pplcnetv3_x0_75_det", "out_indices": [1, 2, 3]}, "det",
-     r"returns 3 map\(s\) at strides \[8, 16, 32\]; PaddleOCR's det necks take 4 maps at strides \[4, 8, 16, 32\]"),
+     r"returns 3 map\(s\) at strides \[4, 8, 16\]; PaddleOCR's det necks take 4 maps at strides \[4, 8, 16, 32\]"),
     ({"model": "pplcnetv3_x0_95_rec", "out_indices": [4]}, "rec", r"out_indices=\[4\] with model_type rec"),
     ({"model": "hgnetv2_b0", "lr_mult_list": [1.0]}, "det", r"model hgnetv2_b0: lr_mult_list has 1 entries"),
     ({"model": "PPLCNetV3", "in_channels": 1}, "rec", r"in_channels=1 .*3-channel images"),
