@@ -18,6 +18,8 @@ IMAGE_SIZE = 64  # small inputs keep the suite within minutes on 2 CPU cores
 
 def pytest_configure(config):
     paddle.set_device("cpu")
+    config.addinivalue_line("markers", "docs_commands: runs the command blocks of README.md and docs/*.md "
+                                       "(tests/test_docs_commands.py, about 3 minutes of CPU)")
 
 
 # tests/test_bad_inputs.py counts its generated cases here, {(kind, outcome): n}; printed after the run.
