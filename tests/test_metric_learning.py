@@ -173,7 +173,7 @@ def test_tpr_at_fpr_on_retrieval_pairs():
 
 
 def test_per_class_report_names_classes(tmp_path):
-    from ppbackbone.engine.trainer import class_names
+    from ppbackbone.engine.evaluation import class_names
     demo = {"DataLoader": {"Eval": {"dataset": {"name": "DemoDataset", "root": str(tmp_path / "demo")}}}}
     names = class_names(demo, 10)
     assert names[0] == "circle" and len(names) == 10
