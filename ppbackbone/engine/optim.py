@@ -186,6 +186,20 @@ def decay_excluded(model, cfg):
     return out
 
 
+def _decoupled_decay_optimizer(cfg, scheduler, params, grad_clip, excluded, coeff, multi_precision):
+    """AdamW or Lamb: weight decay applied by the optimizer itself, `excluded` parameters left out."""
+    name, reg = cfg["name"], cfg.get("regularizer")
+    common = dict(learning_rate=scheduler, beta1=float(cfg.get("beta1", 0.9)), beta2=float(cfg.get("beta2", 0.999)),
+                  epsilon=float(cfg.get("epsilon", 1e-8 if name == "AdamW" else 1e-6)), parameters=params,
+                  grad_clip=grad_clip, multi_precision=multi_precision)
+    if name == "AdamW":
+        return paddle.optimizer.AdamW(weight_decay=coeff, amsgrad=bool(cfg.get("amsgrad", False)),
+                                      apply_decay_param_fun=lambda n: n not in excluded, **common)
+    coeff = float(cfg.get("lamb_weight_decay", coeff if (reg or cfg.get("weight_decay")) else 0.01))
+    return paddle.optimizer.Lamb(lamb_weight_decay=coeff, exclude_from_weight_decay_fn=lambda p: p.name in excluded,
+                                 **common)
+
+
 def build_optimizer(cfg, model, epochs, steps_per_epoch):
     """(optimizer, lr scheduler) for `model`'s trainable parameters from the `Optimizer` section."""
     check_optimizer_config(cfg)
@@ -205,17 +219,8 @@ def build_optimizer(cfg, model, epochs, steps_per_epoch):
     excluded = decay_excluded(model, cfg)
     multi_precision = bool(cfg.get("multi_precision", False))
     if name in ("AdamW", "Lamb"):
-        common = dict(learning_rate=scheduler, beta1=float(cfg.get("beta1", 0.9)), beta2=float(cfg.get("beta2", 0.999)),
-                      epsilon=float(cfg.get("epsilon", 1e-8 if name == "AdamW" else 1e-6)), parameters=params,
-                      grad_clip=grad_clip, multi_precision=multi_precision)
-        if name == "AdamW":
-            optimizer = paddle.optimizer.AdamW(weight_decay=coeff, amsgrad=bool(cfg.get("amsgrad", False)),
-                                               apply_decay_param_fun=lambda n: n not in excluded, **common)
-        else:
-            coeff = float(cfg.get("lamb_weight_decay", coeff if (reg or cfg.get("weight_decay")) else 0.01))
-            optimizer = paddle.optimizer.Lamb(lamb_weight_decay=coeff,
-                                              exclude_from_weight_decay_fn=lambda p: p.name in excluded, **common)
-        return optimizer, scheduler
+        return _decoupled_decay_optimizer(cfg, scheduler, params, grad_clip, excluded, coeff, multi_precision), \
+            scheduler
     regularizer = (paddle.regularizer.L2Decay(coeff) if reg_name == "L2" else paddle.regularizer.L1Decay(coeff)) \
         if coeff else None
     if regularizer is not None:
