@@ -13,19 +13,24 @@ Exit statuses (also in every tool's --help): see EXIT_STATUS_HELP.
 import argparse
 import errno
 import os
+import signal
 import sys
+import threading
 import traceback
 import warnings
 
+from .after_import import after_import
+
 __all__ = ["run", "parse_args", "main_guard", "error_message", "new_parser", "add_common_args", "positive_int", "non_negative_int",
            "debug_requested", "check_model_names", "EXIT_OK", "EXIT_BUG", "EXIT_USER_ERROR", "EXIT_PARTIAL", "EXIT_INTERRUPTED",
-           "EXIT_STATUS_HELP"]
+           "EXIT_TERMINATED", "EXIT_STATUS_HELP", "Terminated"]
 
 EXIT_OK = 0
 EXIT_BUG = 1  # an unexpected error (traceback printed): please report it
 EXIT_USER_ERROR = 2  # a user mistake, one `Error: ...` line (argparse's usage errors use 2 as well)
 EXIT_PARTIAL = 3  # finished, but some inputs were skipped (each reported), e.g. unreadable images in infer.py
 EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_TERMINATED = 143  # SIGTERM (128 + 15, what a shell reports for a process the signal killed)
 
 EXIT_STATUS_HELP = """exit status:
   0    success
@@ -33,7 +38,8 @@ EXIT_STATUS_HELP = """exit status:
   2    user error: bad config, flag, file, image, weights or disk (one `Error: ...` line; --debug or
        PPBACKBONE_DEBUG=1 adds the traceback); also argparse's usage errors
   3    finished, but some inputs were skipped (each one reported), e.g. unreadable images in tools/infer.py
-  130  interrupted (Ctrl-C)"""
+  130  interrupted (Ctrl-C)
+  143  terminated (SIGTERM), e.g. by a job scheduler; checkpoints already written stay intact"""
 
 # What the operating system refuses because of the user's files or disk, not because of a bug.
 _USER_ERRNOS = {errno.ENOENT: None, errno.EACCES: None, errno.EPERM: None, errno.EISDIR: None,
@@ -72,13 +78,33 @@ def _rank():
     return int(os.environ.get("PADDLE_TRAINER_ID", "0")), int(os.environ.get("PADDLE_TRAINERS_NUM", "1"))
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: unwinds like Ctrl-C (finally blocks run, writes in progress are abandoned whole)."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def _handle_sigterm(_module=None):
+    """SIGTERM raises Terminated in the main thread. Paddle installs a C++ handler at import (it prints a
+    FatalError dump and aborts), so this runs again right after `paddle` is imported."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
+
+
 def main_guard(main, argv=None):
     """Run `main(argv)` and return the process exit status, turning errors into messages (module doc)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     rank, world = _rank()
     where = f" (rank {rank})" if world > 1 else ""
+    _handle_sigterm()
+    after_import("paddle", _handle_sigterm)
     try:
         status = main(argv)
+    except Terminated:
+        print(f"Terminated (SIGTERM){where}", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print(f"Interrupted{where}", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -188,6 +188,30 @@ class ThreadedBatches:
             self.thread.join()
 
 
+def _quiet_reader_thread_errors():
+    """Keep paddle's reader thread from printing its traceback for a dataset error.
+
+    With worker processes, paddle 3.3.1 re-raises a worker's exception in its `_thread_loop` thread
+    of the main process; Python prints that thread's traceback (some 40 lines) before the training
+    loop learns of the failure, which `Loader.__iter__` then reports as one error naming the file.
+    Installed once per process; every other thread error still goes to the previous hook."""
+    previous = threading.excepthook
+    if getattr(previous, "_ppbackbone", False):
+        return
+
+    def hook(args):
+        frames, tb = set(), args.exc_traceback
+        while tb is not None:
+            frames.add(tb.tb_frame.f_code.co_name)
+            tb = tb.tb_next
+        if isinstance(args.exc_type, type) and issubclass(args.exc_type, DatasetError) and "_thread_loop" in frames:
+            return
+        previous(args)
+
+    hook._ppbackbone = True
+    threading.excepthook = hook
+
+
 class Loader:
     """An epoch-aware data loader: call `set_epoch(e)` before iterating epoch e. With worker
     processes it wraps paddle.io.DataLoader; without, it reads in a `ThreadedBatches` thread."""
@@ -203,6 +227,7 @@ class Loader:
         self.collate_fn = collate_fn or _collate(None)
         self.loader = None
         if num_workers:
+            _quiet_reader_thread_errors()
             self.loader = DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers,
                                      use_shared_memory=use_shared_memory, collate_fn=self.collate_fn,
                                      return_list=True)

@@ -30,6 +30,7 @@ from .losses import build_loss
 from .metrics import ClassPrecisionRecall, build_metrics
 from .optim import build_optimizer
 from .run_checkpoints import RunCheckpoints
+from .run_lock import RunLock
 from .run_setup import RunSetup
 from .train_loop import NonFiniteLossError, TrainLoop
 
@@ -88,15 +89,27 @@ class Trainer(RunSetup, RunCheckpoints, TrainLoop, Evaluation):
         self._read_global()
         self.output_dir = check_output_dir(os.path.join(self.output_root, str(config["Arch"]["name"])),
                                            "Global.output_dir", self.output_root)
-        self.log = setup_logger(os.path.join(self.output_dir, f"{mode}.log"), self.rank)
-        self._setup_device()
-        if self.world_size > 1:
-            paddle.distributed.init_parallel_env()
-        # Fresh name counters per trainer: parameter and optimizer-state names do not depend on what
-        # else this process built, so a checkpoint's optimizer state always finds its tensors.
-        self._names = UniqueNameGenerator()
-        with self.names():
-            self._build()
+        # One training run per folder (rank 0 holds the lock): taken before anything is written there,
+        # so a refused run leaves the other run's train.log and checkpoints alone.
+        self.run_lock = RunLock(self.output_dir).acquire() if mode == "train" and self.rank == 0 else None
+        try:
+            self.log = setup_logger(os.path.join(self.output_dir, f"{mode}.log"), self.rank)
+            self._setup_device()
+            if self.world_size > 1:
+                paddle.distributed.init_parallel_env()
+            # Fresh name counters per trainer: parameter and optimizer-state names do not depend on what
+            # else this process built, so a checkpoint's optimizer state always finds its tensors.
+            self._names = UniqueNameGenerator()
+            with self.names():
+                self._build()
+        except BaseException:
+            self.release_lock()
+            raise
+
+    def release_lock(self):
+        """Let another run use the output folder (train() does it when it ends)."""
+        if self.run_lock is not None:
+            self.run_lock.release()
 
     def names(self):
         return unique_name.guard(self._names)
@@ -165,5 +178,8 @@ class Trainer(RunSetup, RunCheckpoints, TrainLoop, Evaluation):
         """Run epochs start_epoch..epochs; returns {'best_metric', 'best_epoch', 'last_eval', 'epochs_run'}."""
         if self.mode != "train":
             raise RuntimeError("Trainer was built in eval mode")
-        with self.names():
-            return self._train()
+        try:
+            with self.names():
+                return self._train()
+        finally:
+            self.release_lock()
