@@ -35,7 +35,7 @@ import paddle
 
 from ..errors import UserError, warn_once
 from ..weights.safe_pickle import UnsafePickleError, load_pickle
-from ..weights.io import check_numeric, file_sha256
+from ..weights.io import check_finite, check_numeric, file_sha256
 
 __all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError", "CheckpointWriteError", "checkpoint_files",
            "find_checkpoints", "read_states", "newest_checkpoint", "clean_stale", "remove_checkpoints", "fault_point", "SETS_DIR"]
@@ -357,9 +357,10 @@ def _check_hashes(base, shown, states):
                                   f"from another checkpoint in {os.path.dirname(shown) or '.'} instead")
 
 
-def load_checkpoint(prefix):
+def load_checkpoint(prefix, allow_nonfinite=False):
     """Read checkpoint `prefix` -> dict(model, optimizer, states, ema, prefix): checks that the files
-    exist, that .pdstates is there and that the files match the hashes it records."""
+    exist, that .pdstates is there, that the files match the hashes it records and that the weights
+    hold no NaN/Inf (unless `allow_nonfinite`)."""
     base, shown = _resolve_files(os.fspath(prefix))
     absent = [base + s for s in (".pdparams", ".pdopt", ".pdstates") if not os.path.isfile(base + s)]
     if absent:
@@ -391,5 +392,6 @@ def load_checkpoint(prefix):
             if not isinstance(state, dict):
                 raise CheckpointError(f"{shown}{suffix} holds {type(state).__name__}, expected a state dict")
             check_numeric(state, shown + suffix, CheckpointError)
+            check_finite(state, shown + suffix, CheckpointError, allow=allow_nonfinite)
     return {"model": params, "optimizer": optimizer, "states": states, "ema": ema, "prefix": shown,
             "files": base}

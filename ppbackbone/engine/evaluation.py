@@ -9,6 +9,7 @@ import paddle
 from ..errors import ConfigError, get_value, warn_once
 from .logging_utils import ProgressBar
 from .retrieval import compute_features, retrieval_scores
+from .train_loop import NonFiniteLossError
 
 __all__ = ["Evaluation", "class_names", "evaluated_model"]
 
@@ -100,6 +101,7 @@ class Evaluation:
                     result.update(m.accumulate())
             if was_training:
                 self.model.train()
+        self._check_eval_loss(result["loss"], count, epoch)
         text = ", ".join(f"{k}: {v:.5f}" for k, v in result.items())
         self.log.info(f"[{tag}]" + (f"[Epoch {epoch}]" if epoch else "") + f"[Avg] {text} ({count} images, "
                       f"{time.time() - start:.1f}s)")
@@ -110,6 +112,20 @@ class Evaluation:
             self.log.info(f"[{tag}] per-class precision / recall:\n" +
                           "\n".join(self.class_report.report(class_names(self.config, self.class_num))))
         return result
+
+    def _check_eval_loss(self, loss, count, epoch):
+        """A NaN/Inf evaluation loss makes every figure of the evaluation meaningless: an error."""
+        if np.isfinite(loss):
+            return
+        if epoch is not None:
+            raise NonFiniteLossError(f"the evaluation loss is {loss} after epoch {epoch} ({count} images): training "
+                                     f"diverged. Lower Optimizer.lr.learning_rate (or add warmup), check the data, "
+                                     f"then resume from the last checkpoint in {self.output_dir}")
+        source = f"Global.pretrained_model={self.pretrained_model}" if self.pretrained_model else \
+            "the model's initial weights"
+        raise NonFiniteLossError(f"the evaluation loss is {loss} over {count} images of DataLoader.Eval: the model "
+                                 f"computes NaN/Inf outputs with {source} (weights of a diverged run?) or the data "
+                                 f"yields non-finite inputs (NormalizeImage std of 0?)")
 
     def _evaluate_retrieval(self, epoch, tag):
         """Embed DataLoader.Eval.Gallery and .Query, rank by cosine similarity, score with the

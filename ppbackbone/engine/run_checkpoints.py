@@ -6,10 +6,11 @@ import os
 import paddle
 
 from ..errors import warn_once
-from ..weights.io import save_weights
+from ..weights.io import check_finite, describe_nonfinite, save_weights
 from .checkpoint import (CheckpointError, clean_stale, find_checkpoints, load_checkpoint, newest_checkpoint,
                          read_states, remove_checkpoints, save_checkpoint)
 from .ema import ModelEMA
+from .train_loop import NonFiniteLossError
 
 __all__ = ["RunCheckpoints"]
 
@@ -29,7 +30,7 @@ class RunCheckpoints:
     """Resume, save and claim the output directory (a part of Trainer; it uses the Trainer's attributes)."""
 
     def _resume(self, prefix):
-        ckpt = load_checkpoint(prefix)
+        ckpt = load_checkpoint(prefix, allow_nonfinite=self.allow_nonfinite)
         states = ckpt["states"]
         saved_name = states.get("model_name")
         if saved_name and saved_name != self.model_name:
@@ -136,6 +137,12 @@ class RunCheckpoints:
         if self.rank != 0:
             return None
         names = [names] if isinstance(names, str) else list(names)
+        found = check_finite(self.model.state_dict(), "", allow=True)
+        if found:  # the last steps diverged: never published as a checkpoint (best_model or any other)
+            raise NonFiniteLossError(f"after epoch {epoch} {len(found)} weight tensor(s) hold NaN/Inf "
+                                     f"({describe_nonfinite(found)}): training diverged, nothing was saved. Lower "
+                                     f"Optimizer.lr.learning_rate (or add warmup), then resume from the last "
+                                     f"checkpoint in {self.output_dir}")
         prefixes = save_checkpoint([os.path.join(self.output_dir, n) for n in names], self.model.state_dict(),
                                    self.optimizer.state_dict(), self._states(epoch, metric),
                                    ema_state=self.ema.state_dict() if self.ema is not None else None)

@@ -35,6 +35,7 @@ class RunSetup:
         self.pretrained_model = get_value(cfg, "Global.pretrained_model", None, str, expect="a weights file path")
         self.device = str(get_value(cfg, "Global.device", "gpu", str, expect="gpu, cpu, xpu, ...")).lower()
         self.overwrite = get_value(cfg, "Global.overwrite", False, bool, expect="True or False")
+        self.allow_nonfinite = get_value(cfg, "Global.allow_nonfinite_weights", False, bool, expect="True or False")
         self.eval_mode = get_value(cfg, "Global.eval_mode", "classification", str,
                                    lambda v: v in ("classification", "retrieval"), "classification or retrieval")
 

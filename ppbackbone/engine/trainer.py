@@ -125,7 +125,7 @@ class Trainer(RunSetup, RunCheckpoints, TrainLoop, Evaluation):
         if self.class_num <= 0 and cfg["Arch"]["name"] not in ("RecModel", "DistillationModel"):
             raise ConfigError(f"Arch.class_num must be > 0 for classification training, got {self.class_num}")
         if self.pretrained_model and not self.checkpoints:
-            load_weights(self.model, self.pretrained_model)
+            load_weights(self.model, self.pretrained_model, allow_nonfinite=self.allow_nonfinite)
         self._build_loaders()
         loss_cfg, metric_cfg = cfg.get("Loss") or {}, cfg.get("Metric") or {}
         default_loss = default_metric = None

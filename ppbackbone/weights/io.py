@@ -16,7 +16,7 @@ import paddle
 from ..errors import UserError
 from .safe_pickle import UnsafePickleError, load_pickle
 
-__all__ = ["WeightsError", "WeightsFileNotFound", "check_numeric", "load_weights", "save_weights", "read_state_dict",
+__all__ = ["WeightsError", "WeightsFileNotFound", "NonFiniteWeightsError", "check_numeric", "check_finite", "describe_nonfinite", "load_weights", "save_weights", "read_state_dict",
            "download_weights", "LoadReport", "weights_cache_dir", "atomic_write", "file_sha256"]
 
 # Below this fraction of the model's tensors found in a file, the file is another architecture.
@@ -26,6 +26,10 @@ _URL_PREFIXES = ("http://", "https://")
 
 class WeightsError(UserError, ValueError):
     """A weights file that cannot be used for this model; the message names the file and why."""
+
+
+class NonFiniteWeightsError(WeightsError):
+    """Weights holding NaN or Inf: every result computed from them is meaningless."""
 
 
 @dataclass
@@ -39,6 +43,7 @@ class LoadReport:
     head_skipped: list = field(default_factory=list)
     ignored_prefix: int = 0  # keys outside `backbone.` in a detector checkpoint
     model_keys: frozenset = frozenset()
+    nonfinite: list = field(default_factory=list)  # (key, NaN count, Inf count): loaded with allow_nonfinite
 
     def summary(self):
         total = len(self.loaded) + len(self.missing) + len(
@@ -49,6 +54,8 @@ class LoadReport:
             parts.append(f"head skipped {len(self.head_skipped)}")
         if self.ignored_prefix:
             parts.append(f"non-backbone keys ignored {self.ignored_prefix}")
+        if self.nonfinite:
+            parts.append(f"NON-FINITE {len(self.nonfinite)} (allowed for debugging: {describe_nonfinite(self.nonfinite)})")
         lines = [f"Weights {self.path}: " + ", ".join(parts)]
         for label, keys in (("missing", self.missing), ("unexpected", self.unexpected)):
             if keys:
@@ -135,6 +142,29 @@ def check_numeric(state, path, error=None):
                                           f"a number type; expected float (or integer) weights")
 
 
+def describe_nonfinite(found, limit=3):
+    """`key: n NaN, m Inf of size; ...` for check_finite's list (the first `limit` tensors)."""
+    shown = "; ".join(f"{key}: {nan} NaN, {inf} Inf of {size}" for key, nan, inf, size in found[:limit])
+    return shown + (f"; ... (+{len(found) - limit} more tensors)" if len(found) > limit else "")
+
+
+def check_finite(state, path, error=None, allow=False):
+    """The float tensors of `state` holding NaN or Inf, as [(key, NaN count, Inf count, size)]; unless
+    `allow` (for debugging), raise `error` (NonFiniteWeightsError) naming them and `path`."""
+    found = []
+    for key, value in state.items():
+        array = np.asarray(value.numpy() if hasattr(value, "numpy") else value)
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            nan = int(np.isnan(array).sum())
+            found.append((key, nan, int(array.size - nan - np.isfinite(array).sum()), int(array.size)))
+    if found and not allow:
+        raise (error or NonFiniteWeightsError)(
+            f"{path}: {len(found)} tensor(s) hold NaN/Inf values ({describe_nonfinite(found)}); results computed "
+            f"from them are meaningless (a diverged or damaged run?). Use an earlier checkpoint; to load them anyway "
+            f"for debugging, set Global.allow_nonfinite_weights=True (load_weights(..., allow_nonfinite=True))")
+    return found
+
+
 def read_state_dict(path):
     """Read a weights file into ({key: numpy array}, resolved path); a WeightsError names the file
     (and the key) when it is unreadable, truncated, not a state dict or refers to code."""
@@ -169,13 +199,14 @@ def _strip_prefix(state, prefix="backbone."):
     return inner, len(state) - len(inner)
 
 
-def load_weights(model, path, verbose=True):
+def load_weights(model, path, verbose=True, allow_nonfinite=False):
     """Load a .pdparams/.safetensors file (or URL) into `model`; returns a LoadReport.
 
     Strips a `backbone.` prefix, passes the keys through `model.filter_state_dict` when the model has
     one, skips classifier-head tensors of another size (or any head tensor when the model has no
     head), and raises when the file matches less than half of the model or a non-head tensor has
-    another shape.
+    another shape, or when a tensor to load holds NaN/Inf (NonFiniteWeightsError naming it; with
+    `allow_nonfinite` they load and the report lists them).
     """
     state, resolved = read_state_dict(path)
     ignored = 0
@@ -210,6 +241,7 @@ def load_weights(model, path, verbose=True):
         details = "; ".join(f"{k}: file {a} vs model {b}" for k, a, b in report.mismatched[:5])
         raise WeightsError(f"{resolved}: {len(report.mismatched)} tensors of {name} have another shape in the "
                          f"file ({details}); is it weights of another variant?")
+    report.nonfinite = check_finite(to_load, resolved, allow=allow_nonfinite)
     for key, value in to_load.items():
         target = model_state[key]
         target.set_value(value.astype(str(target.dtype).replace("paddle.", "")))
