@@ -6,6 +6,7 @@ feature maps for a feature-mode export.
 """
 import copy
 import os
+import threading
 
 import numpy as np
 
@@ -80,6 +81,11 @@ class Predictor:
     them, and returns one result per image: `{"class_ids", "scores", "label_names"}` for a
     classifier, `{output name: CHW feature map}` for a feature-mode export, `{"features": vector}`
     for a model exported without classifier (class_num 0).
+
+    Threads: one Predictor may be shared by several threads. Preprocessing runs in parallel; the
+    runtime call is serialized by a lock (Paddle Inference and OpenVINO requests are not
+    thread-safe), so results equal those of single-threaded calls. For inference in parallel,
+    create one Predictor per thread (each loads the model; give each `threads=` a share of the cores).
     """
 
     def __init__(self, model_dir, device="cpu", threads=None, runtime="paddle", topk=None, onednn=True,
@@ -97,6 +103,7 @@ class Predictor:
         self.label_list = self.export.label_list
         self.softmax = self.export.apply_softmax
         self._ops = None
+        self._lock = threading.Lock()  # one runtime call at a time (see the class doc)
         self.choice = None  # runtime="auto": what was measured and picked
         if runtime == "auto":
             self.backend, self.choice = self._choose(precision, device, threads, onednn, log)
@@ -125,9 +132,11 @@ class Predictor:
     # ---------------------------------------------------------------- preprocessing
     def _transforms(self):
         if self._ops is None:
-            # The same builder training and evaluation use: one definition of every op.
-            from ..data.transforms import build_transforms
-            self._ops = build_transforms(self.export.preprocess_ops())
+            with self._lock:
+                if self._ops is None:
+                    # The same builder training and evaluation use: one definition of every op.
+                    from ..data.transforms import build_transforms
+                    self._ops = build_transforms(self.export.preprocess_ops())
         return self._ops
 
     def preprocess(self, image):
@@ -166,7 +175,8 @@ class Predictor:
     # ---------------------------------------------------------------- running
     def run(self, batch):
         """Raw outputs for a preprocessed NCHW float32 batch: {output name: array}."""
-        outs = self.backend.run(batch)
+        with self._lock:
+            outs = self.backend.run(batch)
         return dict(zip(self.output_names, outs))
 
     def postprocess(self, outputs):
