@@ -111,3 +111,20 @@ def test_resume_from_a_nan_checkpoint_is_refused(tiny_eval):
     with pytest.raises(CheckpointError, match=rf"latest.pdparams: 1 tensor\(s\) hold NaN/Inf values \({key}: 0 NaN"):
         load_checkpoint(latest)
     assert load_checkpoint(latest, allow_nonfinite=True)["model"][key][0, 0, 0, 0] == np.inf
+
+
+def test_export_of_nan_weights_names_the_tensor_and_writes_nothing(tmp_path):
+    from ppbackbone.errors import ExportError
+    from ppbackbone.deploy.export import export_model
+    model = create_model("pplcnet_x0_25", num_classes=4)
+    key = list(model.state_dict())[3]
+    path = _poisoned(model, tmp_path / "bad.pdparams", {key: np.nan})
+    config = {"Arch": {"name": "pplcnet_x0_25", "class_num": 4}, "Global": {"image_shape": [3, 32, 32]}}
+    save_dir = str(tmp_path / "model")
+    with pytest.raises(ExportError, match=rf"weights={path}: .*1 tensor\(s\) hold NaN/Inf values \({key}: 2 NaN"):
+        export_model(config, save_dir=save_dir, weights=path, log=lambda *a: None)
+    config["Global"]["allow_nonfinite_weights"] = True  # loads, but an export of them is still refused
+    with pytest.raises(ExportError, match=rf"1 weight tensor\(s\) hold NaN/Inf \({key}: 2 NaN.*export of them is "
+                                          r"refused"):
+        export_model(config, save_dir=save_dir, weights=path, log=lambda *a: None)
+    assert os.listdir(tmp_path) == ["bad.pdparams"]

@@ -172,3 +172,31 @@ def test_lock_of_another_host_is_refused_with_what_to_do(tmp_path):
     with pytest.raises(RunLockError, match=r"pid 4242 on host elsewhere.*if that run is gone, delete"):
         RunLock(tmp_path).acquire()
     assert (tmp_path / LOCK_NAME).exists()
+
+
+# ------------------------------------------------------------------------------------ export staging folders
+@pytest.mark.timeout(120)
+def test_next_export_removes_staging_folders_of_killed_exports_only(tmp_path):
+    """Folders a killed export left beside its target (owner pid dead) go at the next export into the
+    same parent; a live export's, another host's and an unnamed one stay; so does a `.old-` export
+    whose folder is missing (it is the only copy)."""
+    from ppbackbone.deploy.export import export_model
+    dead, host = _dead_pid(), socket.gethostname()
+    planted = {".model.tmp-{}@{}-ab12cd_x".format(dead, host): False, ".other.tmp-{}@{}-zz9".format(dead, host): False,
+               ".model.old-{}@{}-q1".format(dead, host): False,  # model/ exists: a leftover, removed
+               ".gone.old-{}@{}-q2".format(dead, host): True,  # gone/ does not exist: kept
+               ".model.tmp-{}@{}-live1".format(os.getpid(), host): True,
+               ".model.tmp-{}@elsewhere-h1".format(dead): True, ".model.tmp-legacy7": True}
+    for name in planted:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "inference.pdiparams").write_bytes(b"partial")
+    (tmp_path / "model").mkdir()  # a previous export, replaced by this one
+    (tmp_path / "model" / "inference.yml").write_text("previous")
+    lines = []
+    config = {"Arch": {"name": "pplcnet_x0_25", "class_num": 4}, "Global": {"image_shape": [3, 32, 32]}}
+    export_model(config, save_dir=str(tmp_path / "model"), allow_random_weights=True, verify=False, latency_runs=0,
+                 log=lines.append)
+    left = set(os.listdir(tmp_path))
+    assert left == {"model"} | {name for name, kept in planted.items() if kept}, left
+    removed = [line for line in lines if line.startswith("Removed ")]
+    assert len(removed) == 3 and all(f"(pid {dead}) that is no longer running" in line for line in removed), lines

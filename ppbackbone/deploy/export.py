@@ -15,7 +15,7 @@ import paddle
 from ..arch.recognition import deployable
 from ..config import build_model, check_output_dir
 from ..errors import ExportError
-from ..weights.io import load_weights, read_state_dict
+from ..weights.io import check_finite, describe_nonfinite, load_weights, read_state_dict
 from .export_dir import (INFERENCE_YML, INPUT_NAME, MODEL_FILES, MODEL_PREFIX, ONNX_FILE, ONNX_INT8_FILE,
                          PARAMS_FILE, check_paddlex_name, find_model_file, write_inference_config)
 from .inference_yml import _as_list, _check_preprocess, _image_shape, _mode, derive_inference_config, output_names
@@ -93,7 +93,7 @@ def export_model(config, save_dir=None, weights=None, allow_random_weights=False
     graph, softmax_in_graph, reference = _checked_graph(model, sample, fuse, softmax, tolerance, log)
     names = output_names(model, softmax_in_graph)
     _check_disk_space(save_dir, graph, onnx)
-    with _staging_dir(save_dir) as tmp_dir:
+    with _staging_dir(save_dir, log) as tmp_dir:
         info = derive_inference_config(config, model, shape, names, fused=fuse, softmax_in_graph=softmax_in_graph,
                                        paddlex_name=paddlex_name, weights=report.path if report else None,
                                        weights_flag=source)
@@ -127,9 +127,11 @@ def _paddlex_name(model, paddlex_name):
 def _checked_graph(model, sample, fuse, softmax, tolerance, log):
     """(the layer to save, whether it ends in softmax, its reference outputs on `sample`): the model fused
     (and checked against the unfused one) unless fuse=False, with softmax appended when asked."""
+    _check_finite_model(model, "")
     reference = _dygraph_outputs(model, sample)  # the unfused model is the truth every step is checked against
     if fuse:
         _fuse_checked(model, sample, reference, tolerance, log)
+        _check_finite_model(model, " after Rep fusion")
     elif _has_unfused(model):
         log(f"NOTE: {model.model_name} is exported UNFUSED (fuse=False): its Rep blocks keep their training "
             f"branches and run slower")
@@ -137,6 +139,16 @@ def _checked_graph(model, sample, fuse, softmax, tolerance, log):
     if softmax_in_graph:
         reference = [_softmax(reference[0])]
     return graph, softmax_in_graph, reference
+
+
+def _check_finite_model(model, when):
+    """An export of NaN/Inf weights computes nothing meaningful: refused, naming the tensors (before a
+    verification that could only say the outputs differ)."""
+    found = check_finite(model.state_dict(), "", allow=True)
+    if found:
+        raise ExportError(f"{model.model_name}: {len(found)} weight tensor(s) hold NaN/Inf{when} "
+                          f"({describe_nonfinite(found)}); an export of them is refused (Global.allow_nonfinite_weights "
+                          f"only lets them load, for debugging). Export the weights of a run that did not diverge")
 
 
 def _verify_export(checked, verify, latency_runs, onnx, onnx_opset):
@@ -209,7 +221,8 @@ def _build_with_weights(config, weights, allow_random_weights, log):
     if weights_path is None:
         log("WARNING: exporting RANDOMLY INITIALISED weights (--random-weights): for benchmarking only")
     else:
-        report = _load_checked(_load_target(model, weights_path), weights_path, flag, log)
+        allow = bool((config.get("Global") or {}).get("allow_nonfinite_weights"))
+        report = _load_checked(_load_target(model, weights_path), weights_path, flag, log, allow)
     model = deployable(model)  # a RecModel's embedding, a DistillationModel's infer_model_name model
     model.eval()
     return model, report, (f"{flag}={weights_path}" if flag else None)
@@ -225,10 +238,10 @@ def _load_target(model, path):
     return model if any(k.startswith(prefix) for k in state) else model.submodel(model.infer_model_name)
 
 
-def _load_checked(model, path, flag, log=print):
+def _load_checked(model, path, flag, log=print, allow_nonfinite=False):
     """load_weights (its report logged) + the checks an export needs: every tensor loaded."""
     try:
-        report = load_weights(model, path, verbose=False)
+        report = load_weights(model, path, verbose=False, allow_nonfinite=allow_nonfinite)
     except (OSError, ValueError, RuntimeError) as err:
         raise ExportError(f"{flag}={path}: {err}") from None
     log(report.summary())

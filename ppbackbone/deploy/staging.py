@@ -2,13 +2,20 @@
 onto it only after verification (so a failed export leaves nothing half-written), and the disk-space checks
 (Paddle's writer does not report a full disk)."""
 import os
+import re
 import shutil
+import socket
 import tempfile
 
 import numpy as np
 
+from ..engine.run_lock import owner_tag, process_alive
 from ..errors import ExportError
 from .export_dir import EXPORT_MARKERS, PARAMS_FILE
+
+# `.<export dir>.tmp-<pid>@<host>-<random>` (staging) and `.old-` (a replaced export being removed): the
+# owner in the name tells a folder a killed export left from one an export is writing now.
+_STAGING_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)@(?P<host>.+)-[a-z0-9_]+$")
 
 
 def _check_save_dir(save_dir):
@@ -24,17 +31,42 @@ def _check_save_dir(save_dir):
                               f"directory)")
 
 
+def clean_stale_staging(parent, log=print):
+    """Remove the staging folders in `parent` that exports killed mid-way left (their owner, named in the
+    folder's name, is no longer running on this host); a `.old-` folder only once its export folder is
+    back. Folders of live exports, of other hosts, or without an owner in the name are kept. Returns the
+    removed paths."""
+    removed = []
+    host = socket.gethostname()
+    for entry in sorted(os.listdir(parent)) if os.path.isdir(parent) else []:
+        match = _STAGING_NAME.match(entry)
+        path = os.path.join(parent, entry)
+        if not match or match["host"] != host or process_alive(int(match["pid"])) or \
+                not os.path.isdir(path) or os.path.islink(path):
+            continue
+        if match["kind"] == "old" and not os.path.isdir(os.path.join(parent, match["name"])):
+            continue  # the previous export, moved aside when its owner died: not ours to delete
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.exists(path):
+            removed.append(path)
+            log(f"Removed {path}: left by an export (pid {match['pid']}) that is no longer running")
+    return removed
+
+
 class _staging_dir:
     """`with _staging_dir(save_dir) as tmp:` a fresh directory beside save_dir, renamed onto it when
-    the block succeeds and removed when it fails, so save_dir only ever holds a complete export."""
+    the block succeeds and removed when it fails, so save_dir only ever holds a complete export. Its name
+    carries this process's pid and host, so the next export into the same parent removes what a killed
+    one left (`clean_stale_staging`)."""
 
-    def __init__(self, save_dir):
-        self.save_dir = save_dir
+    def __init__(self, save_dir, log=print):
+        self.save_dir, self.log = save_dir, log
 
     def __enter__(self):
         parent = os.path.dirname(self.save_dir)
         os.makedirs(parent, exist_ok=True)
-        self.tmp_dir = tempfile.mkdtemp(prefix=f".{os.path.basename(self.save_dir)}.tmp-", dir=parent)
+        clean_stale_staging(parent, self.log)
+        self.tmp_dir = tempfile.mkdtemp(prefix=f".{os.path.basename(self.save_dir)}.tmp-{owner_tag()}-", dir=parent)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(self.tmp_dir, 0o777 & ~umask)  # mkdtemp's 0700 would outlive the rename
@@ -56,7 +88,8 @@ def _publish(tmp_dir, save_dir):
     """Move the verified export onto `save_dir`, replacing a previous export there."""
     old = None
     if os.path.exists(save_dir):
-        old = tempfile.mkdtemp(prefix=f".{os.path.basename(save_dir)}.old-", dir=os.path.dirname(save_dir))
+        old = tempfile.mkdtemp(prefix=f".{os.path.basename(save_dir)}.old-{owner_tag()}-",
+                               dir=os.path.dirname(save_dir))
         os.rmdir(old)
         os.rename(save_dir, old)
     try:
