@@ -35,8 +35,11 @@ def conv_attr(lr_mult=1.0, initializer="kaiming"):
     return ParamAttr(learning_rate=lr_mult, initializer=initializer)
 
 
-def norm_attrs(lr_mult=1.0):
-    """(weight_attr, bias_attr) for a BatchNorm: no weight decay, the stage's lr multiplier."""
+def norm_attrs(lr_mult=1.0, global_decay=False):
+    """(weight_attr, bias_attr) for a BatchNorm: no weight decay (`global_decay`: the optimizer's, for
+    references that leave their BN to it), the stage's lr multiplier."""
+    if global_decay:
+        return ParamAttr(learning_rate=lr_mult), ParamAttr(learning_rate=lr_mult)
     return (ParamAttr(regularizer=L2Decay(0.0), learning_rate=lr_mult),
             ParamAttr(regularizer=L2Decay(0.0), learning_rate=lr_mult))
 
@@ -137,18 +140,22 @@ class ConvBNAct(nn.Layer):
             HGNetv2/PP-LCNetV3).
         lr_mult: learning-rate multiplier of the conv weight and BN parameters.
         conv_init: initializer of the conv weight ("kaiming": KaimingNormal, None: Paddle's default).
+        norm_global_decay: the BN takes the optimizer's weight decay (no L2Decay(0.0)), as in references
+            whose BN has a default ParamAttr; the BN then says so (`global_weight_decay`).
     Parameters: `conv.weight`, `bn.{weight,bias,_mean,_variance}`, `lab.{scale,bias}`.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=None, groups=1,
-                 act="relu", use_lab=False, lr_mult=1.0, lab_lr=0.01, conv_init="kaiming"):
+                 act="relu", use_lab=False, lr_mult=1.0, lab_lr=0.01, conv_init="kaiming", norm_global_decay=False):
         super().__init__()
         if padding is None:
             padding = (kernel_size - 1) // 2
         self.conv = nn.Conv2D(in_channels, out_channels, kernel_size, stride, padding=padding,
                               groups=groups, weight_attr=conv_attr(lr_mult, conv_init), bias_attr=False)
-        weight_attr, bias_attr = norm_attrs(lr_mult)
+        weight_attr, bias_attr = norm_attrs(lr_mult, norm_global_decay)
         self.bn = nn.BatchNorm2D(out_channels, weight_attr=weight_attr, bias_attr=bias_attr)
+        if norm_global_decay:
+            self.bn.global_weight_decay = True
         self.act = get_act(act) if act is not None else None
         self.lab = (LearnableAffineBlock(lr_mult=lr_mult, lab_lr=lab_lr)
                     if (use_lab and act is not None) else None)
@@ -192,19 +199,24 @@ class SEModule(nn.Layer):
     """Squeeze-excitation: x * gate(conv2(act(conv1(GAP(x))))), reduction `reduction`.
 
     Parameters `conv1`, `conv2` (both biased) as in PaddleClas PP-LCNet v1/v2. `act` is the inner
-    activation (ReLU; PP-LCNetV2 uses its model activation there).
+    activation (ReLU; PP-LCNetV2 uses its model activation there). `pool` and `conv_init` as in
+    ESEModule ("mean" and None: PaddleOCR PP-LCNetV4's `x.mean` and default initializer).
     """
 
-    def __init__(self, channels, reduction=4, gate="hardsigmoid", lr_mult=1.0, act="relu"):
+    def __init__(self, channels, reduction=4, gate="hardsigmoid", lr_mult=1.0, act="relu", pool="adaptive",
+                 conv_init="kaiming"):
         super().__init__()
-        self.avg_pool = nn.AdaptiveAvgPool2D(1)
-        self.conv1 = nn.Conv2D(channels, channels // reduction, 1, weight_attr=conv_attr(lr_mult),
+        if pool not in ("adaptive", "mean"):
+            raise ValueError(f"SEModule: pool={pool!r}; expected 'adaptive' or 'mean'")
+        self.avg_pool = nn.AdaptiveAvgPool2D(1) if pool == "adaptive" else None
+        self.conv1 = nn.Conv2D(channels, channels // reduction, 1, weight_attr=conv_attr(lr_mult, conv_init),
                                bias_attr=ParamAttr(learning_rate=lr_mult))
         self.relu = get_act(act)
-        self.conv2 = nn.Conv2D(channels // reduction, channels, 1, weight_attr=conv_attr(lr_mult),
+        self.conv2 = nn.Conv2D(channels // reduction, channels, 1, weight_attr=conv_attr(lr_mult, conv_init),
                                bias_attr=ParamAttr(learning_rate=lr_mult))
         self.gate = get_act(gate)
 
     def forward(self, x):
-        scale = self.gate(self.conv2(self.relu(self.conv1(self.avg_pool(x)))))
+        pooled = self.avg_pool(x) if self.avg_pool is not None else paddle.mean(x, axis=[2, 3], keepdim=True)
+        scale = self.gate(self.conv2(self.relu(self.conv1(pooled))))
         return x * scale

@@ -1,0 +1,268 @@
+"""PP-LCNetV4 against PaddleOCR's PPLCNetV4 (checked-in fixture made by tests/fixtures/make_lcnetv4_fixture.py
+from PaddleOCR 6d2110b7 / rec_lcnetv4.py of 28ba0e3): keys, shapes, parameter counts, outputs in eval and
+training mode, fused outputs and keys after PaddleOCR's rep(), ParamAttr; PaddleOCR's rep()/is_repped
+protocol; the PaddleOCR signature; bad input."""
+import importlib.util
+import os
+
+import numpy as np
+import paddle
+import pytest
+
+import ppbackbone
+from ppbackbone.arch.lcnetv4 import LCNETV4_SIZES, PADDLEOCR_ARGS, RecInputSizeError, build_paddleocr_lcnetv4
+from ppbackbone.errors import UserError
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
+FIXTURE = os.path.join(FIXTURES, "lcnetv4_paddleocr.npz")
+PRESETS = [f"{form}_{size}" for form in ("det", "rec") for size in LCNETV4_SIZES]
+
+
+def _maker():
+    """The fixture generator, for its weight/input functions and case table."""
+    spec = importlib.util.spec_from_file_location("make_lcnetv4_fixture", os.path.join(FIXTURES, "make_lcnetv4_fixture.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def fixture():
+    with np.load(FIXTURE) as data:
+        return {k: data[k] for k in data.files}
+
+
+def _name(preset):
+    form, size = preset.split("_")
+    return f"pplcnetv4_{size}_{form}"
+
+
+def _shapes(fixture, preset, field="shapes"):
+    return [tuple(int(s) for s in v.split(",")) if v else () for v in fixture[f"{preset}/{field}"].tolist()]
+
+
+def _state_shapes(model):
+    return [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
+
+
+def _assert_close(expected, got, tol):
+    """max |expected - got| <= tol * max |expected| (relative to the output's scale)."""
+    scale = float(np.abs(expected).max())
+    assert scale > 1e-2, "degenerate outputs would make the comparison void"
+    diff = float(np.abs(np.asarray(expected) - np.asarray(got)).max())
+    assert diff <= tol * scale, f"max diff {diff:.3g} > {tol} x {scale:.3g}"
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_presets_have_paddleocr_keys_shapes_and_counts(fixture, preset):
+    model = ppbackbone.create_model(_name(preset))
+    theirs = list(zip(fixture[f"{preset}/keys"].tolist(), _shapes(fixture, preset)))
+    assert _state_shapes(model) == theirs, "state-dict keys, order or shapes differ from PaddleOCR's"
+    assert ppbackbone.count_params(model) == int(fixture[f"{preset}/num_params"]) == \
+        ppbackbone.model_info(_name(preset)).num_params
+    expected_channels = fixture[f"{preset}/out_channels"].tolist()
+    assert model.out_channels == expected_channels  # det: list of 4 widths; rec: PaddleOCR's int
+    ppbackbone.reparameterize(model)
+    fused = list(zip(fixture[f"{preset}/fused_keys"].tolist(), _shapes(fixture, preset, "fused_shapes")))
+    assert _state_shapes(model) == fused, "fused keys/shapes differ from PaddleOCR's after rep()"
+
+
+def _paddleocr_weights_model(fixture, case, tmp_path):
+    """Our preset with the fixture's weights (checked against the stored checksums) and the case's input."""
+    maker = _maker()
+    preset, input_shape, modes = maker.CASES[case]
+    keys = fixture[f"{preset}/keys"].tolist()
+    weights = maker.fixture_weights(keys, _shapes(fixture, preset))
+    sums = np.array([[w.astype("float64").sum(), (w.astype("float64") ** 2).sum()] for w in weights.values()])
+    np.testing.assert_allclose(sums, fixture[f"{case}/checksums"], rtol=1e-6, atol=1e-6,
+                               err_msg="fixture_weights no longer reproduces the fixture's weights")
+    model = ppbackbone.create_model(_name(preset))
+    report = ppbackbone.load_weights(model, ppbackbone.save_weights(weights, str(tmp_path / "w.safetensors")),
+                                     verbose=False)
+    assert not (report.missing or report.unexpected or report.mismatched)
+    x = maker.fixture_input(input_shape)
+    assert float(x.astype("float64").sum()) == pytest.approx(float(fixture[f"{case}/input_sum"]))
+    return model, paddle.to_tensor(x), modes
+
+
+def _outputs(model, x):
+    with paddle.no_grad():
+        out = model(x)
+    return [t.numpy() for t in (out if isinstance(out, list) else [out])]
+
+
+@pytest.mark.parametrize("case", ["det_tiny", "det_small", "det_medium", "rec_tiny", "rec_small", "rec_medium"])
+def test_outputs_match_paddleocr_in_train_eval_and_fused(fixture, case, tmp_path):
+    model, x, modes = _paddleocr_weights_model(fixture, case, tmp_path)
+    if "train" in modes:
+        model.train()
+        for i, got in enumerate(_outputs(model, x)):
+            _assert_close(fixture[f"{case}/train_out{i}"], got, 1e-5)
+        model, x, _ = _paddleocr_weights_model(fixture, case, tmp_path)  # BN statistics moved in training
+    model.eval()
+    eval_outs = _outputs(model, x)
+    n = len([k for k in fixture if k.startswith(f"{case}/eval_out")])
+    for i, got in enumerate(eval_outs[-n:]):
+        _assert_close(fixture[f"{case}/eval_out{i}"], got, 1e-5)
+    if "fused" in modes:
+        ppbackbone.reparameterize(model)
+        for i, got in enumerate(_outputs(model, x)):
+            _assert_close(fixture[f"{case}/fused_out{i}"], got, 1e-4)
+
+
+@pytest.mark.parametrize("preset", ["det_tiny", "det_small", "rec_tiny", "rec_small"])
+def test_param_attrs_match_paddleocr(fixture, preset):
+    """Learning rates and which parameters carry a regularizer (BN of the stem: L2Decay(0); of the ConvBN
+    layers: none, the optimizer's decay) equal PaddleOCR's at its default lr_mult_list."""
+    params = dict(ppbackbone.create_model(_name(preset)).named_parameters())
+    names = fixture[f"{preset}/param_names"].tolist()
+    assert list(params) == names
+    for name, lr, has_reg in zip(names, fixture[f"{preset}/lr"], fixture[f"{preset}/has_reg"]):
+        assert params[name].optimize_attr["learning_rate"] == pytest.approx(float(lr)), name
+        assert (params[name].regularizer is not None) == bool(has_reg), name
+
+
+def _paddleocr_export_walk(model):
+    """What PaddleOCR's exporter does: rep() on every sublayer that has it and is not is_repped, parents first."""
+    for layer in model.sublayers():
+        if hasattr(layer, "rep") and not layer.is_repped:
+            layer.rep()
+
+
+@pytest.mark.parametrize("name", ["pplcnetv4_tiny_rec", "pplcnetv4_small_det"])
+def test_paddleocr_rep_protocol_equals_reparameterize(name, image):
+    walked = ppbackbone.create_model(name, out_indices=[0, 1, 2, 3])
+    ours = ppbackbone.create_model(name, out_indices=[0, 1, 2, 3])
+    ours.set_state_dict(walked.state_dict())
+    rep_layers = [m for m in walked.sublayers() if hasattr(m, "rep")]
+    assert rep_layers and all(m.is_repped is False for m in rep_layers)
+    assert not walked.is_repped
+    for model in (walked, ours):
+        model.eval()
+    before = _outputs(walked, image)
+    _paddleocr_export_walk(walked)
+    ppbackbone.reparameterize(ours)
+    assert walked.is_repped and ours.is_repped and not ppbackbone.has_unfused_blocks(walked)
+    assert _state_shapes(walked) == _state_shapes(ours)
+    for a, b, c in zip(before, _outputs(walked, image), _outputs(ours, image)):
+        np.testing.assert_allclose(b, c, rtol=0, atol=0)
+        assert float(np.abs(a - b).max()) <= 1e-4 * max(1.0, float(np.abs(a).max()))
+    walked.rep()  # idempotent, as PaddleOCR's
+    assert _state_shapes(walked) == _state_shapes(ours)
+
+
+def test_tiny_rec_stem_stays_unfused_like_paddleocr():
+    model = ppbackbone.create_model("pplcnetv4_tiny_rec").rep()
+    keys = list(model.state_dict())
+    assert "conv1.0.bn.weight" in keys and "conv1.2.conv.weight" in keys
+    assert "blocks2.0.token_mixer.rep_dw.reparam_conv.bias" in keys
+    assert "blocks4.0.token_mixer.dw_conv.bias" in keys and "blocks4.0.channel_mixer.compress.bias" in keys
+
+
+def test_feature_info_strides_and_rec_pooling():
+    det = ppbackbone.create_model("pplcnetv4_small_det")
+    assert det.out_indices == [0, 1, 2, 3] and det.out_strides == [4, 8, 16, 32]
+    assert det.out_channels == [48, 96, 192, 384]
+    rec = ppbackbone.create_model("pplcnetv4_small_rec")
+    assert [f["stride_hw"] for f in rec.feature_info] == [(4, 4), (4, 4), (8, 4), (16, 4), (16, 4)]
+    assert rec.out_channels == 384
+    x = paddle.to_tensor(np.random.RandomState(1).randn(2, 3, 48, 320).astype("float32"))
+    rec.eval()
+    assert rec(x).shape == [2, 384, 1, 40]
+    assert rec.forward_features(x).shape == [2, 384, 3, 80]
+    rec.train()
+    assert rec(x).shape == [2, 384, 1, 40]
+    rec.eval()
+    maps = ppbackbone.create_model("pplcnetv4_small_rec", out_indices=[0, 1, 2, 3, 4])(x)
+    assert [tuple(m.shape[2:]) for m in maps] == rec.feature_sizes((48, 320))
+
+
+def test_lr_mult_list_and_freezing():
+    det = ppbackbone.create_model("pplcnetv4_tiny_det", lr_mult_list=[0.1, 0.2, 0.3, 0.4, 0.5])
+    assert det.stem.stem1.conv.weight.optimize_attr["learning_rate"] == pytest.approx(0.1)
+    assert det.blocks_s4[0].channel_mixer.compress.bn.weight.optimize_attr["learning_rate"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match=r"lr_mult_list has 6 entries.*needs 5: \[stem, blocks_s1"):
+        ppbackbone.create_model("pplcnetv4_tiny_det", lr_mult_list=[1.0] * 6)
+    rec = ppbackbone.create_model("pplcnetv4_tiny_rec", lr_mult_list=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    assert rec.conv1[0].conv.weight.optimize_attr["learning_rate"] == pytest.approx(0.1)
+    assert rec.blocks2[0].token_mixer.se.conv1.weight.optimize_attr["learning_rate"] == pytest.approx(0.2)
+    frozen = ppbackbone.create_model("pplcnetv4_small_rec", freeze_at=1)
+    assert all(p.stop_gradient for p in frozen.conv1.parameters())
+    assert all(p.stop_gradient for p in frozen.blocks3.parameters())
+    assert not any(p.stop_gradient for n, p in frozen.blocks4.named_parameters() if not n.endswith(("_mean", "_variance")))
+
+
+# ------------------------------------------------------------------------------ PaddleOCR's signature
+@pytest.mark.parametrize("section,preset", [(dict(det=True, model_size="small"), "det_small"),
+                                            (dict(model_size="tiny"), "rec_tiny"),
+                                            (dict(PADDLEOCR_ARGS, model_size="medium"), "rec_medium"),
+                                            (dict(det=True, model_size="tiny", in_channels=3), "det_tiny")])
+def test_paddleocr_section_builds_the_key_equal_preset(fixture, section, preset):
+    model = build_paddleocr_lcnetv4(**section)
+    assert model.model_name == _name(preset)
+    assert [k for k, _ in _state_shapes(model)] == fixture[f"{preset}/keys"].tolist()
+    assert model.out_channels == fixture[f"{preset}/out_channels"].tolist()
+
+
+@pytest.mark.parametrize("section,match", [
+    (dict(model_size="large"), r"no model_size='large'; sizes: tiny, small, medium"),
+    (dict(det=True, text_rec=True), r"no argument\(s\) \['text_rec'\].*arguments: det, model_size"),
+    (dict(scale=0.95), r"no argument\(s\) \['scale'\]"),
+    (dict(det=True, lr_mult_list=[0.1] * 6), r"det form ignores it.*pplcnetv4_small_det with lr_mult_list"),
+    (dict(lr_mult_list=[0.5] * 6), r"rec form applies it to the SE convs.*pplcnetv4_small_rec"),
+    (dict(lr_mult_list=[1.0] * 5), r"lr_mult_list=\[1.0, 1.0, 1.0, 1.0, 1.0\] must be a list of 6"),
+    (dict(in_channels=1), r"rec form ignores in_channels=1.*pplcnetv4_small_rec with in_channels"),
+])
+def test_paddleocr_section_errors_name_the_argument(section, match):
+    with pytest.raises(UserError, match=match):
+        build_paddleocr_lcnetv4(**section)
+
+
+# ------------------------------------------------------------------------------ bad input
+@pytest.mark.parametrize("name,kwargs,match", [
+    ("pplcnetv4_tiny_det", dict(model_size="small"), r"model_size='tiny', fixed by its name.*pplcnetv4_small_det"),
+    ("pplcnetv4_tiny_rec", dict(det=True), r"det=False, fixed by its name"),
+])
+def test_presets_refuse_other_sizes_and_forms(name, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ppbackbone.create_model(name, **kwargs)
+
+
+def test_class_refuses_unknown_size():
+    from ppbackbone.arch.lcnetv4 import PPLCNetV4
+    with pytest.raises(UserError, match=r"no model_size='smal' \(det form\); sizes: tiny, small, medium.*small"):
+        PPLCNetV4(model_size="smal", det=True)
+
+
+@pytest.mark.parametrize("source,target,match", [
+    ("pplcnetv4_small_det", "pplcnetv4_tiny_det", r"det form, model_size small; pplcnetv4_tiny_det is the det form, "
+                                                  r"model_size tiny: load it into pplcnetv4_small_det"),
+    ("pplcnetv4_tiny_rec", "pplcnetv4_tiny_det", r"rec form, model_size tiny; .* load it into pplcnetv4_tiny_rec"),
+])
+def test_checkpoint_of_another_size_or_form_is_refused(source, target, match, tmp_path):
+    path = ppbackbone.save_weights(ppbackbone.create_model(source), str(tmp_path / "other.pdparams"))
+    with pytest.raises(UserError, match=match):
+        ppbackbone.load_weights(ppbackbone.create_model(target), path, verbose=False)
+
+
+def test_fused_and_unfused_checkpoints_are_refused_in_the_other_model(tmp_path):
+    unfused_path = ppbackbone.save_weights(ppbackbone.create_model("pplcnetv4_tiny_det"), str(tmp_path / "u.pdparams"))
+    fused_path = ppbackbone.save_weights(ppbackbone.create_model("pplcnetv4_tiny_det").rep(), str(tmp_path / "f.pdparams"))
+    with pytest.raises(UserError, match="load the weights into the unfused model"):
+        ppbackbone.load_weights(ppbackbone.create_model("pplcnetv4_tiny_det").rep(), unfused_path, verbose=False)
+    with pytest.raises(UserError, match=r"reparameterize\(model\) \(PaddleOCR: rep\(\)\) before loading"):
+        ppbackbone.load_weights(ppbackbone.create_model("pplcnetv4_tiny_det"), fused_path, verbose=False)
+    report = ppbackbone.load_weights(ppbackbone.create_model("pplcnetv4_tiny_det").rep(), fused_path, verbose=False)
+    assert not (report.missing or report.unexpected)
+
+
+def test_rec_input_too_low_for_the_eval_pooling_is_refused():
+    model = ppbackbone.create_model("pplcnetv4_tiny_rec")
+    model.eval()
+    x = paddle.zeros([1, 3, 32, 320])
+    with pytest.raises(RecInputSizeError, match=r"pplcnetv4_tiny_rec: .* least 3x2, got 2x80: rec inputs need "
+                                                r"height >= 33 and width >= 5"):
+        model(x)
+    assert model(paddle.zeros([1, 3, 33, 320])).shape == [1, 160, 1, 40]
+    model.train()
+    assert model(x).shape == [1, 160, 1, 40]  # training pools adaptively, as PaddleOCR
