@@ -20,7 +20,8 @@ PRESETS = [f"{form}_{size}" for form in ("det", "rec") for size in LCNETV4_SIZES
 
 def _maker():
     """The fixture generator, for its weight/input functions and case table."""
-    spec = importlib.util.spec_from_file_location("make_lcnetv4_fixture", os.path.join(FIXTURES, "make_lcnetv4_fixture.py"))
+    path = os.path.join(FIXTURES, "make_lcnetv4_fixture.py")
+    spec = importlib.util.spec_from_file_location("make_lcnetv4_fixture", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -123,8 +124,9 @@ def test_param_attrs_match_paddleocr(fixture, preset):
 
 
 def _paddleocr_export_walk(model):
-    """What PaddleOCR's exporter does: rep() on every sublayer that has it and is not is_repped, parents first."""
-    for layer in model.sublayers():
+    """What PaddleOCR's exporter does to its whole model (the backbone below it): rep() on every sublayer that
+    has it and is not is_repped, parents first."""
+    for layer in paddle.nn.LayerDict({"backbone": model}).sublayers():
         if hasattr(layer, "rep") and not layer.is_repped:
             layer.rep()
 
@@ -189,7 +191,8 @@ def test_lr_mult_list_and_freezing():
     frozen = ppbackbone.create_model("pplcnetv4_small_rec", freeze_at=1)
     assert all(p.stop_gradient for p in frozen.conv1.parameters())
     assert all(p.stop_gradient for p in frozen.blocks3.parameters())
-    assert not any(p.stop_gradient for n, p in frozen.blocks4.named_parameters() if not n.endswith(("_mean", "_variance")))
+    trainable = [p for n, p in frozen.blocks4.named_parameters() if not n.endswith(("_mean", "_variance"))]
+    assert not any(p.stop_gradient for p in trainable)
 
 
 # ------------------------------------------------------------------------------ PaddleOCR's signature
@@ -247,7 +250,8 @@ def test_checkpoint_of_another_size_or_form_is_refused(source, target, match, tm
 
 def test_fused_and_unfused_checkpoints_are_refused_in_the_other_model(tmp_path):
     unfused_path = ppbackbone.save_weights(ppbackbone.create_model("pplcnetv4_tiny_det"), str(tmp_path / "u.pdparams"))
-    fused_path = ppbackbone.save_weights(ppbackbone.create_model("pplcnetv4_tiny_det").rep(), str(tmp_path / "f.pdparams"))
+    fused_path = ppbackbone.save_weights(ppbackbone.create_model("pplcnetv4_tiny_det").rep(),
+                                         str(tmp_path / "f.pdparams"))
     with pytest.raises(UserError, match="load the weights into the unfused model"):
         ppbackbone.load_weights(ppbackbone.create_model("pplcnetv4_tiny_det").rep(), unfused_path, verbose=False)
     with pytest.raises(UserError, match=r"reparameterize\(model\) \(PaddleOCR: rep\(\)\) before loading"):

@@ -23,9 +23,9 @@ stride 1 and in == out, else a strided DW ConvBN `dw_conv`; optional SE (`se`: m
 hard-sigmoid); channel mixer `expand` (1x1 ConvBN, x2) -> GELU (erf) -> `compress` (1x1 ConvBN),
 added to its input when stride 1 and in == out (then `compress`'s BN scale starts at 0, else at 1).
 
-Fusion: every layer PaddleOCR gives a `rep()` has `rep()` / `is_repped` (PaddleOCR's protocol) and
-`convert_to_deploy()`; `ppbackbone.reparameterize(model)` (or `model.rep()`) gives PaddleOCR's fused
-form key for key: `rep_dw.reparam_conv`, biased `dw_conv` / `expand` / `compress` convs, stem convs
+Fusion: every layer PaddleOCR gives a `rep()` (the model too) has `rep()` / `is_repped` (PaddleOCR's
+protocol) and `convert_to_deploy()`; `ppbackbone.reparameterize(model)` (or `model.rep()`) gives PaddleOCR's
+fused form key for key: `rep_dw.reparam_conv`, biased `dw_conv` / `expand` / `compress` convs, stem convs
 `stemN.conv` with a bias and no `bn`. Like PaddleOCR, the tiny rec stem (`conv1.0`, `conv1.2`) is
 never fused. Math from arch/rep.py (fold_bn, pad_kernel, identity_kernel).
 
@@ -49,7 +49,7 @@ from ..weights.io import WeightsError
 from .base import Backbone
 from .layers import ConvBNAct, SEModule, conv_attr, get_act, norm_attrs
 from .registry import fixed_args_builder, register_model
-from .rep import RepMixin, conv_like, fold_bn, has_unfused_blocks, identity_kernel, pad_kernel, reparameterize
+from .rep import RepMixin, conv_like, fold_bn, has_unfused_blocks, identity_kernel, pad_kernel
 
 __all__ = ["PPLCNetV4", "LCNetV4Block", "RepDWConv", "LCNETV4_DET", "LCNETV4_REC", "LCNETV4_SIZES",
            "PADDLEOCR_ARGS", "build_paddleocr_lcnetv4"]
@@ -214,7 +214,7 @@ class RecInputSizeError(UserError, ValueError):
     """A rec input too small for PaddleOCR's eval-mode pooling."""
 
 
-class PPLCNetV4(Backbone):
+class PPLCNetV4(Backbone, RepMixin):
     """PP-LCNetV4: PaddleOCR's det form (`det=True`, 4 maps) or rec form (pooled map; see the module doc).
 
     Args:
@@ -295,13 +295,11 @@ class PPLCNetV4(Backbone):
                 f"{sw * (kw - 1) + 1} (PaddleOCR uses 48x320)")
         return F.avg_pool2d(x, REC_POOL_EVAL)
 
-    def rep(self):
-        """PaddleOCR's `PPLCNetV4.rep()`: fuse every Rep layer (ppbackbone.reparameterize)."""
-        return reparameterize(self)
-
-    @property
-    def is_repped(self):
-        return not has_unfused_blocks(self)
+    def _fuse(self):
+        """PaddleOCR's `PPLCNetV4.rep()`: fuse every Rep layer below (children first)."""
+        for layer in reversed(self.sublayers()):
+            if isinstance(layer, RepMixin):
+                layer.convert_to_deploy()
 
     def filter_state_dict(self, state_dict):
         """Refuse a checkpoint of the other form, of another size, or fused for an unfused model (and
@@ -317,10 +315,11 @@ class PPLCNetV4(Backbone):
                                    f"{self.model_size}" + (f": load it into pplcnetv4_{size}_{form}" if size else ""))
         fused_file = any(".reparam_conv." in k for k in state_dict)
         unfused_file = any(".rep_dw.conv1." in k for k in state_dict)
-        if self.is_repped and unfused_file and not fused_file:
+        fused_model = not has_unfused_blocks(self)
+        if fused_model and unfused_file and not fused_file:
             raise WeightsError("The checkpoint holds PP-LCNetV4's training branches but the model is fused: load "
                                "the weights into the unfused model, then call ppbackbone.reparameterize(model)")
-        if not self.is_repped and fused_file and not unfused_file:
+        if not fused_model and fused_file and not unfused_file:
             raise WeightsError("The checkpoint is a fused PP-LCNetV4 (rep_dw.reparam_conv): call "
                                "ppbackbone.reparameterize(model) (PaddleOCR: rep()) before loading it")
         return state_dict
