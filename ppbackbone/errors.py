@@ -10,9 +10,12 @@ traceback.
 import difflib
 import inspect
 import logging
+import os
+import stat
 
-__all__ = ["UserError", "ConfigError", "ExportError", "suggest", "check_keys", "check_op_list", "accepted_params",
-           "get_value", "warn_once", "is_off"]
+__all__ = ["UserError", "ConfigError", "ExportError", "InputFileError", "MissingFileError", "LimitError", "suggest",
+           "check_keys", "check_op_list", "accepted_params", "get_value", "warn_once", "is_off", "check_regular_file",
+           "check_inside", "LIMITS", "limit", "limit_hint"]
 
 logger = logging.getLogger("ppbackbone")
 
@@ -27,6 +30,88 @@ class ConfigError(UserError, ValueError):
 
 class ExportError(UserError, RuntimeError):
     """An export that cannot be done or did not verify; the message says why and what to change."""
+
+
+class InputFileError(UserError, OSError):
+    """A path given to be read that is not a regular file (a folder, a FIFO, a device, a socket) or is missing."""
+
+
+class MissingFileError(InputFileError, FileNotFoundError):
+    """A path given to be read that does not exist."""
+
+
+class LimitError(UserError, ValueError):
+    """An input past one of the named limits in LIMITS (nesting depth, object count, size, pixels); the message
+    names the input, the limit, its value and how to raise it."""
+
+
+_FILE_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def check_regular_file(path, what):
+    """`path` (as given) when it names a regular file (after symbolic links); else an InputFileError naming
+    `what` ('weights file', 'config file', ...), the path and what it is instead (MissingFileError when it does
+    not exist). Uses stat only, so a FIFO or device is refused without being opened (opening one could block)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise MissingFileError(f"{what} not found: {os.fspath(path)}") from None
+    except NotADirectoryError:
+        raise MissingFileError(f"{what} not found: {os.fspath(path)} (a part of the path is a file, not a "
+                               f"folder)") from None
+    except OSError as err:  # permission, name too long, a loop of links
+        raise InputFileError(f"{what} {os.fspath(path)} cannot be read: {err.strerror or err}") from None
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+        raise InputFileError(f"{what} {os.fspath(path)} is {kind}, not a file")
+    return path
+
+
+def check_inside(path, folder, what):
+    """The real path of `path` when it lies inside `folder` (after `..` and symbolic links are resolved);
+    else a UserError naming `what`, the path and the folder. For file names read from a file (a label list, an
+    inference.yml), which must not reach outside the folder they describe."""
+    real, root = os.path.realpath(path), os.path.realpath(folder)
+    if os.path.commonpath([real, root]) != root:
+        raise UserError(f"{what} {path!r} lies outside {folder} (it resolves to {real}); file names here must stay "
+                        f"inside that folder")
+    return real
+
+
+# Named limits on what a reader accepts: generous for real inputs (a Swin-L checkpoint, a 22k-class label list,
+# a 100-megapixel photo), small enough that a crafted file cannot hang the process or exhaust memory.
+# Each can be raised with the environment variable PPBACKBONE_<NAME> (docs/cli.md).
+LIMITS = {
+    "pickle_max_depth": (100, "nesting depth of the containers in a .pdparams/.pdopt/.pdstates/.pdema pickle"),
+    "pickle_max_objects": (10_000_000, "pickle operations (each makes at most one object) in one file"),
+    "pickle_max_bytes": (8 << 30, "bytes the calls in one pickle may allocate (arrays, bytes, strings, copies)"),
+    "yaml_max_depth": (100, "nesting depth of a YAML document (configs, inference.yml, -o values)"),
+    "yaml_max_nodes": (1_000_000, "values in a YAML document once its aliases (*name) are expanded"),
+    "image_max_pixels": (178_956_970, "pixels (width x height) of one image, checked before decoding"),
+}
+
+
+def limit(name):
+    """The value of limit `name` (a key of LIMITS): the environment variable PPBACKBONE_<NAME> when set (a
+    positive integer; anything else is a ConfigError naming it), else the default."""
+    default, _ = LIMITS[name]
+    variable = f"PPBACKBONE_{name.upper()}"
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{variable}={text!r} is not valid: expected a positive integer (default {default})")
+    return value
+
+
+def limit_hint(name):
+    """How to raise limit `name`, for error messages."""
+    return f"limit {name}={limit(name)}; raise it with the environment variable PPBACKBONE_{name.upper()}"
 
 
 def suggest(name, options):

@@ -33,7 +33,7 @@ import uuid
 import numpy as np
 import paddle
 
-from ..errors import UserError, warn_once
+from ..errors import UserError, check_regular_file, warn_once
 from ..weights.safe_pickle import UnsafePickleError, load_pickle
 from ..weights.io import check_finite, check_numeric, file_sha256
 
@@ -362,6 +362,9 @@ def load_checkpoint(prefix, allow_nonfinite=False):
     exist, that .pdstates is there, that the files match the hashes it records and that the weights
     hold no NaN/Inf (unless `allow_nonfinite`)."""
     base, shown = _resolve_files(os.fspath(prefix))
+    for suffix in _ALL_SUFFIXES:  # a folder, FIFO or device in a checkpoint's place: named, never opened
+        if os.path.exists(base + suffix) and not os.path.isfile(base + suffix):
+            check_regular_file(base + suffix, f"Checkpoint {shown}: its")
     absent = [base + s for s in (".pdparams", ".pdopt", ".pdstates") if not os.path.isfile(base + s)]
     if absent:
         if not os.path.exists(base + ".pdparams") and not os.path.exists(base + ".pdopt"):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import paddle
 
-from ..errors import UserError
+from ..errors import UserError, check_regular_file
 from .safe_pickle import UnsafePickleError, load_pickle
 
 __all__ = ["WeightsError", "WeightsFileNotFound", "NonFiniteWeightsError", "check_numeric", "check_finite", "describe_nonfinite", "load_weights", "save_weights", "read_state_dict",
@@ -114,7 +114,7 @@ def _resolve_path(path):
                 return path + suffix
         raise WeightsFileNotFound(f"Weights file not found: {path} (expected a .pdparams or .safetensors "
                                   f"file, a path prefix of one, or a URL)")
-    return path
+    return check_regular_file(path, "Weights file")  # a FIFO or device: named, never opened
 
 
 def _describe_foreign(path, state):

@@ -1,0 +1,280 @@
+"""Bounded readers: crafted pickles, YAML, images and config values at size and depth extremes end in one
+clear error (a UserError subclass naming the file, key or value, and for limits the limit and how to raise
+it) or in a correct result, quickly; nothing hangs, nothing exhausts memory, nothing crashes the interpreter.
+
+Each case has a timeout (pytest-timeout): before these readers were bounded, several of them ran for hours.
+Hypothesis examples are few, derandomized and without deadline (the machine may be loaded).
+"""
+import collections
+import os
+import pickle
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ppbackbone.cli import error_message
+from ppbackbone.errors import InputFileError, LimitError, UserError, check_regular_file, limit
+from ppbackbone.weights.io import WeightsError, read_state_dict
+from ppbackbone.weights.safe_pickle import PickleLimitError, UnsafePickleError, load_pickle, loads_pickle
+
+
+def _settings(n):
+    return settings(max_examples=n, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
+                                           HealthCheck.data_too_large])
+
+
+def _shared_levels(levels, leaf=None):
+    """[a, a] nested `levels` times: `levels` objects, 2**levels paths (the reported 482-byte hang at 68)."""
+    node = [] if leaf is None else leaf
+    for _ in range(levels):
+        node = [node, node]
+    return node
+
+
+class _Reduce:
+    """Pickles as `func(*args)` without calling it here."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+# ------------------------------------------------------------------------------------------------ pickles
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("levels", [68, 97])
+def test_shared_references_cost_their_size_not_their_paths(levels):
+    leaf = np.arange(3, dtype="float32")
+    data = pickle.dumps({"w": _shared_levels(levels, [leaf])}, protocol=2)
+    assert len(data) < 1000
+    for return_numpy in (True, False):
+        loaded = loads_pickle(data, return_numpy=return_numpy)["w"]
+        node = loaded
+        for _ in range(levels):
+            assert node[0] is node[1]  # still shared, converted once
+            node = node[0]
+        assert np.array_equal(np.asarray(node[0]), leaf)
+
+
+@pytest.mark.timeout(60)
+def test_reported_pickle_fails_every_reader_with_one_clear_error(tmp_path):
+    """The reported file (nested lists sharing references) as weights, pretrained weights and a resume state."""
+    from ppbackbone.engine.checkpoint import CheckpointError, load_checkpoint
+    path = tmp_path / "latest.pdparams"
+    path.write_bytes(pickle.dumps(_shared_levels(99), protocol=2))
+    assert len(path.read_bytes()) == 699
+    with pytest.raises(WeightsError, match="does not hold a state dict") as err:
+        read_state_dict(str(path))
+    assert str(path) in str(err.value)
+    for suffix in (".pdopt", ".pdstates"):
+        (tmp_path / ("latest" + suffix)).write_bytes(path.read_bytes())
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(str(tmp_path / "latest"))
+    assert "latest.pdstates" in str(err.value)
+
+
+@pytest.mark.timeout(60)
+def test_depth_past_the_limit_is_refused_and_the_variable_raises_it(monkeypatch):
+    data = pickle.dumps(_shared_levels(limit("pickle_max_depth") + 20), protocol=4)
+    with pytest.raises(PickleLimitError, match="more than 100 levels deep .*PPBACKBONE_PICKLE_MAX_DEPTH") as err:
+        loads_pickle(data, source="deep.pdparams")
+    assert "deep.pdparams" in str(err.value) and isinstance(err.value, LimitError)
+    monkeypatch.setenv("PPBACKBONE_PICKLE_MAX_DEPTH", "200")
+    assert len(loads_pickle(data)) == 2
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["tuple_key", "frozenset", "tuple_reduce"])
+def test_keys_nested_past_the_limit_are_refused_before_hashing(kind):
+    """Hashing a key nested a million tuples deep overflows the C stack (the interpreter dies); refused first."""
+    if kind == "tuple_key":  # {((((),),),...): 1} written as opcodes: EMPTY_DICT EMPTY_TUPLE TUPLE1*n ... SETITEM
+        data = b"\x80\x02}" + b")" + b"\x85" * 1_000_000 + b"K\x01s."
+    elif kind == "frozenset":  # MARK*n EMPTY_TUPLE FROZENSET*n: frozensets nested n deep
+        data = b"\x80\x04" + b"(" * 300 + b")" + b"\x91" * 300 + b"."
+    else:  # tuple([tuple([... ()])]) through the allowed builtins.tuple: (GLOBAL EMPTY_LIST)*n () (APPEND TUPLE1 REDUCE)*n
+        data = b"\x80\x02" + b"c__builtin__\ntuple\n]" * 300 + b")" + b"a\x85R" * 300 + b"."
+    with pytest.raises(PickleLimitError, match="nests tuples more than"):
+        loads_pickle(data)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("payload, expected", [
+    (b"\x80\x02]r\xff\xff\xff\x7f.", []),  # LONG_BINPUT at index 2**31: a memo table of 16 GB in C
+    (b"\x80\x02]p99999999999\n.", []),
+])
+def test_memo_indices_allocate_nothing(payload, expected):
+    assert loads_pickle(payload) == expected
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("payload, match", [
+    (b"\x80\x04\x8e\xff\xff\xff\xff\xff\x00\x00\x00.", "declares 1099511627775 bytes"),  # BINBYTES8 of 1 TB
+    (b"\x80\x04\x95\xff\xff\xff\xff\x00\x00\x00\x00.", "declares 4294967295 bytes"),  # a FRAME of 4 GB
+    (b"\x80\x02X\xff\xff\xff\x7f", "declares 2147483647 bytes"),
+    (b"\x80\x02\xff.", "invalid pickle opcode"),
+    (b"\x80\x02(.", "empty"),
+])
+def test_declared_lengths_must_fit_in_the_file(payload, match):
+    with pytest.raises((pickle.UnpicklingError, EOFError), match=match):
+        loads_pickle(payload)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("obj, match", [
+    (_Reduce(bytearray, 10 ** 12), "allocate more than"),
+    (_Reduce(bytes, 10 ** 11), "allocate more than"),
+    (_Reduce(np.core.multiarray._reconstruct, np.ndarray, (10 ** 6, 10 ** 6), b"f"), "allocate more than"),
+    (_Reduce(list, "x" * 10 ** 6), None),  # fine: 64 MB at most
+    (_Reduce(str, _shared_levels(60)), "builtins.str is allowed on strings, bytes and numbers only"),
+])
+def test_calls_are_charged_against_the_byte_limit(obj, match, monkeypatch):
+    data = pickle.dumps(obj, protocol=2)
+    if match is None:
+        assert len(loads_pickle(data)) == 10 ** 6
+        monkeypatch.setenv("PPBACKBONE_PICKLE_MAX_BYTES", str(10 ** 6))
+        match = "PPBACKBONE_PICKLE_MAX_BYTES"
+    with pytest.raises(UnsafePickleError, match=match):
+        loads_pickle(data)
+
+
+@pytest.mark.timeout(60)
+def test_operation_count_and_cycles(monkeypatch):
+    cyclic = []
+    cyclic.append(cyclic)
+    with pytest.raises(PickleLimitError, match="reference cycle"):
+        loads_pickle(pickle.dumps(cyclic, protocol=4), source="cycle.pdstates")
+    data = pickle.dumps(list(range(5000)), protocol=4)
+    assert len(loads_pickle(data)) == 5000
+    monkeypatch.setenv("PPBACKBONE_PICKLE_MAX_OBJECTS", "1000")
+    with pytest.raises(PickleLimitError, match="more than 1000 objects.*PPBACKBONE_PICKLE_MAX_OBJECTS"):
+        loads_pickle(data)
+    monkeypatch.setenv("PPBACKBONE_PICKLE_MAX_OBJECTS", "many")
+    with pytest.raises(UserError, match="PPBACKBONE_PICKLE_MAX_OBJECTS='many' is not valid: expected a positive"):
+        loads_pickle(data)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("target", ["SETITEM into a list", "BUILD on a dict", "APPEND into a dict"])
+def test_opcodes_apply_only_to_their_containers(target):
+    payload = {"SETITEM into a list": b"\x80\x02]K\x01K\x02s.", "BUILD on a dict": b"\x80\x02}}b.",
+               "APPEND into a dict": b"\x80\x02}K\x01a."}[target]
+    with pytest.raises(pickle.UnpicklingError):
+        loads_pickle(payload)
+
+
+def _leaves():
+    arrays = st.builds(lambda n, seed: np.random.RandomState(seed).rand(n).astype("float32"),
+                       st.integers(0, 4), st.integers(0, 9))
+    return st.one_of(st.integers(-5, 5), st.text(max_size=3), st.none(), st.floats(allow_nan=False), arrays)
+
+
+@st.composite
+def _nested(draw):
+    """A structure of dicts, lists, tuples and OrderedDicts around arrays, nested up to 130 levels, with
+    shared sub-structures (so the number of paths can be far larger than the number of objects)."""
+    depth = draw(st.sampled_from([1, 5, 40, 99, 101, 130]))
+    node = draw(_leaves())
+    for level in range(depth):
+        kind = draw(st.sampled_from(["list", "shared_list", "dict", "tuple", "odict"]))
+        if kind == "list":
+            node = [node, draw(_leaves())]
+        elif kind == "shared_list":
+            node = [node, node]
+        elif kind == "dict":
+            node = {f"k{level}": node, "leaf": draw(_leaves())}
+        elif kind == "tuple":
+            node = (node,)
+        else:
+            node = collections.OrderedDict(a=node)
+    return depth, node
+
+
+def _same(a, b, seen=None):
+    seen = {} if seen is None else seen
+    if id(a) in seen:
+        return
+    seen[id(a)] = True
+    assert type(a) is type(b)
+    if isinstance(a, dict):
+        assert list(a) == list(b)
+        for key in a:
+            _same(a[key], b[key], seen)
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            _same(x, y, seen)
+    elif isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    else:
+        assert a == b
+
+
+@pytest.mark.timeout(120)
+@_settings(25)
+@given(case=_nested(), protocol=st.sampled_from([2, 4]))
+def test_nested_structures_load_equal_or_are_refused_by_depth(case, protocol):
+    depth, obj = case
+    data = pickle.dumps({"state": obj}, protocol=protocol)
+    if depth + 1 <= limit("pickle_max_depth"):
+        _same(pickle.loads(data), loads_pickle(data))
+    else:
+        with pytest.raises(PickleLimitError, match="levels deep"):
+            loads_pickle(data)
+
+
+@pytest.mark.timeout(120)
+@_settings(40)
+@given(position=st.floats(0, 0.999), byte=st.integers(0, 255), cut=st.booleans(), protocol=st.sampled_from([2, 4]))
+def test_damaged_weight_files_are_one_error_naming_the_file(tmp_path_factory, position, byte, cut, protocol):
+    state = {"conv.weight": np.ones((2, 2), "float32"), "bn._mean": np.zeros(2, "float32"),
+             "nested": [_shared_levels(20)]}
+    data = bytearray(pickle.dumps(state, protocol=protocol))
+    at = int(position * len(data))
+    data = data[:at] if cut else data[:at] + bytes([byte]) + data[at + 1:]
+    path = tmp_path_factory.mktemp("damaged") / "model.pdparams"
+    path.write_bytes(bytes(data))
+    try:
+        read_state_dict(str(path))
+    except WeightsError as err:
+        assert str(path) in str(err) and "\n" not in str(err)
+
+
+# ------------------------------------------------------------------------------------------------ paths
+def _fifo(tmp_path, name="pipe.pdparams"):
+    path = str(tmp_path / name)
+    os.mkfifo(path)
+    return path
+
+
+@pytest.mark.timeout(60)
+def test_check_regular_file_names_what_the_path_is(tmp_path):
+    (tmp_path / "file.txt").write_text("x")
+    assert check_regular_file(str(tmp_path / "file.txt"), "label file") == str(tmp_path / "file.txt")
+    cases = {str(tmp_path): "is a folder, not a file", _fifo(tmp_path): "is a FIFO (named pipe), not a file",
+             "/dev/null": "is a character device, not a file",
+             str(tmp_path / "missing.txt"): "label file not found: ",
+             str(tmp_path / "file.txt" / "x"): "a part of the path is a file"}
+    for path, expected in cases.items():
+        with pytest.raises(InputFileError, match=expected.replace("(", r"\(").replace(")", r"\)")) as err:
+            check_regular_file(path, "label file")
+        assert path in str(err.value) and error_message(err.value) == str(err.value)
+
+
+@pytest.mark.timeout(60)
+def test_pickle_readers_refuse_fifos_and_folders_without_opening_them(tmp_path):
+    from ppbackbone.engine.checkpoint import CheckpointError, load_checkpoint
+    fifo = _fifo(tmp_path)  # opening it for reading would block forever: no writer
+    with pytest.raises(UserError, match="is a FIFO"):
+        load_pickle(fifo)
+    with pytest.raises(UserError, match="is a FIFO"):
+        read_state_dict(fifo)
+    for suffix in (".pdparams", ".pdopt"):
+        (tmp_path / ("ckpt" + suffix)).write_bytes(pickle.dumps({}, protocol=4))
+    os.mkfifo(str(tmp_path / "ckpt.pdstates"))
+    with pytest.raises((CheckpointError, InputFileError), match="FIFO"):
+        load_checkpoint(str(tmp_path / "ckpt.pdparams")[:-len(".pdparams")])
+
