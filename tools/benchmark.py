@@ -48,6 +48,10 @@ def run_latency(args):
     from ppbackbone.errors import ConfigError
     if not args.model and not args.reference:
         raise ConfigError("name at least one --model or --reference")
+    for flag, path in (("--markdown", args.markdown), ("--json", args.json)):
+        folder = os.path.dirname(os.path.abspath(path)) if path else None
+        if folder and not os.path.isdir(folder):  # said before minutes of timing, not after
+            raise ConfigError(f"{flag} {path}: the folder {folder} does not exist")
     models = check_model_names(args.model)
     runtimes = args.runtimes or available_runtimes()
     unknown = [r for r in runtimes if r not in RUNTIMES]

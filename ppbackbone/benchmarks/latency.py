@@ -29,10 +29,15 @@ from ..deploy.export import export_model, program_op_counts, save_static
 from ..deploy.export_dir import ONNX_FILE, ONNX_INT8_FILE, PARAMS_FILE
 from ..deploy.runtimes import (RUNTIME_LABELS, RUNTIME_PRECISIONS, OnnxRuntimeBackend, OpenVinoBackend, PaddleBackend,
                         bf16_supported, cpu_features, installed_runtimes, modules_import)
+from ..errors import ConfigError, UserError, suggest
 from ..weights.io import save_weights
 
 __all__ = ["latency_benchmark", "available_runtimes", "available_precisions", "build_reference", "format_markdown",
-           "RUNTIME_LABELS"]
+           "check_references", "ReferenceUnavailable", "RUNTIME_LABELS"]
+
+
+class ReferenceUnavailable(UserError, ImportError):
+    """PaddleClas (the reference timed beside ours) is not installed: the environment, not a bug."""
 
 
 def available_runtimes():
@@ -64,8 +69,9 @@ def _paddleclas_backbones():
         try:
             return importlib.import_module("ppcls.arch.backbone")
         except ImportError as err:
-            raise ImportError(f"PaddleClas is not importable ({err}); install paddleclas to benchmark "
-                              f"the reference") from None
+            raise ReferenceUnavailable(f"PaddleClas is not importable ({err}); install it to time the reference "
+                                       f"(pip install --no-deps paddleclas==2.6.0, as the README's test command "
+                                       f"does)") from None
 
 
 def reference_name(name):
@@ -76,11 +82,29 @@ def reference_name(name):
 
 def build_reference(reference, class_num=1000):
     """A PaddleClas backbone by its builder name (`PPHGNetV2_B0`, `PPLCNetV2_base`)."""
+    return _reference_builder(reference)(class_num=class_num)
+
+
+def _reference_builder(reference):
     module = _paddleclas_backbones()
     builder = getattr(module, reference, None)
-    if builder is None:
-        raise ValueError(f"PaddleClas has no backbone {reference!r}")
-    return builder(class_num=class_num)
+    if builder is None or not callable(builder):
+        names = [n for n in dir(module) if n[:1].isupper() and callable(getattr(module, n))]
+        raise ConfigError(f"--reference {reference}: PaddleClas has no backbone builder of that name."
+                          f"{suggest(reference, names)}")
+    return builder
+
+
+def check_references(models, references, with_reference=True):
+    """Before any work: PaddleClas imports and has every builder the run will time (the bare `references`,
+    and the registry's reference of each of `models` unless `with_reference` is False)."""
+    needed = list(references) + ([r for r in map(reference_name, models) if r] if with_reference else [])
+    for reference in needed:
+        try:
+            _reference_builder(reference)
+        except ReferenceUnavailable as err:
+            hint = " or pass --no-reference" if reference not in references else ""
+            raise ReferenceUnavailable(f"{err}{hint}") from None
 
 
 def _fuse_reference(model):
@@ -225,6 +249,7 @@ def _reference(reference, label, ours, workdir, image_size, checks):
 
 def _latency_benchmark(models, references, runtimes, precisions, image_size, threads, warmup, runs, rounds,
                        with_reference, workdir, log):
+    check_references(models, references, with_reference)
     runtimes = list(runtimes or available_runtimes())
     precisions = [p for p in (precisions or available_precisions(runtimes)) if p in available_precisions(runtimes)]
     columns = _columns(runtimes, precisions)

@@ -36,13 +36,13 @@ def torch_state_to_paddle(state):
 def read_torch_checkpoint(path, key=None):
     """Read a .pth file into {name: numpy array}; `key` picks the sub-dict (default: model_ema, model,
     state_dict, or the file itself)."""
+    if not os.path.isfile(path):
+        raise WeightsError(f"Checkpoint not found: {path}" + (" (a folder)" if os.path.isdir(path) else ""))
     try:
         import torch
     except ImportError:
         raise WeightsError(f"Reading the PyTorch checkpoint {path} needs torch (only for this conversion): "
                            f"pip install torch") from None
-    if not os.path.isfile(path):
-        raise WeightsError(f"Checkpoint not found: {path}" + (" (a folder)" if os.path.isdir(path) else ""))
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:

@@ -16,7 +16,7 @@ import paddle
 from ..errors import UserError, check_regular_file
 from .safe_pickle import UnsafePickleError, load_pickle
 
-__all__ = ["WeightsError", "WeightsFileNotFound", "NonFiniteWeightsError", "check_numeric", "check_finite", "describe_nonfinite", "load_weights", "save_weights", "read_state_dict",
+__all__ = ["WeightsError", "WeightsFileNotFound", "WeightsDownloadError", "NonFiniteWeightsError", "check_numeric", "check_finite", "describe_nonfinite", "load_weights", "save_weights", "read_state_dict",
            "download_weights", "LoadReport", "weights_cache_dir", "atomic_write", "file_sha256"]
 
 # Below this fraction of the model's tensors found in a file, the file is another architecture.
@@ -64,6 +64,11 @@ class LoadReport:
         return "\n".join(lines)
 
 
+class WeightsDownloadError(UserError, RuntimeError):
+    """A weights URL that could not be fetched (offline, blocked, not found): the machine's network, not a bug;
+    the message names the cache path to place the file at."""
+
+
 def weights_cache_dir():
     """Where downloaded weights live: $PPBACKBONE_HOME/weights or ~/.cache/ppbackbone/weights."""
     home = os.environ.get("PPBACKBONE_HOME", os.path.join(os.path.expanduser("~"), ".cache", "ppbackbone"))
@@ -86,9 +91,10 @@ def download_weights(url, cache_dir=None):
                         if not chunk:
                             break
                         out.write(chunk)
-    except OSError as err:
-        raise RuntimeError(f"Could not download {url} ({err}). If this machine is offline, download the "
-                           f"file elsewhere and place it at {target}") from None
+    except OSError as err:  # URLError, HTTPError, timeouts: all OSError
+        raise WeightsDownloadError(f"Could not download {url} ({err}). If this machine is offline, download the "
+                                   f"file elsewhere and place it at {target} (the weights cache: $PPBACKBONE_HOME/"
+                                   f"weights, ~/.cache/ppbackbone by default), or pass a local file") from None
     return target
 
 
