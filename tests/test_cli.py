@@ -124,3 +124,65 @@ def test_train_tool_end_to_end_config_error_has_no_traceback(tmp_path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Error: " in proc.stderr and "Arch.class_num='ten' is not valid" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_offline_pretrained_download_through_a_tool_is_a_user_error(tmp_path, monkeypatch, capsys):
+    """create_model(..., pretrained=True) with no network: the user's environment, so one Error line naming where
+    to place the file, not a bug report."""
+    import urllib.error
+    import urllib.request
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    monkeypatch.setenv("PPBACKBONE_HOME", str(tmp_path))
+    argv = ["--model", "hgnetv2_b0", "-o", "Arch.pretrained=True", "-o", f"Global.save_inference_dir={tmp_path}/x"]
+    assert cli.main_guard(_tool("export").main, argv) == 2
+    err = capsys.readouterr().err
+    expected = os.path.join(str(tmp_path), "weights", "PPHGNetV2_B0_ssld_stage1_pretrained.pdparams")
+    assert err.startswith("Error: ") and "Could not download" in err and f"place it at {expected}" in err, err
+    assert "Traceback" not in err and "bug" not in err
+
+
+def _work_started(*args, **kwargs):
+    raise AssertionError("the benchmark started work before checking its arguments")
+
+
+def test_benchmark_without_paddleclas_says_install_or_no_reference(monkeypatch, capsys):
+    """Before any export: PaddleClas missing is one Error line with both ways out, and --no-reference skips it."""
+    from ppbackbone.benchmarks import latency
+    for module in ("ppcls", "ppcls.arch", "ppcls.arch.backbone"):
+        monkeypatch.setitem(sys.modules, module, None)  # import raises ModuleNotFoundError
+    monkeypatch.setattr(latency, "_latency_benchmark", _work_started)
+    argv = ["latency", "--model", "hgnetv2_b0", "--runtimes", "paddle", "--precisions", "fp32"]
+    assert cli.main_guard(_tool("benchmark").main, argv) == 2
+    err = capsys.readouterr().err
+    assert "Error: PaddleClas is not importable" in err and "pip install --no-deps paddleclas" in err, err
+    assert "or pass --no-reference" in err and "Traceback" not in err
+    latency.check_references(["hgnetv2_b0"], [], with_reference=False)  # what --no-reference asks for: no error
+    with pytest.raises(latency.ReferenceUnavailable) as info:  # a bare --reference needs PaddleClas itself
+        latency.check_references([], ["PPLCNet_x1_0"])
+    assert "--no-reference" not in str(info.value)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["latency", "--reference", "NoSuchNet"], "Error: --reference NoSuchNet: PaddleClas has no backbone builder"),
+    (["latency", "--model", "hgnetv2_b0", "--markdown", "no/such/dir/t.md"], "Error: --markdown no/such/dir/t.md: the "
+                                                                            "folder"),
+])
+def test_benchmark_mistakes_are_reported_before_any_work(argv, message, monkeypatch, capsys):
+    from ppbackbone.benchmarks import latency
+    if "--reference" in argv:
+        try:
+            latency._paddleclas_backbones()
+        except latency.ReferenceUnavailable as err:
+            pytest.skip(f"the reference package (a test dependency, README) is missing: {err}")
+    monkeypatch.setattr(latency, "_latency_benchmark", _work_started)
+    assert cli.main_guard(_tool("benchmark").main, argv + ["--runtimes", "paddle", "--precisions", "fp32"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err
+
+
+def test_convert_weights_names_a_missing_checkpoint_before_asking_for_torch(capsys):
+    assert cli.main_guard(_tool("convert_weights").main, ["no/such.pth", "out.safetensors"]) == 2
+    assert "Error: Checkpoint not found: no/such.pth" in capsys.readouterr().err

@@ -257,6 +257,55 @@ def test_lr_schedules():
     assert step() == 0.5
 
 
+def test_warmup_warning_only_when_it_shortens(monkeypatch):
+    """A 1-epoch run of a 1-epoch warmup is all warmup, as configured: nothing to say. A warmup longer than the
+    run is shortened, and that is said."""
+    from ppbackbone.engine import optim
+    said = []
+    monkeypatch.setattr(optim, "warn_once", lambda key, message: said.append(message))
+    build_lr_scheduler({"name": "Cosine", "learning_rate": 1.0, "warmup_epoch": 1}, 1, 10)
+    assert said == []
+    build_lr_scheduler({"name": "Cosine", "learning_rate": 1.0, "warmup_epoch": 5}, 2, 10)
+    assert said == ["Optimizer.lr.warmup_epoch=5 > Global.epochs=2: warmup is shortened to 2 epoch(s)"]
+
+
+def test_resuming_a_finished_run_says_what_to_do_once(run_a, tmp_path, capfd):
+    """The tool exits 0 with one line naming -o Global.epochs=N; no "Training ... for N epochs" after it, no
+    "continuing at epoch 3/2", no Paddle warning about unused optimizer values."""
+    import warnings
+
+    import yaml
+
+    from ppbackbone import cli
+    cfg = copy.deepcopy(run_a["cfg"])
+    cfg["Global"]["checkpoints"] = os.path.join(run_a["dir"], "latest")
+    path = tmp_path / "finished.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    before = sorted(os.listdir(run_a["dir"]))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert cli.run("train", "tools/train.py", ["-c", str(path)]) == 0
+    captured = capfd.readouterr()
+    text = captured.out + captured.err
+    assert text.count("nothing to train") == 1, text
+    assert "-o Global.epochs=N (N > 2)" in text and "Training " not in text and "continuing at" not in text, text
+    assert not [w for w in caught if "unused values" in str(w.message)]
+    assert sorted(os.listdir(run_a["dir"])) == before  # nothing written
+
+
+def test_resume_loads_a_warmup_schedule_without_paddle_noise(run_a):
+    """Paddle's LinearWarmup warns about its own nested state on every load; our resume silences exactly that."""
+    import warnings
+    cfg = copy.deepcopy(run_a["cfg"])
+    cfg["Global"].update(checkpoints=os.path.join(run_a["dir"], "latest"), epochs=3)
+    cfg["Optimizer"]["lr"]["warmup_epoch"] = 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer = Trainer(cfg)
+    assert trainer.start_epoch == 3
+    assert not [w for w in caught if "unused values" in str(w.message)], [str(w.message) for w in caught]
+
+
 def test_losses_and_topk():
     logits = paddle.to_tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]])
     labels = paddle.to_tensor([0, 1])

@@ -203,6 +203,7 @@ def latency_benchmark(models=(), references=(), runtimes=None, precisions=None, 
     weights), settings, versions, CPU flags, load}. Exports go to `workdir` (default: a temporary
     directory, removed afterwards).
     """
+    check_references(models, references, with_reference)
     if workdir is not None:
         return _latency_benchmark(models, references, runtimes, precisions, image_size, threads, warmup, runs,
                                   rounds, with_reference, workdir, log)
@@ -249,7 +250,6 @@ def _reference(reference, label, ours, workdir, image_size, checks):
 
 def _latency_benchmark(models, references, runtimes, precisions, image_size, threads, warmup, runs, rounds,
                        with_reference, workdir, log):
-    check_references(models, references, with_reference)
     runtimes = list(runtimes or available_runtimes())
     precisions = [p for p in (precisions or available_precisions(runtimes)) if p in available_precisions(runtimes)]
     columns = _columns(runtimes, precisions)

@@ -121,9 +121,9 @@ def build_lr_scheduler(lr_cfg, epochs, steps_per_epoch):
     by_epoch = bool(cfg.pop("by_epoch", False))
     warmup_epoch = float(cfg.pop("warmup_epoch", 0) or 0)
     warmup_start = float(cfg.pop("warmup_start_lr", 0.0) or 0.0)
-    if warmup_epoch >= epochs and warmup_epoch > 0:
-        warn_once("warmup>=epochs", f"Optimizer.lr.warmup_epoch={warmup_epoch:g} >= Global.epochs={epochs}: "
-                                    f"warmup is shortened to {epochs} epoch(s)")
+    if warmup_epoch > epochs:  # equal: the whole run is warmup, as configured (a 1-epoch run): nothing to say
+        warn_once("warmup>epochs", f"Optimizer.lr.warmup_epoch={warmup_epoch:g} > Global.epochs={epochs}: "
+                                   f"warmup is shortened to {epochs} epoch(s)")
         warmup_epoch = float(epochs)
     unit = 1 if by_epoch else steps_per_epoch
     warmup_steps = int(round(warmup_epoch * unit))

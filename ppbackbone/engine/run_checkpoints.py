@@ -2,6 +2,7 @@
 state, checked to fit), save them, and claim the output directory from other runs. The file format is
 checkpoint.py's."""
 import os
+import warnings
 
 import paddle
 
@@ -43,27 +44,28 @@ class RunCheckpoints:
                                   f"further, or use Global.pretrained_model to start a new run from its weights")
         self._check_state(ckpt["model"], ckpt["prefix"] + ".pdparams")
         self.model.set_state_dict(ckpt["model"])
+        self.start_epoch, self.resumed_from = done + 1, ckpt["prefix"]
+        self.run_id = states.get("run_id") or self.run_id
+        self.best_metric = float(states.get("best_metric", states.get("metric", -1.0)))
+        self.best_epoch = int(states.get("best_epoch", 0))
+        if done == self.epochs:  # said once; train() returns at once (no optimizer state to load for nothing)
+            self.log.info(f"{ckpt['prefix']} already finished all {done} epochs of its run: nothing to train. To "
+                          f"train it further, resume with more epochs: -o Global.checkpoints={prefix} "
+                          f"-o Global.epochs=N (N > {done})")
+            return
         if self.ema is not None:
             if ckpt["ema"] is not None:
                 self.ema.set_state_dict(ckpt["ema"])
             else:
                 warn_once("ema-resume", f"{prefix} has no EMA weights (.pdema): EMA restarts from the model weights")
                 self.ema = ModelEMA(self.model, self.ema.decay)
-        self.start_epoch = done + 1
         steps = max(1, self.iters_per_epoch // self.update_freq)
         self.global_step = int(states.get("global_step", done * steps))
         self._set_optimizer_state(ckpt["optimizer"], ckpt["prefix"], states, done)
-        self.best_metric = float(states.get("best_metric", states.get("metric", -1.0)))
-        self.best_epoch = int(states.get("best_epoch", 0))
-        self.run_id = states.get("run_id") or self.run_id
-        self.resumed_from = ckpt["prefix"]
         if self.scaler is not None and states.get("scaler"):
             self.scaler.load_state_dict(states["scaler"])
         self.log.info(f"Resumed from {ckpt['prefix']}: continuing at epoch {self.start_epoch}/{self.epochs} "
                       f"(global step {self.global_step}, best metric {self.best_metric:.5f})")
-        if done == self.epochs:
-            self.log.warning(f"{ckpt['prefix']} already finished all {self.epochs} epochs: nothing to train. Raise "
-                             f"Global.epochs to train it further")
 
     def _check_state(self, state, path):
         own = self.model.state_dict()
@@ -116,7 +118,11 @@ class RunCheckpoints:
                               f"{self.scheduler():.6g})")
                 state["LR_Scheduler"] = self.scheduler.state_dict()  # set_state_dict loads it back
         try:
-            self.optimizer.set_state_dict(state)
+            with warnings.catch_warnings():
+                # Paddle's LinearWarmup.set_state_dict warns about its own nested "LinearWarmup_LR" entry (which it
+                # then loads): noise on every resume of a warmup schedule, not a mismatch
+                warnings.filterwarnings("ignore", message="There are some unused values in state_dict")
+                self.optimizer.set_state_dict(state)
         except (AssertionError, KeyError, ValueError, TypeError) as err:
             raise CheckpointError(f"{path} does not fit the {ours} optimizer of this config ({type(err).__name__}: "
                                   f"{err})") from None

@@ -49,6 +49,8 @@ class TrainLoop:
         return float(self.optimizer.get_lr())
 
     def _train(self):
+        if self.start_epoch > self.epochs:  # a finished run resumed: _resume said what to do
+            return {"best_metric": self.best_metric, "best_epoch": self.best_epoch, "last_eval": {}, "epochs_run": 0}
         vdl = VisualDLWriter(os.path.join(self.output_root, "vdl"), self.use_visualdl and self.rank == 0)
         self._log_start()
         eta = _EtaClock((self.epochs - self.start_epoch + 1) * self.iters_per_epoch)
