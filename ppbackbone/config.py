@@ -10,7 +10,7 @@ import yaml
 
 from .errors import ConfigError, check_keys, check_op_list, get_value, suggest, warn_once  # noqa: F401  (re-exported)
 
-__all__ = ["load_config", "apply_overrides", "parse_override", "build_model", "ConfigError", "ConfigLoader", "load_yaml", "check_output_dir",
+__all__ = ["load_config", "apply_overrides", "parse_override", "ConfigError", "ConfigLoader", "load_yaml",
            "KNOWN_SECTIONS", "validate_config", "check_keys", "check_op_list", "get_value", "warn_once"]
 
 # Top-level sections of a PaddleClas config.
@@ -313,23 +313,6 @@ def check_arch_values(arch):
             raise ConfigError(f"Arch.{key}={value!r} is not valid: expected {expect}")
 
 
-def check_output_dir(path, key, value=None):
-    """`path`, after a ConfigError naming `key` and its `value` (default: `path`) when `path` (a folder to
-    write into, created when missing) is a file, lies under a file, or cannot be written (permissions, a
-    read-only file system)."""
-    value = path if value is None else value
-    probe = os.path.abspath(path)
-    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
-        probe = os.path.dirname(probe)
-    if not os.path.isdir(probe):
-        raise ConfigError(f"{key}={value!r}: {probe} is a file, not a folder; {key} must name a folder "
-                          f"(created when missing)")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(f"{key}={value!r}: cannot write into {probe} (no permission, or a read-only file "
-                          f"system): choose another folder")
-    return path
-
-
 def _validate_loader(body, where):
     """Check one loader section (dataset, sampler, loader) of DataLoader."""
     from .data.batch_ops import BATCH_OPS
@@ -357,25 +340,3 @@ def _validate_loader(body, where):
         raise ConfigError(f"{where}.sampler.name {name!r} is not supported.{suggest(name, SAMPLER_KEYS)} "
                           f"Known: {', '.join(SAMPLER_KEYS)}")
     check_keys(body.get("loader") or {}, LOADER_KEYS, f"{where}.loader")
-
-
-def build_model(config, **extra):
-    """Build the model the config's `Arch` section names. `class_num`, `pretrained` and any other
-    Arch key go to create_model; `extra` overrides them (e.g. out_indices for feature export).
-    `RecModel` and `DistillationModel` take their PaddleClas keys (Backbone/Neck/Head; models/...)."""
-    from .arch import create_model
-    from .arch.distillation import DistillationModel
-    from .arch.recognition import RecModel
-    arch = {k: v for k, v in config["Arch"].items() if v is not None}  # a null value is an unset key
-    arch.update(extra)
-    name = arch.pop("name")
-    try:
-        if name == "RecModel":
-            if "pretrained" in arch:  # the exporter's pretrained=False reaches the backbone
-                arch["Backbone"] = dict(arch.get("Backbone") or {}, pretrained=arch.pop("pretrained"))
-            return RecModel(**arch)
-        if name == "DistillationModel":
-            return DistillationModel(**arch)
-        return create_model(name, **arch)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"Arch section: {err}") from None

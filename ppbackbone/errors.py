@@ -15,7 +15,7 @@ import stat
 
 __all__ = ["UserError", "ConfigError", "ExportError", "InputFileError", "MissingFileError", "LimitError", "suggest",
            "check_keys", "check_op_list", "accepted_params", "get_value", "warn_once", "is_off", "check_regular_file",
-           "check_inside", "LIMITS", "limit", "limit_hint"]
+           "check_inside", "LIMITS", "limit", "limit_hint", "check_output_dir"]
 
 logger = logging.getLogger("ppbackbone")
 
@@ -235,3 +235,20 @@ def get_value(config, path, default=_MISSING, kind=None, check=None, expect=None
     if not ok:
         raise ConfigError(f"{path}={value!r} is not valid: expected {expect or kind}")
     return value
+
+
+def check_output_dir(path, key, value=None):
+    """`path`, after a ConfigError naming `key` and its `value` (default: `path`) when `path` (a folder to
+    write into, created when missing) is a file, lies under a file, or cannot be written (permissions, a
+    read-only file system)."""
+    value = path if value is None else value
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise ConfigError(f"{key}={value!r}: {probe} is a file, not a folder; {key} must name a folder "
+                          f"(created when missing)")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}={value!r}: cannot write into {probe} (no permission, or a read-only file "
+                          f"system): choose another folder")
+    return path

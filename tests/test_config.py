@@ -5,7 +5,8 @@ import os
 import pytest
 
 import ppbackbone
-from ppbackbone.config import ConfigError, apply_overrides, build_model, load_config, parse_override
+from ppbackbone.arch import build_model
+from ppbackbone.config import ConfigError, apply_overrides, load_config, parse_override
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 SHIPPED = sorted(p for p in glob.glob(os.path.join(CONFIG_DIR, "**", "*.yaml"), recursive=True)

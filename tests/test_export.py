@@ -66,7 +66,7 @@ def _weights_for(config, path, seed=0):
 
 
 def _build(config):
-    from ppbackbone.config import build_model
+    from ppbackbone.arch import build_model
     return build_model(config, pretrained=False)
 
 

@@ -10,6 +10,7 @@ import warnings
 warnings.filterwarnings("ignore", message="No ccache found")  # paddle import-time noise
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from ppbackbone.arch import create_model  # noqa: E402
 from ppbackbone.cli import check_model_names, main_guard, new_parser, positive_int  # noqa: E402
 from ppbackbone.weights.convert import convert_torch_checkpoint  # noqa: E402
 
@@ -24,11 +25,11 @@ def main(argv=None):
     parser.add_argument("--deploy", action="store_true", help="the checkpoint is the fused (deploy) form")
     parser.add_argument("--num-classes", type=positive_int, default=1000)
     args = parser.parse_args(argv)
-    model = check_model_names([args.model])[0] if args.model else None
-    kwargs = {"num_classes": args.num_classes}
-    if args.deploy:
-        kwargs["deploy"] = True
-    path = convert_torch_checkpoint(args.src, args.dst, model_name=model, key=args.key, **kwargs)
+    model = None
+    if args.model:
+        kwargs = {"num_classes": args.num_classes, **({"deploy": True} if args.deploy else {})}
+        model = create_model(check_model_names([args.model])[0], **kwargs)
+    path = convert_torch_checkpoint(args.src, args.dst, model=model, key=args.key)
     print(f"Wrote {path}")
 
 

@@ -1,6 +1,7 @@
 """Model architectures. Importing this package registers every family."""
 from .registry import create_model, list_models, model_info, pretrained_cfg, register_model, resolve_name  # noqa: F401
 from .base import Backbone, count_params  # noqa: F401
+from .build import build_model  # noqa: F401
 from .rep import reparameterize, has_unfused_blocks  # noqa: F401
 from . import hgnet  # noqa: F401  (registers hgnetv2_*, pphgnet_*)
 from . import lcnet  # noqa: F401  (registers pplcnet_*)

@@ -13,8 +13,8 @@ import numpy as np
 import paddle
 
 from ..arch.recognition import deployable
-from ..config import build_model, check_output_dir
-from ..errors import ExportError
+from ..arch.build import build_model
+from ..errors import ExportError, check_output_dir
 from ..weights.io import check_finite, describe_nonfinite, load_weights, read_state_dict
 from .export_dir import (INFERENCE_YML, INPUT_NAME, MODEL_FILES, MODEL_PREFIX, ONNX_FILE, ONNX_INT8_FILE,
                          PARAMS_FILE, check_paddlex_name, find_model_file, write_inference_config)

@@ -20,8 +20,8 @@ import paddle
 from paddle.base.unique_name import UniqueNameGenerator
 from paddle.utils import unique_name
 
-from ..config import build_model, check_output_dir
-from ..errors import ConfigError, get_value
+from ..arch.build import build_model
+from ..errors import ConfigError, check_output_dir, get_value
 from ..weights.io import load_weights
 from .ema import ModelEMA
 from .evaluation import Evaluation

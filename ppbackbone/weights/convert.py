@@ -9,7 +9,7 @@ import tempfile
 
 import numpy as np
 
-from .io import WeightsError, save_weights
+from .io import WeightsError, load_weights, save_weights
 
 __all__ = ["torch_state_to_paddle", "read_torch_checkpoint", "convert_torch_checkpoint"]
 
@@ -65,15 +65,14 @@ def read_torch_checkpoint(path, key=None):
     return state
 
 
-def convert_torch_checkpoint(src, dst, model_name=None, key=None, **create_kwargs):
-    """Convert `src` (.pth) to `dst` (.safetensors or .pdparams). With `model_name`, the result is loaded
-    into that model first and must match it with zero missing and zero unexpected keys."""
+def convert_torch_checkpoint(src, dst, model=None, key=None):
+    """Convert `src` (.pth) to `dst` (.safetensors or .pdparams). With `model` (a built model, e.g.
+    `create_model("vanillanet_5")`), the result is loaded into it first and must match it with zero
+    missing and zero unexpected keys."""
     state = torch_state_to_paddle(read_torch_checkpoint(src, key))
-    if model_name is None:
+    if model is None:
         return save_weights(state, dst)
-    from ..arch import create_model
-    from .io import load_weights
-    model = create_model(model_name, **create_kwargs)
+    model_name = getattr(model, "model_name", type(model).__name__)
     # Checked before it becomes `dst`: a file that does not match is never left behind.
     with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(dst))) as scratch:
         path = save_weights(state, os.path.join(scratch, os.path.basename(dst)))
