@@ -442,3 +442,28 @@ def test_preprocessing_defaults_come_from_the_registry_when_the_config_has_none(
     assert _image_shape(unknown) == [3, 224, 224]
     with pytest.warns(UserWarning, match="ImageNet default"):
         assert _preprocess_ops(unknown, [3, 224, 224], feature_mode=False)[1] == {"ResizeImage": {"size": [224, 224]}}
+
+
+def test_export_of_a_demo_run_carries_the_demo_class_names(tmp_path, capsys):
+    """The quickstart trains on the demo dataset, which has names but no class_id_map_file: its export lists
+    them in inference.yml (PostProcess Topk label_list), Predictor results carry them and tools/infer.py prints
+    them."""
+    from ppbackbone.data import DEMO_CLASSES, ensure_demo_dataset
+    from ppbackbone.cli import main_guard
+    config = load_config(os.path.join(ROOT, "configs", "quickstart.yaml"),
+                         [f"Global.save_inference_dir={tmp_path / 'model'}"])
+    export_model(config, allow_random_weights=True, latency_runs=0, log=_quiet)
+    info = read_inference_config(str(tmp_path / "model"))
+    assert info["PostProcess"]["Topk"]["label_list"] == list(DEMO_CLASSES)
+    image = os.path.join(ensure_demo_dataset(), "val", "star", "0000.jpg")
+    result = Predictor(str(tmp_path / "model"), runtime="paddle", threads=1).predict([image])[0]
+    assert result["label_names"] == [DEMO_CLASSES[i] for i in result["class_ids"]]
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    try:
+        import infer as infer_tool
+    finally:
+        sys.path.pop(0)
+    assert main_guard(infer_tool.main, ["--model_dir", str(tmp_path / "model"), "--image", image, "--runtime",
+                                        "paddle"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{image}: {result['class_ids'][0]} ({result['label_names'][0]}) "), line

@@ -180,5 +180,6 @@ def test_per_class_report_names_classes(tmp_path):
     listed = tmp_path / "labels.txt"
     listed.write_text("0 cat\n1 dog\n")
     assert class_names({"Infer": {"PostProcess": {"class_id_map_file": str(listed)}}}, 2) == ["cat", "dog"]
-    assert class_names({"Infer": {"PostProcess": {"class_id_map_file": str(listed)}}}, 3) is None  # warned
+    assert class_names({"Infer": {"PostProcess": {"class_id_map_file": str(listed)}}}, 3) == ["cat", "dog", "2"]
+    assert class_names({"Infer": {"PostProcess": {"class_id_map_file": str(listed)}}}, 1) is None  # warned: id 1
     assert class_names({}, 3) is None

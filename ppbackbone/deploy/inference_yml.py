@@ -9,6 +9,8 @@ import warnings
 import numpy as np
 import paddle
 
+from ..data.class_names import class_name_list
+from ..data.dataset import DatasetError
 from ..errors import ConfigError, ExportError
 from ..weights.io import file_sha256
 from .export_dir import FORMAT_VERSION, INPUT_NAME, PADDLEX_OPS, from_paddlex_ops, to_paddlex_ops
@@ -164,28 +166,12 @@ def _check_preprocess(ops, image_shape):
 
 
 def _label_list(config, num_classes):
-    """Class names from Infer.PostProcess.class_id_map_file (PaddleClas: `id name` per line)."""
-    post = (config.get("Infer", {}) or {}).get("PostProcess", {}) or {}
-    path = post.get("class_id_map_file")
-    if not path:
-        return None
-    if not os.path.isfile(path):
-        raise ExportError(f"Infer.PostProcess.class_id_map_file={path} does not exist; fix the path or remove "
-                          f"the key (the label list is copied into inference.yml)")
-    labels = {}
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            parts = line.strip().split(maxsplit=1)
-            if not parts[0].isdigit():
-                raise ExportError(f"{path}:{number}: expected `<class id> <name>`, got {line.strip()!r}")
-            labels[int(parts[0])] = parts[1] if len(parts) > 1 else parts[0]
-    if num_classes and max(labels, default=-1) >= num_classes:
-        raise ExportError(f"{path} names class id {max(labels)} but the model has {num_classes} classes "
-                          f"(Arch.class_num); is it the label file of another dataset?")
-    size = num_classes or (max(labels) + 1)
-    return [labels.get(i, str(i)) for i in range(size)]
+    """Class names for PostProcess Topk: the config's label file (Infer.PostProcess.class_id_map_file, or the
+    demo's label list when it trains on the demo), None when it names none."""
+    try:
+        return class_name_list(config, num_classes)
+    except DatasetError as err:
+        raise ExportError(f"{err} (the class names are copied into inference.yml)") from None
 
 
 def _inference_ops(config, image_shape, feature_mode):

@@ -1,11 +1,12 @@
 """Evaluation: one pass over DataLoader.Eval (loss, metrics and the per-class report, summed over
 ranks), or a retrieval evaluation over the Gallery and Query sets."""
-import os
 import time
 
 import numpy as np
 import paddle
 
+from ..data.class_names import class_name_list
+from ..data.dataset import DatasetError
 from ..errors import ConfigError, get_value, warn_once
 from .logging_utils import ProgressBar
 from .retrieval import compute_features, retrieval_scores
@@ -15,31 +16,13 @@ __all__ = ["Evaluation", "class_names", "evaluated_model"]
 
 
 def class_names(config, class_num):
-    """Class names by label for reports: Infer.PostProcess.class_id_map_file (PaddleClas's `id name`
-    lines), or the demo dataset's label list; None when the config names neither (or the file does
-    not fit class_num, with a warning)."""
-    path = ((config.get("Infer") or {}).get("PostProcess") or {}).get("class_id_map_file")
-    dataset = ((config.get("DataLoader") or {}).get("Eval") or {}).get("dataset") or {}
-    if not path and dataset.get("name") == "DemoDataset":
-        from ..data.demo import ensure_demo_dataset
-        path = os.path.join(ensure_demo_dataset(dataset.get("root")), "label_list.txt")
-    if not path:
-        return None
-    names = {}
+    """Class names by label for reports (data.class_names: Infer.PostProcess.class_id_map_file or the demo's
+    label list); None when the config names neither, or, with a warning, when the file does not fit."""
     try:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                parts = line.strip().split(None, 1)
-                if len(parts) == 2 and parts[0].isdigit():
-                    names[int(parts[0])] = parts[1]
-    except OSError as err:
-        warn_once(f"class-names:{path}", f"class names for the per-class report: cannot read {path}: {err}")
+        return class_name_list(config, class_num)
+    except DatasetError as err:
+        warn_once(f"class-names:{err}", f"class names for the per-class report: {err}; printing class ids")
         return None
-    if sorted(names) != list(range(class_num)):
-        warn_once(f"class-names:{path}", f"class names for the per-class report: {path} does not list ids "
-                                         f"0..{class_num - 1}; printing class ids")
-        return None
-    return [names[i] for i in range(class_num)]
 
 
 def evaluated_model(model):
