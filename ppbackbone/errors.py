@@ -13,7 +13,7 @@ import logging
 import os
 import stat
 
-__all__ = ["UserError", "ConfigError", "ExportError", "InputFileError", "MissingFileError", "LimitError", "suggest",
+__all__ = ["UserError", "ConfigError", "InputSizeError", "ExportError", "InputFileError", "MissingFileError", "LimitError", "suggest",
            "check_keys", "check_op_list", "accepted_params", "get_value", "warn_once", "is_off", "check_regular_file",
            "check_inside", "LIMITS", "limit", "limit_hint", "check_output_dir"]
 
@@ -112,6 +112,10 @@ def limit(name):
 def limit_hint(name):
     """How to raise limit `name`, for error messages."""
     return f"limit {name}={limit(name)}; raise it with the environment variable PPBACKBONE_{name.upper()}"
+
+
+class InputSizeError(UserError, ValueError):
+    """An input tensor whose size a model cannot take; the message names the size and what fits."""
 
 
 def suggest(name, options):

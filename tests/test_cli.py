@@ -90,7 +90,7 @@ def test_every_tool_documents_exit_statuses_and_debug(name, capsys):
 
 
 @pytest.mark.parametrize("name, argv, message", [
-    ("summary", ["--model", "hgnetv2_b7"], "Error: --model hgnetv2_b7: Unknown model 'hgnetv2_b7'. Did you mean"),
+    ("summary", ["--model", "hgnetv2_b9"], "Error: --model hgnetv2_b9: Unknown model 'hgnetv2_b9'. Did you mean"),
     ("convert_weights", ["missing.pth", "out.safetensors"], "Error: "),
     ("benchmark", ["latency", "--model", "hgnetv2_b0", "--runtimes", "tensorrt"], "Error: --runtimes: ['tensorrt']"),
     ("benchmark", ["latency", "--model", "hgnetv2_b9"], "Error: --model hgnetv2_b9: Unknown model"),

@@ -14,14 +14,15 @@ def test_snake_case_names_and_reference_aliases_build_the_same_model():
 
 
 def test_list_models_pattern_and_aliases():
-    assert ppbackbone.list_models("hgnetv2_b*") == [f"hgnetv2_b{i}" for i in range(7)]
+    assert ppbackbone.list_models("hgnetv2_b?") == [f"hgnetv2_b{i}" for i in range(8)]
     assert "PPHGNetV2_B4" in ppbackbone.list_models("PPHGNet*", include_aliases=True)
-    assert ppbackbone.list_models(family="pphgnet") == ["pphgnet_base", "pphgnet_small", "pphgnet_tiny"]
+    assert ppbackbone.list_models(family="pphgnet") == ["pphgnet_base", "pphgnet_small", "pphgnet_small_det",
+                                                        "pphgnet_small_rec", "pphgnet_tiny"]
 
 
 def test_unknown_name_suggests_close_names():
-    with pytest.raises(ValueError, match=r"Unknown model 'hgnetv2_b7'.*Did you mean: .*hgnetv2_b"):
-        ppbackbone.create_model("hgnetv2_b7")
+    with pytest.raises(ValueError, match=r"Unknown model 'hgnetv2_b8'.*Did you mean: .*hgnetv2_b"):
+        ppbackbone.create_model("hgnetv2_b8")
 
 
 def test_unknown_argument_lists_accepted_ones():

@@ -5,14 +5,23 @@ checkpoints load without renaming. Families build from these pieces; none re-imp
 """
 import paddle
 import paddle.nn as nn
+import paddle.nn.functional as F
 from paddle import ParamAttr
 from paddle.nn.initializer import Constant, KaimingNormal
 from paddle.regularizer import L2Decay
 
+from ..errors import InputSizeError
+
 __all__ = [
     "make_divisible", "conv_attr", "norm_attrs", "get_act", "FrozenBatchNorm2D", "ConvBNAct",
-    "LearnableAffineBlock", "ESEModule", "SEModule",
+    "LearnableAffineBlock", "ESEModule", "SEModule", "ocr_rec_pool", "OCR_REC_EVAL_POOL",
 ]
+
+# PaddleOCR's rec backbones (PPLCNetV3/V4, PPHGNet_small, PPHGNetV2_B4 text_rec) end with this pooling of
+# their last map: avg_pool2d([3, 2]) in eval, adaptive_avg_pool2d([1, 40]) in training; the two agree for
+# PaddleOCR's 48x320 input (a 3x80 map).
+OCR_REC_EVAL_POOL = (3, 2)
+OCR_REC_TRAIN_POOL = (1, 40)
 
 
 def make_divisible(value, divisor=8, min_value=None):
@@ -220,3 +229,21 @@ class SEModule(nn.Layer):
         pooled = self.avg_pool(x) if self.avg_pool is not None else paddle.mean(x, axis=[2, 3], keepdim=True)
         scale = self.gate(self.conv2(self.relu(self.conv1(pooled))))
         return x * scale
+
+
+def ocr_rec_pool(x, training, where="the rec backbone", height_stride=None):
+    """PaddleOCR's rec-backbone pooling of the last map `x` [N, C, H, W] (see OCR_REC_EVAL_POOL).
+
+    In eval mode a map under 3 rows or 2 columns cannot be pooled: InputSizeError naming the map size,
+    the input height that fits (`height_stride`: the model's height stride) and PaddleOCR's 48.
+    """
+    if training:
+        return F.adaptive_avg_pool2d(x, list(OCR_REC_TRAIN_POOL))
+    kh, kw = OCR_REC_EVAL_POOL
+    h, w = x.shape[2], x.shape[3]
+    if (h is not None and 0 <= h < kh) or (w is not None and 0 <= w < kw):
+        fits = (f"an input at least {(kh - 1) * height_stride + 1} pixels high (PaddleOCR's rec inputs are 48 "
+                f"high)" if height_stride else "a larger input")
+        raise InputSizeError(f"{where}: its last map is {h}x{w}, but PaddleOCR's eval pooling avg_pool2d({list(OCR_REC_EVAL_POOL)}) "
+                             f"needs at least {kh}x{kw}: use {fits}")
+    return F.avg_pool2d(x, list(OCR_REC_EVAL_POOL))

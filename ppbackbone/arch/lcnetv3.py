@@ -30,11 +30,10 @@ biased conv `reparam_conv` (PaddleOCR's name) and deletes them, like PaddleOCR's
 Widths: make_divisible(c * scale, 16); conv1 (3x3/2 ConvBN) has no activation.
 """
 import paddle.nn as nn
-import paddle.nn.functional as F
 from paddle import ParamAttr
 
 from .base import Backbone
-from .layers import ConvBNAct, LearnableAffineBlock, SEModule, make_divisible
+from .layers import ConvBNAct, LearnableAffineBlock, SEModule, make_divisible, ocr_rec_pool
 from .native import register_native
 from .registry import check_scale, fixed_args_builder, register_model
 from .rep import RepMixin, conv_like, fold_bn, identity_kernel, pad_kernel
@@ -264,9 +263,8 @@ class PPLCNetV3(Backbone):
     def ocr_pool(self, x):
         """PaddleOCR's rec-backbone pooling of the blocks6 map: adaptive [1, 40] in training,
         avg_pool [3, 2] in eval (the two agree for PaddleOCR's 48x320 input)."""
-        if self.training:
-            return F.adaptive_avg_pool2d(x, [1, 40])
-        return F.avg_pool2d(x, [3, 2])
+        return ocr_rec_pool(x, self.training, getattr(self, "model_name", "PPLCNetV3"),
+                            self.feature_info[-1]["stride"])
 
     def is_head_key(self, key):
         """Classifier-head keys; for the classifier also the det projections (`layer_list.*`), so the

@@ -95,7 +95,11 @@ def build_native(name, host="PaddleDetection", **section):
     Errors name the argument and the native class: an argument the native class does not take, a
     required one missing, or a native argument ppbackbone does not support set to another value.
     """
-    spec = _table(host)[name]
+    table = _table(host)
+    if name not in table:
+        raise ConfigError(f"{name!r} is not a {host} backbone class that ppbackbone builds.{suggest(name, table)} "
+                          f"{host} classes: {', '.join(sorted(table))}")
+    spec = table[name]
     unknown = sorted(set(section) - set(spec.defaults))
     if unknown:
         raise ConfigError(f"PPBackbone: {name} ({host}) has no argument(s) {unknown}."
