@@ -22,6 +22,11 @@ REFERENCE_NEEDS = [
 # runtime="onnxruntime" / "openvino". Not needed by the tests (they skip, saying why, without them).
 DEPLOY_EXTRAS = {"onnx": ["paddle2onnx>=2.0", "onnx", "onnxruntime", "ml_dtypes"], "openvino": ["openvino"]}
 
+# Pictures (curves.png of every training run, tools/eval.py --confusion-matrix / --recall-curve,
+# tools/benchmark.py latency --plot, docs/images/): optional; without it training skips curves.png
+# with one notice and a requested picture is one `Error:` line. In [test] too, so CI draws them.
+PLOT_EXTRA = ["matplotlib>=3.5"]
+
 setup(
     name="ppbackbone",
     version=VERSION,
@@ -32,7 +37,8 @@ setup(
     packages=find_packages(include=["ppbackbone", "ppbackbone.*"]),
     python_requires=">=3.8",
     install_requires=["paddlepaddle>=3.0", "numpy", "pyyaml", "visualdl", "safetensors", "pillow",
-                      "opencv-python-headless"],
-    extras_require={"test": ["pytest", "pytest-timeout", "hypothesis"] + REFERENCE_NEEDS, **DEPLOY_EXTRAS},
+                      "opencv-python-headless", "tqdm"],
+    extras_require={"test": ["pytest", "pytest-timeout", "hypothesis"] + PLOT_EXTRA + REFERENCE_NEEDS,
+                    "plot": PLOT_EXTRA, **DEPLOY_EXTRAS},
     license="Apache-2.0",
 )

@@ -2,7 +2,7 @@
 
     python tools/benchmark.py latency --model hgnetv2_b0 pphgnet_tiny [--reference PPLCNetV2_base]
         [--runtimes paddle onnxruntime openvino] [--precisions fp32 bf16 int8] [--image-size 224] [--threads 2]
-        [--markdown FILE]
+        [--markdown FILE] [--json FILE] [--plot BARS.png]
 
 latency: batch-1 latency of the exported model on every installed runtime (Paddle Inference, ONNX Runtime,
 OpenVINO) x precision (fp32; bf16 where the CPU has it; int8), fused vs unfused for Rep models, and
@@ -38,20 +38,24 @@ def add_latency(subparsers):
     p.add_argument("--rounds", type=positive_int, default=20, help="interleaved rounds the runs are split into")
     p.add_argument("--markdown", help="also write the table to this file")
     p.add_argument("--json", help="also write the raw figures to this file")
+    p.add_argument("--plot", help="also draw runtime x precision bars per model to this PNG (needs matplotlib)")
     p.set_defaults(func=run_latency)
 
 
 def run_latency(args):
     from ppbackbone.benchmarks.latency import (available_precisions, available_runtimes, format_markdown,
-                                               latency_benchmark)
+                                               latency_benchmark, plot_latency)
+    from ppbackbone.engine.plots import require_plots
     from ppbackbone.deploy.predictor import RUNTIMES
     from ppbackbone.errors import ConfigError
     if not args.model and not args.reference:
         raise ConfigError("name at least one --model or --reference")
-    for flag, path in (("--markdown", args.markdown), ("--json", args.json)):
+    for flag, path in (("--markdown", args.markdown), ("--json", args.json), ("--plot", args.plot)):
         folder = os.path.dirname(os.path.abspath(path)) if path else None
         if folder and not os.path.isdir(folder):  # said before minutes of timing, not after
             raise ConfigError(f"{flag} {path}: the folder {folder} does not exist")
+    if args.plot:
+        require_plots("--plot")
     models = check_model_names(args.model)
     runtimes = args.runtimes or available_runtimes()
     unknown = [r for r in runtimes if r not in RUNTIMES]
@@ -79,6 +83,8 @@ def run_latency(args):
             rows = [dict(row, cells=[{"runtime": r, "precision": p, "median_ms": m, "min_ms": low}
                                      for (r, p), (m, low) in row["cells"].items()]) for row in result["rows"]]
             json.dump(dict(result, rows=rows), f, indent=1)
+    if args.plot:
+        print(f"Wrote {plot_latency(result, args.plot)}")
     return 0
 
 

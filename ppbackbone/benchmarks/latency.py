@@ -375,3 +375,14 @@ def format_markdown(result):
     if result["checks"]:
         lines += [""] + [f"- {model}: {note}" for model, note in result["checks"].items()]
     return "\n".join(lines)
+
+
+def plot_latency(result, path):
+    """Draw `result` (latency_benchmark's) as runtime x precision bars per model row into `path` (PNG),
+    titled with the machine and its load."""
+    from ..engine.plots import latency_bars
+    load = result["load_average"]
+    title = (f"batch 1, {result['image_size']}x{result['image_size']}, {result['threads']} threads; "
+             f"{result['cpus']} CPUs ({' '.join(result['cpu_flags'][:6])}), load {load[0]}/{load[1]}")
+    return latency_bars(result["rows"], path, title=title)
+
