@@ -30,6 +30,7 @@ from ..deploy.export_dir import ONNX_FILE, ONNX_INT8_FILE, PARAMS_FILE
 from ..deploy.runtimes import (RUNTIME_LABELS, RUNTIME_PRECISIONS, OnnxRuntimeBackend, OpenVinoBackend, PaddleBackend,
                         bf16_supported, cpu_features, installed_runtimes, modules_import)
 from ..errors import ConfigError, UserError, suggest
+from ..progress import progress
 from ..weights.io import save_weights
 
 __all__ = ["latency_benchmark", "available_runtimes", "available_precisions", "build_reference", "format_markdown",
@@ -140,18 +141,23 @@ def _time_interleaved(backends, batch, warmup, runs, rounds):
     slow another's."""
     times = {key: [] for key in backends}
     per_round = max(1, runs // rounds)
+    bar = progress(total=len(backends) * (warmup + rounds * per_round), desc=f"timing {len(backends)} cells",
+                   unit="run")
     for runtime in dict.fromkeys(key[2] for key in backends):
         group = {key: b for key, b in backends.items() if key[2] == runtime}
         time.sleep(0.5)
         for backend in group.values():
             for _ in range(warmup):
                 backend.run(batch)
+                bar.update()
         for _ in range(rounds):
             for key, backend in group.items():
                 for _ in range(per_round):
                     start = time.perf_counter()
                     backend.run(batch)
                     times[key].append((time.perf_counter() - start) * 1000.0)
+                    bar.update()
+    bar.close()
     return {key: (float(np.median(values)), float(np.min(values))) for key, values in times.items()}
 
 

@@ -14,10 +14,13 @@ small model needs a few epochs to learn them and augmentation matters.
 import math
 import os
 import shutil
+import sys
 import tempfile
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from ..progress import progress
 
 __all__ = ["ensure_demo_dataset", "ensure_retrieval_lists", "demo_dataset_dir", "DEMO_CLASSES", "DEMO_VERSION",
            "RETRIEVAL_GALLERY_PER_CLASS"]
@@ -114,6 +117,7 @@ def _draw(label, rng):
 
 def _write(root):
     rng = np.random.RandomState(_SEED)
+    bar = progress(total=sum(_COUNTS.values()) * len(DEMO_CLASSES), desc="writing the demo dataset", unit="image")
     for split, count in _COUNTS.items():
         lines = []
         for label, name in enumerate(DEMO_CLASSES):
@@ -122,8 +126,10 @@ def _write(root):
                 rel = f"{split}/{name}/{n:04d}.jpg"
                 _draw(label, rng).save(os.path.join(root, rel), "JPEG", quality=90)
                 lines.append(f"{rel} {label}\n")
+                bar.update()
         with open(os.path.join(root, f"{split}_list.txt"), "w", encoding="utf-8") as f:
             f.writelines(lines)
+    bar.close()
     with open(os.path.join(root, "label_list.txt"), "w", encoding="utf-8") as f:
         f.writelines(f"{i} {name}\n" for i, name in enumerate(DEMO_CLASSES))
     with open(os.path.join(root, "README.txt"), "w", encoding="utf-8") as f:
@@ -163,17 +169,30 @@ def ensure_demo_dataset(root=None):
     it is written to a temporary folder and renamed, so concurrent callers (e.g. the ranks of a
     distributed launch) and interrupted runs never see a half-written dataset."""
     root = os.path.abspath(os.path.expanduser(root or demo_dataset_dir()))
-    return write_once(root, _write, ("label_list.txt", "val_list.txt"))
+    return write_once(root, _write, ("label_list.txt", "val_list.txt"), "Demo dataset")
 
 
-def write_once(root, write, markers):
+_ANNOUNCED = set()
+
+
+def _announce(root, what, written):
+    """Say where the data is, once per process and folder (on stderr)."""
+    if root not in _ANNOUNCED:
+        _ANNOUNCED.add(root)
+        print(f"{what}: {root} ({'written now' if written else 'already there'}; delete the folder to "
+              f"regenerate it)", file=sys.stderr)
+
+
+def write_once(root, write, markers, what="Demo data"):
     """Run `write(tmp_folder)` and rename the folder to `root`, unless every file in `markers` (relative
-    paths) already exists under `root`; returns `root`. A concurrent writer that wins the rename is
-    accepted; an existing incomplete folder is an error that says to delete it."""
+    paths) already exists under `root`; returns `root` (its location printed once, named `what`). A
+    concurrent writer that wins the rename is accepted; an existing incomplete folder is an error that
+    says to delete it."""
     def complete():
         return all(os.path.isfile(os.path.join(root, m)) for m in markers)
 
     if complete():
+        _announce(root, what, written=False)
         return root
     parent = os.path.dirname(root)
     os.makedirs(parent, exist_ok=True)
@@ -193,4 +212,5 @@ def write_once(root, write, markers):
     finally:
         if os.path.isdir(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
+    _announce(root, what, written=True)
     return root

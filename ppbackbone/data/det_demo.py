@@ -115,4 +115,5 @@ def ensure_det_demo_dataset(root=None):
     returns the folder. Deterministic (fixed seed), a second or two; written to a temporary folder and
     renamed, so concurrent callers never see a half-written set."""
     root = os.path.abspath(os.path.expanduser(root or det_demo_dir()))
-    return write_once(root, _write, ("annotations/instances_train.json", "annotations/instances_val.json"))
+    return write_once(root, _write, ("annotations/instances_train.json", "annotations/instances_val.json"),
+                      "Detection demo dataset")

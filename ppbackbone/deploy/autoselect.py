@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from ..errors import ConfigError
+from ..progress import progress
 from .export_dir import CHOICE_FILE, write_text_atomic
 from .runtimes import (RUNTIME_PRECISIONS, bf16_supported, cpu_features, create_backend, installed_runtimes,
                        runtime_versions)
@@ -59,16 +60,21 @@ def measure(backends, batch, warmup=3, runs=20, rounds=4):
     """{(runtime, precision): median ms} of batch-1 runs, interleaved in rounds so that load from other
     processes spreads over every candidate."""
     times = {key: [] for key in backends}
+    per_round = max(1, runs // rounds)
+    bar = progress(total=len(backends) * (warmup + rounds * per_round), unit="run",
+                   desc=f"runtime=auto: timing {len(backends)} runtime/precision candidates")
     for backend in backends.values():
         for _ in range(warmup):
             backend.run(batch)
-    per_round = max(1, runs // rounds)
+            bar.update()
     for _ in range(rounds):
         for key, backend in backends.items():
             for _ in range(per_round):
                 start = time.perf_counter()
                 backend.run(batch)
                 times[key].append((time.perf_counter() - start) * 1000.0)
+                bar.update()
+    bar.close()
     return {key: float(np.median(values)) for key, values in times.items()}
 
 

@@ -15,6 +15,7 @@
 import numpy as np
 
 from ..errors import UserError
+from ..progress import progress
 from .runtimes import RuntimeNotInstalled
 
 __all__ = ["PrecisionRefused", "CalibrationError", "DEFAULT_BUDGET", "DEFAULT_CALIB_IMAGES", "DEFAULT_VERIFY_IMAGES", "eval_images",
@@ -103,13 +104,15 @@ def require_quantizer(flag="--precision"):
 class _Reader:
     """onnxruntime's CalibrationDataReader protocol over a batch of images, one image at a time."""
 
-    def __init__(self, input_name, images):
-        self.input_name, self.images, self.index = input_name, images, 0
+    def __init__(self, input_name, images, bar=None):
+        self.input_name, self.images, self.index, self.bar = input_name, images, 0, bar
 
     def get_next(self):
         if self.index >= len(self.images):
             return None
         self.index += 1
+        if self.bar is not None:
+            self.bar.update()
         return {self.input_name: self.images[self.index - 1:self.index]}
 
     def rewind(self):
@@ -131,9 +134,10 @@ def quantize_int8(onnx_file, int8_file, calib, input_name="x"):
         # pass needs sympy and adds nothing for a fixed image size).
         quant_pre_process(onnx_file, prepared, skip_symbolic_shape=True)
         softmax = [n.name for n in onnx.load(prepared).graph.node if n.op_type == "Softmax"]
-        quantize_static(prepared, int8_file, _Reader(input_name, calib), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=softmax)
+        with progress(total=len(calib), desc="int8 calibration", unit="image") as bar:
+            quantize_static(prepared, int8_file, _Reader(input_name, calib, bar), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=softmax)
     return {"quantizer": f"onnxruntime {onnxruntime.__version__} quantize_static", "format": "QDQ",
             "weights": "int8 per channel", "activations": "uint8 per tensor", "calibration": "MinMax",
             "calibration_images": int(len(calib)), "float_ops": ["Softmax"] if softmax else []}
