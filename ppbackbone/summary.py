@@ -45,4 +45,13 @@ it is current). Parameter counts are of the default instance (1000 classes, or t
 preset's feature mode) without BN running statistics; each is pinned by the generic tests and,
 where a reference exists, equal to the reference's. Family notes: [hgnet.md](hgnet.md), [lcnet.md](lcnet.md), [cspresnet.md](cspresnet.md), [vanillanet.md](vanillanet.md), [swin.md](swin.md). Weights are listed by tag (`create_model(name, pretrained="<tag>")`; the first is `pretrained=True`'s); `ppbackbone.pretrained_cfg(name)` gives their input size, resize/crop, interpolation and mean/std. Deployment: [deploy.md](deploy.md); PaddleDetection: [ppdet.md](ppdet.md).
 
+## Published ImageNet top-1 against latency measured here
+
+Drawn by `python tools/docs_figures.py models-chart` (it times the models on the machine it runs on and
+rewrites the chart and the text below; `--rerender` redraws from docs/records/models-chart.json).
+
+<!-- figure:models-chart begin --><!-- figure:models-chart end -->
+
+## Every registered model
+
 """
