@@ -154,23 +154,62 @@ class Predictor:
                 raise ImageError(f"An array image must be HWC with 3 channels, got shape {list(image.shape)}")
         elif not isinstance(image, (bytes, bytearray)):
             raise ImageError(f"Unsupported image type {type(image).__name__}; pass a path, bytes or an HWC array")
-        data = image
-        for name, op in self._transforms().ops:
-            try:
-                data = op(data)
-            except Exception as err:  # a decoder/transform failure on this input: name the image
-                text = str(err) if len(str(err)) <= 300 else str(err)[:300] + " ..."  # never a dump of the bytes
-                raise ImageError(f"Could not read image {source} ({name}: {text})") from None
+        data, size = self._apply_ops(image, source)
         data = np.asarray(data, dtype="float32")
         if not self.input_shape and (data.ndim != 3 or data.shape[0] != 3):
             raise ModelDirError(f"{self.export.file(INFERENCE_YML)}: its PreProcess.transform_ops turn {source} into "
                                 f"an array of shape {list(data.shape)}, not a 3-channel CHW image: the ops are "
                                 f"incomplete (NormalizeImage, ToCHWImage?); re-export the model")
         expected = self.input_shape[1:] if self.input_shape else list(data.shape)
-        if list(data.shape) != expected:
-            raise ImageError(f"Preprocessing produced shape {list(data.shape)} for {source}; the model takes "
-                             f"{expected}")
+        if len(expected) != data.ndim or any(e > 0 and e != d for e, d in zip(expected, data.shape)):
+            self._blame_shape(list(data.shape), expected, source, size)
         return data
+
+    def _apply_ops(self, image, source):
+        """(the preprocessed image, its decoded (height, width)). A failure before decoding completes is
+        the image's (unreadable); after, the message names the export's op and the image's size."""
+        data, size = image, None
+        for name, op in self._transforms().ops:
+            try:
+                data = op(data)
+            except Exception as err:  # a decoder/transform failure on this input: name the image
+                text = str(err) if len(str(err)) <= 300 else str(err)[:300] + " ..."  # never a dump of the bytes
+                text = text[len(name) + 1:].lstrip() if text.startswith(f"{name}:") else text
+                if size is None:
+                    raise ImageError(f"Could not read image {source} ({name}: {text})") from None
+                raise ImageError(f"Image {source} ({size[1]}x{size[0]} pixels, w x h) does not fit the export's "
+                                 f"preprocessing ({self.export.file(INFERENCE_YML)}: {self._sizing_ops()}): {name}: "
+                                 f"{text}") from None
+            if size is None and isinstance(data, np.ndarray) and data.ndim == 3:
+                size = data.shape[:2]
+        return data, size
+
+    def _sizing_ops(self):
+        """`ResizeImage resize_short 40; CropImage size 36`: the export's ops that set the image size."""
+        parts = []
+        for entry in (self.info.get("PreProcess") or {}).get("transform_ops") or []:
+            if isinstance(entry, dict) and len(entry) == 1:
+                (name, params), = entry.items()
+                if "Crop" in str(name) or "Resize" in str(name):
+                    shown = " ".join(f"{k} {v}" for k, v in (params or {}).items()
+                                     if k in ("size", "resize_short", "crop_size", "target_size"))
+                    parts.append(f"{name} {shown}".strip())
+        return "; ".join(parts) or "no resize or crop op"
+
+    def _blame_shape(self, shape, expected, source, size):
+        """The preprocessed shape is not the input shape: the export's fault when every image gets that
+        shape (its crop/resize size and input shape disagree), else its preprocessing has no fixed size."""
+        yml = self.export.file(INFERENCE_YML)
+        probe = list(np.shape(self._apply_ops(_probe_image(), "<probe>")[0]))
+        if probe == shape:
+            raise ModelDirError(f"{yml}: its preprocessing ({self._sizing_ops()}) makes every image {shape[1:]} "
+                                f"(h, w), but the export's input shape (Input.shape) is {expected}: the export's "
+                                f"crop/resize size and its input shape disagree (not the image). Set the size in "
+                                f"PreProcess to match the input shape, or re-export the model")
+        raise ImageError(f"The export's preprocessing ({yml}: {self._sizing_ops()}) turns {source} "
+                         f"({size[1]}x{size[0]} pixels, w x h) into {shape}, but the model takes {expected}: the size "
+                         f"it makes depends on the image (no crop to a fixed size). Add a CropImage of the input size "
+                         f"to PreProcess, or re-export the model")
 
     # ---------------------------------------------------------------- running
     def run(self, batch):
