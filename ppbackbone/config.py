@@ -5,10 +5,12 @@ Errors name the file or key, the value, and what was expected.
 import copy
 import os
 import re
+import reprlib
 
 import yaml
 
-from .errors import ConfigError, check_keys, check_op_list, get_value, suggest, warn_once  # noqa: F401  (re-exported)
+from .errors import (ConfigError, InputFileError, LimitError, check_keys, check_op_list,  # noqa: F401 (re-exported)
+                     check_regular_file, get_value, limit, limit_hint, suggest, warn_once)
 
 __all__ = ["load_config", "apply_overrides", "parse_override", "ConfigError", "ConfigLoader", "load_yaml",
            "KNOWN_SECTIONS", "validate_config", "check_keys", "check_op_list", "get_value", "warn_once"]
@@ -40,6 +42,67 @@ class ConfigLoader(yaml.SafeLoader):
             first_line[key] = line
         return super().construct_mapping(node, deep=deep)
 
+    def compose_node(self, parent, index):
+        # PyYAML composes nested values recursively: a limit here, before the interpreter's
+        depth = self.yaml_depth = getattr(self, "yaml_depth", 0) + 1
+        if depth > limit("yaml_max_depth"):
+            _too_deep(self.peek_event().start_mark)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.yaml_depth = depth - 1
+
+    def fetch_flow_collection_start(self, token_class):
+        # the scanner's work per token grows with the number of open [ and {: limited before the composer sees them
+        if self.flow_level >= limit("yaml_max_depth"):
+            _too_deep(self.get_mark())
+        super().fetch_flow_collection_start(token_class)
+
+    def compose_document(self):
+        node = super().compose_document()
+        _check_expanded_size(node)
+        return node
+
+
+class YamlLimitError(ConfigError, LimitError):
+    """YAML nested deeper, or expanding (through aliases) to more values, than the named limits allow."""
+
+
+def _too_deep(mark):
+    raise YamlLimitError(f"{_source(mark)}: values nested more than {limit('yaml_max_depth')} levels deep at line "
+                         f"{mark.line + 1} ({limit_hint('yaml_max_depth')})")
+
+
+def _check_expanded_size(root):
+    """YamlLimitError when the document, with every alias (*name) written out, has more values than the limit
+    yaml_max_nodes (`&a [*b, *b]` ten levels deep is a few lines and a billion values), or an alias inside its
+    own anchor. Each node is counted once, children first, without recursion."""
+    most = limit("yaml_max_nodes")
+    sizes, active, stack = {}, {id(root)}, [(root, iter(_node_children(root)))]
+    while stack:
+        node, children = stack[-1]
+        child = next(children, None)
+        if child is None:
+            stack.pop()
+            active.discard(id(node))
+            sizes[id(node)] = 1 + sum(sizes[id(c)] for c in _node_children(node))
+            if sizes[id(node)] > most:
+                raise YamlLimitError(f"{_source(node.start_mark)}: the value at line {node.start_mark.line + 1} expands "
+                                     f"to more than {most} values once its aliases (*name) are written out "
+                                     f"({limit_hint('yaml_max_nodes')})")
+        elif id(child) in active:
+            raise YamlLimitError(f"{_source(child.start_mark)}: the alias at line {child.start_mark.line + 1} refers to "
+                                 f"a value that contains it (an endless value)")
+        elif id(child) not in sizes:
+            active.add(id(child))
+            stack.append((child, iter(_node_children(child))))
+
+
+def _node_children(node):
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return node.value if isinstance(node, yaml.SequenceNode) else ()
+
 
 ConfigLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
@@ -51,13 +114,20 @@ def _source(mark):
 
 
 def load_yaml(stream):
-    """Parse YAML text or an open file with ConfigLoader (see there). Raises yaml.YAMLError or ConfigError."""
-    return yaml.load(stream, Loader=ConfigLoader)
+    """Parse YAML text or an open file with ConfigLoader (see there): nesting and alias expansion within the
+    limits yaml_max_depth and yaml_max_nodes. Raises yaml.YAMLError or ConfigError (YamlLimitError past a limit)."""
+    try:
+        return yaml.load(stream, Loader=ConfigLoader)
+    except RecursionError:  # only when yaml_max_depth was raised past what the interpreter's stack holds
+        raise YamlLimitError(f"{getattr(stream, 'name', 'YAML text')}: values nested too deeply for this reader "
+                             f"({limit_hint('yaml_max_depth')}; lower it)") from None
 
 
 def _read_yaml(path):
-    if not os.path.isfile(path):
-        raise ConfigError(f"Config file not found: {path}")
+    try:
+        check_regular_file(path, "Config file")
+    except InputFileError as err:
+        raise ConfigError(str(err)) from None
     with open(path, encoding="utf-8") as f:
         try:
             data = load_yaml(f) or {}
@@ -87,8 +157,11 @@ def _load_with_bases(path, seen=()):
     if path in seen:
         raise ConfigError(f"_BASE_ cycle: {' -> '.join(seen + (path,))}")
     data = _read_yaml(path)
-    bases = data.pop("_BASE_", [])
-    bases = [bases] if isinstance(bases, str) else list(bases)
+    given = data.pop("_BASE_", None)
+    bases = [] if given is None else [given] if isinstance(given, str) else given
+    if not isinstance(bases, list) or not all(isinstance(b, str) and b for b in bases):
+        raise ConfigError(f"{path}: _BASE_={given!r} is not valid: expected a config path or a "
+                          f"list of config paths (relative to this file), e.g. _BASE_: ../base.yaml")
     merged = {}
     for base in bases:
         base_path = base if os.path.isabs(base) else os.path.join(os.path.dirname(path), base)
@@ -240,6 +313,7 @@ def validate_config(config):
     from .engine.losses import LOSSES
     from .engine.metrics import METRICS
 
+    check_names(config)
     for name in ("Global", "AMP", "EMA", "Infer"):
         check_keys(_section(config, name), SECTION_KEYS[name], name, UNSUPPORTED_KEYS.get(name))
     if config["Arch"]["name"] not in COMPOUND_MODELS:
@@ -270,6 +344,23 @@ def validate_config(config):
     if isinstance(infer.get("PostProcess"), dict):
         check_keys(infer["PostProcess"], ("name", "topk", "class_id_map_file", "savefile"), "Infer.PostProcess")
     return config
+
+
+def check_names(node, where="", seen=None):
+    """ConfigError naming the key when a `name` (of a model, optimizer, schedule, dataset, sampler, head...)
+    anywhere in `node` holds something other than a string. Shared values (YAML aliases) are visited once."""
+    seen = set() if seen is None else seen
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        path = f"{where}.{key}" if where else str(key)
+        if key == "name" and value is not None and not isinstance(value, str):
+            raise ConfigError(f"{path}={reprlib.repr(value)} is not valid: expected a name (a string), e.g. "
+                              f"{path}=hgnetv2_b0")
+        if isinstance(value, (dict, list)):
+            check_names(value, path, seen)
 
 
 def _is_number(value):

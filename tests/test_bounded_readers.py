@@ -278,3 +278,92 @@ def test_pickle_readers_refuse_fifos_and_folders_without_opening_them(tmp_path):
     with pytest.raises((CheckpointError, InputFileError), match="FIFO"):
         load_checkpoint(str(tmp_path / "ckpt.pdparams")[:-len(".pdparams")])
 
+
+
+# ------------------------------------------------------------------------------------------------ YAML and configs
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QUICKSTART = os.path.join(ROOT, "configs", "quickstart.yaml")
+
+
+def _laughs(levels, width=10, key="label_list"):
+    """`levels` anchors, each a list of `width` aliases of the one before: width**levels values once expanded."""
+    lines = [f"l0: &l0 [{', '.join(['lol'] * width)}]"]
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * width)}]" for i in range(1, levels)]
+    return "\n".join(lines) + f"\n{key}: *l{levels - 1}\n"
+
+
+@pytest.mark.timeout(60)
+def test_yaml_alias_expansion_is_limited():
+    from ppbackbone.config import YamlLimitError, load_yaml
+    assert len(load_yaml(_laughs(4))["label_list"]) == 10  # 10**4 values: fine
+    with pytest.raises(YamlLimitError, match=r"at line 6 expands to more than 1000000 values .*PPBACKBONE_YAML_MAX_NODES"):
+        load_yaml(_laughs(9))
+    for endless in ("&a [*a]", "a: &a {b: *a}"):
+        with pytest.raises(YamlLimitError, match="refers to a value that contains it"):
+            load_yaml(endless)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("text", ["[" * 50_000 + "]" * 50_000, "{a: " * 5000 + "1" + "}" * 5000,
+                                  "".join(f"{'  ' * i}a:\n" for i in range(300)), "- " * 300 + "x"],
+                         ids=["flow_lists", "flow_mappings", "block_mappings", "block_lists"])
+def test_yaml_nesting_is_limited_before_recursion(text, monkeypatch):
+    from ppbackbone.config import YamlLimitError, load_yaml
+    with pytest.raises(YamlLimitError, match="nested more than 100 levels deep at line .*PPBACKBONE_YAML_MAX_DEPTH"):
+        load_yaml(text)
+    monkeypatch.setenv("PPBACKBONE_YAML_MAX_DEPTH", "100000")  # past what the interpreter's stack holds
+    if text.startswith("[" * 10):
+        with pytest.raises(YamlLimitError, match="nested too deeply for this reader"):
+            load_yaml(text[:2000] + text[-2000:])
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("base, expected", [
+    ("5", "_BASE_=5 is not valid: expected a config path"), ("[1, 2]", "_BASE_=[1, 2] is not valid"),
+    ("{a: 1}", "_BASE_={'a': 1} is not valid"), ("''", "_BASE_='' is not valid"),
+    ("/tmp", "Config file /tmp is a folder, not a file"), ("/dev/null", "is a character device, not a file"),
+])
+def test_base_must_name_config_files(tmp_path, base, expected):
+    from ppbackbone.config import ConfigError, load_config
+    path = tmp_path / "child.yaml"
+    path.write_text(f"_BASE_: {base}\nArch: {{name: pplcnet_x0_25}}\n")
+    with pytest.raises(ConfigError, match=expected.replace("[", r"\[").replace("{", r"\{")):
+        load_config(str(path))
+
+
+NAME_KEYS = ["Arch.name", "Optimizer.name", "Optimizer.lr.name", "DataLoader.Train.dataset.name",
+             "DataLoader.Train.sampler.name", "DataLoader.Eval.dataset.name", "Infer.PostProcess.name"]
+NOT_NAMES = st.one_of(st.integers(-3, 3), st.booleans(), st.floats(allow_nan=False, allow_infinity=False),
+                      st.lists(st.text(max_size=3), min_size=1, max_size=3),
+                      st.dictionaries(st.text(min_size=1, max_size=3), st.integers(), min_size=1, max_size=2),
+                      st.integers(1, 120).map(lambda n: "[" * n + "]" * n))
+
+
+@pytest.mark.timeout(120)
+@_settings(30)
+@given(key=st.sampled_from(NAME_KEYS), value=NOT_NAMES, how=st.sampled_from(["override", "file"]))
+def test_names_of_other_types_are_errors_naming_the_key(tmp_path_factory, key, value, how):
+    """`-o Arch.name=[a, b]` (or the same in a file, or a value nested past the YAML depth limit): one
+    ConfigError naming the key, never a TypeError/RecursionError."""
+    import json
+
+    import yaml
+
+    from ppbackbone.config import ConfigError, load_config
+    text = value if isinstance(value, str) else json.dumps(value)  # JSON is YAML
+    if how == "override":
+        overrides, path = [f"{key}={text}"], QUICKSTART
+    else:
+        config = yaml.safe_load(open(QUICKSTART))
+        node = config
+        for part in key.split(".")[:-1]:
+            node = node.setdefault(part, {})
+        node["name"] = "@@VALUE@@"
+        path = tmp_path_factory.mktemp("cfg") / "case.yaml"
+        path.write_text(yaml.safe_dump(config).replace("'@@VALUE@@'", text))
+        overrides = []
+    with pytest.raises(ConfigError) as err:
+        load_config(str(path), overrides)
+    message = str(err.value)
+    assert key in message or "levels deep" in message, message
+    assert "\n" not in message.strip() or "YAML" in message
