@@ -467,3 +467,42 @@ def test_export_of_a_demo_run_carries_the_demo_class_names(tmp_path, capsys):
                                         "paddle"]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith(f"{image}: {result['class_ids'][0]} ({result['label_names'][0]}) "), line
+
+
+def test_native_noise_is_held_back_and_the_rest_kept(tmp_path, capfd):
+    """Paddle's C++ "PIR not support input out tensor" line (every softmax in a static graph) is dropped from what
+    a save prints; any other stderr output in the same block is written out, in order."""
+    from ppbackbone.deploy.export import save_static, without_native_noise
+    layer = paddle.nn.Sequential(paddle.nn.Conv2D(3, 4, 3), paddle.nn.Flatten(), paddle.nn.Softmax(-1))
+    layer.eval()
+    with without_native_noise():
+        os.write(2, b"kept before\n")
+        save_static(layer, str(tmp_path / "m"), [3, 8, 8], log=_quiet)
+        os.write(2, b"W0000 eager_utils.cc] Paddle static graph(PIR) not support input out tensor for now!!!!!\n"
+                    b"kept after\n")
+    err = capfd.readouterr().err
+    assert "not support input out tensor" not in err and err.index("kept before") < err.index("kept after"), err
+    assert os.path.isfile(tmp_path / "m" / "inference.json")
+
+
+def test_benchmark_exports_do_not_warn_about_preprocessing(tmp_path):
+    """A timing export (no config) is never deployed: the "no transform_ops" warning is not for it."""
+    import warnings
+    from ppbackbone.benchmarks import latency
+    weights = ppbackbone.save_weights(ppbackbone.create_model("pplcnet_x0_25"), str(tmp_path / "w.safetensors"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        latency._export_ours("pplcnet_x0_25", weights, str(tmp_path / "e"), 32, True, False, False, 1)
+    assert not [w for w in caught if "transform_ops" in str(w.message)], [str(w.message) for w in caught]
+
+
+def test_default_save_dir_is_per_model(tmp_path, monkeypatch):
+    """Without Global.save_inference_dir the export goes to ./inference/<Arch.name>, so two models' exports do not
+    replace each other (the configs no longer all say ./inference)."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("pplcnet_x0_25", "pplcnet_x0_35"):
+        export_model({"Arch": {"name": name, "class_num": 4}, "Global": {"image_shape": [3, 32, 32]}},
+                     allow_random_weights=True, latency_runs=0, log=_quiet)
+    assert sorted(os.listdir(tmp_path / "inference")) == ["pplcnet_x0_25", "pplcnet_x0_35"]
+    with open(os.path.join(ROOT, ".gitignore"), encoding="utf-8") as f:
+        assert {"output/", "inference/"} <= set(f.read().split())

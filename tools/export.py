@@ -1,7 +1,8 @@
 """Export a trained model for Paddle Inference (fused, verified, with inference.yml).
 
-    python tools/export.py -c configs/hgnetv2_b0.yaml -o Global.pretrained_model=output/best_model \
-        -o Global.save_inference_dir=inference/hgnetv2_b0 [--onnx]
+    python tools/export.py -c configs/quickstart.yaml -o Global.pretrained_model=output/hgnetv2_b0/best_model [--onnx]
+
+It writes Global.save_inference_dir (default ./inference/<Arch.name>: inference/hgnetv2_b0 here).
 
 Feature maps for detection deployment: add `-o Arch.out_indices=[1,2,3]`. See docs/deploy.md.
 """

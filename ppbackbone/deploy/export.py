@@ -7,7 +7,11 @@ post-processing) in inference_yml.py, the file format in export_dir.py, the stag
 checks in staging.py, the comparison with the dygraph model in verify.py, ONNX conversion and its
 verification in onnx.py, low precisions in precision.py, the runtimes in runtimes.py.
 """
+import contextlib
 import os
+import re
+import sys
+import tempfile
 
 import numpy as np
 import paddle
@@ -61,8 +65,8 @@ def export_model(config, save_dir=None, weights=None, allow_random_weights=False
 
     Args:
         config: a loaded config dict (`ppbackbone.config.load_config`) or a path to a YAML file.
-        save_dir: target directory (default `Global.save_inference_dir`). A previous export there
-            is replaced; a directory holding anything else is refused.
+        save_dir: target directory (default Global.save_inference_dir, else ./inference/<Arch.name>). A
+            previous export there is replaced; a directory holding anything else is refused.
         weights: weights file; default `Global.pretrained_model`, then `Arch.pretrained`.
         allow_random_weights: export without weights (benchmarking); refused otherwise.
         fuse: reparameterize Rep blocks before export (False keeps the training branches).
@@ -179,9 +183,8 @@ def _as_config(config):
 
 
 def _target_dir(config, save_dir):
-    save_dir = save_dir or config.get("Global", {}).get("save_inference_dir")
-    if not save_dir:
-        raise ExportError("No output directory: set -o Global.save_inference_dir=<dir>")
+    save_dir = save_dir or (config.get("Global") or {}).get("save_inference_dir") or \
+        os.path.join("inference", str(config["Arch"]["name"]))
     save_dir = os.path.abspath(os.fspath(save_dir))
     _check_save_dir(save_dir)
     check_output_dir(save_dir, "Global.save_inference_dir")  # a file on the way, read-only, no permission
@@ -365,8 +368,9 @@ def save_static(layer, directory, image_shape, names=None, log=print):
     eval-mode layer into `directory`/inference.*; names the outputs when given. Returns the program
     file's name (inference.json, or inference.pdmodel under FLAGS_enable_pir_api=0)."""
     spec = [paddle.static.InputSpec([None] + list(image_shape), "float32", INPUT_NAME)]
-    static_layer = paddle.jit.to_static(layer, input_spec=spec, full_graph=True)
-    paddle.jit.save(static_layer, os.path.join(directory, MODEL_PREFIX))
+    with without_native_noise():
+        static_layer = paddle.jit.to_static(layer, input_spec=spec, full_graph=True)
+        paddle.jit.save(static_layer, os.path.join(directory, MODEL_PREFIX))
     model_name = find_model_file(directory)
     if model_name is None:
         raise ExportError(f"paddle.jit.save wrote none of {MODEL_FILES} in {directory} "
@@ -376,6 +380,34 @@ def save_static(layer, directory, image_shape, names=None, log=print):
         log("NOTE: could not name the program's outputs; Paddle Inference shows them as fetch_name_N "
             "(inference.yml lists them in order)")
     return model_name
+
+
+# What Paddle's C++ side logs while a program is built that a user can neither act on nor needs: Paddle 3.3.1's
+# F.softmax hands its PIR op `out=None`, which logs "Paddle static graph(PIR) not support input out tensor for
+# now!!!!!" once per softmax (every classifier export, Swin's attention) although no out tensor is given.
+NATIVE_NOISE = (re.compile(r"Paddle static graph\(PIR\) not support input out tensor"),)
+
+
+@contextlib.contextmanager
+def without_native_noise(patterns=NATIVE_NOISE):
+    """Run the block with the process's stderr (fd 2, where C++ logs go) held back; afterwards write it out
+    again, without the lines matching `patterns`. Everything else (errors included) is kept, in order."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = [line for line in held.read().decode("utf-8", "replace").splitlines(keepends=True)
+                    if not any(p.search(line) for p in patterns)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 def _rename_json_outputs(json_path, names):

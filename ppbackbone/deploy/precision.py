@@ -121,6 +121,18 @@ class _Reader:
 
 def quantize_int8(onnx_file, int8_file, calib, input_name="x"):
     """inference.onnx -> QDQ int8 file calibrated on `calib`; returns the settings to record."""
+    import onnxruntime
+    # The quantizer's own sessions log, in colour, one "Removing initializer '...'. It is not used by any node"
+    # warning per constant paddle2onnx leaves unused: harmless, nothing to act on. Errors only while it runs
+    # (ONNX Runtime's default, warnings, afterwards).
+    onnxruntime.set_default_logger_severity(3)
+    try:
+        return _quantize(onnx_file, int8_file, calib, input_name)
+    finally:
+        onnxruntime.set_default_logger_severity(2)
+
+
+def _quantize(onnx_file, int8_file, calib, input_name):
     import os
     import tempfile
 

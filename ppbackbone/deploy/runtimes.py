@@ -230,8 +230,11 @@ def create_backend(export, runtime="paddle", precision="fp32", device="cpu", thr
     _check_choice("precision", precision, PRECISIONS)
     if precision not in RUNTIME_PRECISIONS[runtime]:
         fits = [r for r in RUNTIMES if precision in RUNTIME_PRECISIONS[r]]
+        # only what this directory has: the precisions it was verified at that the runtime runs
+        others = [p for p in RUNTIME_PRECISIONS[runtime] if p in export.precisions]
         raise PrecisionError(f"precision={precision!r} does not run on runtime={runtime!r}; expected runtime "
-                             f"{' or '.join(fits)} (or precision {', '.join(RUNTIME_PRECISIONS[runtime])})")
+                             f"{' or '.join(fits)}" + (f" (or, on {runtime}, precision {' or '.join(others)})"
+                                                       if others else ""))
     if precision not in export.precisions:
         verified = ", ".join(export.precisions)
         raise PrecisionError(f"precision={precision!r}: {export.path} was not exported and verified at {precision} "
