@@ -68,15 +68,17 @@ def check_regular_file(path, what):
     return path
 
 
-def check_inside(path, folder, what):
-    """The real path of `path` when it lies inside `folder` (after `..` and symbolic links are resolved);
-    else a UserError naming `what`, the path and the folder. For file names read from a file (a label list, an
-    inference.yml), which must not reach outside the folder they describe."""
-    real, root = os.path.realpath(path), os.path.realpath(folder)
-    if os.path.commonpath([real, root]) != root:
-        raise UserError(f"{what} {path!r} lies outside {folder} (it resolves to {real}); file names here must stay "
-                        f"inside that folder")
-    return real
+def check_inside(name, folder, what, error=None):
+    """`folder` joined with `name` (a path read from a file: a label list's line, an inference.yml entry) when it
+    stays inside `folder`; else an `error` (default UserError) naming `what`, the name and the folder. The check is
+    on the path as written (an absolute path or `..` leading out is refused); symbolic links the user placed
+    inside the folder are followed as usual."""
+    path = os.path.join(folder, name)
+    root = os.path.abspath(folder)
+    if os.path.commonpath([root, os.path.normpath(os.path.join(root, name))]) != root:
+        raise (error or UserError)(f"{what} {name!r} lies outside {folder or '.'}: names here must stay inside that "
+                                   f"folder (no absolute paths, no '..' leading out)")
+    return path
 
 
 # Named limits on what a reader accepts: generous for real inputs (a Swin-L checkpoint, a 22k-class label list,

@@ -367,3 +367,105 @@ def test_names_of_other_types_are_errors_naming_the_key(tmp_path_factory, key, v
     message = str(err.value)
     assert key in message or "levels deep" in message, message
     assert "\n" not in message.strip() or "YAML" in message
+
+
+# ------------------------------------------------------------------------------------------------ inference.yml
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory):
+    """A real export of a small classifier (32x32, 3 classes with names), made once."""
+    import ppbackbone
+    from ppbackbone.deploy.export import export_model
+    root = tmp_path_factory.mktemp("export")
+    labels = root / "labels.txt"
+    labels.write_text("0 cat\n1 dog\n2 bird\n")
+    weights = ppbackbone.save_weights(ppbackbone.create_model("pplcnet_x0_25", num_classes=3), str(root / "w.pdparams"))
+    ops = [{"DecodeImage": {"to_rgb": True, "channel_first": False}}, {"ResizeImage": {"size": 32}},
+           {"NormalizeImage": {"scale": "1.0/255.0", "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "order": ""}},
+           {"ToCHWImage": None}]
+    config = {"Arch": {"name": "pplcnet_x0_25", "class_num": 3}, "Global": {"image_shape": [3, 32, 32]},
+              "DataLoader": {"Eval": {"dataset": {"transform_ops": ops}}},
+              "Infer": {"PostProcess": {"name": "Topk", "topk": 2, "class_id_map_file": str(labels)}}}
+    export_model(config, str(root / "model"), weights=weights, latency_runs=0, log=lambda *a: None)
+    return str(root / "model")
+
+
+def _edited_export(export_dir, tmp_path, edit):
+    """A copy of the export whose inference.yml went through `edit(text) -> text`."""
+    import shutil
+    copy = str(tmp_path / "edited")
+    shutil.copytree(export_dir, copy)
+    path = os.path.join(copy, "inference.yml")
+    text = open(path).read()
+    open(path, "w").write(edit(text))
+    return copy
+
+
+YML_EDITS = {
+    "label_list laughs": (lambda t: t.replace("Global:", _laughs(9, key="unused") + "Global:").replace(
+        "label_list: [cat, dog, bird]", "label_list: *l8"), "expands to more than 1000000 values"),
+    "label name a list": (lambda t: t.replace("[cat, dog, bird]", "[[cat, [cat]], dog, bird]"),
+                          "label_list[0]=['cat', ['cat']] is not a class name"),
+    "label name a mapping": (lambda t: t.replace("[cat, dog, bird]", "[cat, {a: 1}, bird]"),
+                             "label_list[1]={'a': 1} is not a class name"),
+    "label name null": (lambda t: t.replace("[cat, dog, bird]", "[cat, dog, null]"),
+                        "label_list[2]=None is not a class name"),
+    "params_file outside": (lambda t: t.replace("params_file: inference.pdiparams",
+                                                "params_file: ../../../etc/passwd"), "lies outside"),
+    "params_file absolute": (lambda t: t.replace("params_file: inference.pdiparams", "params_file: /etc/passwd"),
+                             "lies outside"),
+    "params_file a list": (lambda t: t.replace("params_file: inference.pdiparams", "params_file: [a]"),
+                           "Model.params_file=['a'] is not valid"),
+    "onnx_file outside": (lambda t: t.replace("  mode: classification", "  mode: classification\n  onnx_file: ../x.onnx"),
+                          "lies outside"),
+    "shape not ints": (lambda t: t.replace("shape: [-1, 3, 32, 32]", "shape: [-1, 3, 32.5, x]"),
+                       "Input.shape=[-1, 3, 32.5, 'x'] is not valid"),
+    "shape zero": (lambda t: t.replace("shape: [-1, 3, 32, 32]", "shape: [-1, 3, 0, 32]"), "Input.shape="),
+    "shape a number": (lambda t: t.replace("shape: [-1, 3, 32, 32]", "shape: 32"), "Input.shape=32 is not valid"),
+    "topk text": (lambda t: t.replace("topk: 2", "topk: two"), "topk='two' is not valid: expected an integer >= 1"),
+    "mode a list": (lambda t: t.replace("mode: classification", "mode: [classification]"), "Model.mode="),
+    "outputs of strings": (lambda t: t.replace("Outputs:\n- name:", "Outputs:\n-"), "Outputs[]"),
+    "nested deep": (lambda t: t.replace("topk: 2", "topk: " + "[" * 500 + "]" * 500), "levels deep"),
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("case", sorted(YML_EDITS))
+def test_edited_inference_yml_is_one_error_naming_the_key(export_dir, tmp_path, case):
+    from ppbackbone.deploy.export_dir import ModelDirError, read_export
+    edit, expected = YML_EDITS[case]
+    folder = _edited_export(export_dir, tmp_path, edit)
+    with pytest.raises(ModelDirError) as err:
+        read_export(folder)
+    assert expected in str(err.value) and "inference.yml" in str(err.value), str(err.value)[:500]
+    assert len(str(err.value)) < 2000
+
+
+@pytest.mark.timeout(120)
+def test_export_reads_with_names_as_strings(export_dir):
+    from ppbackbone.deploy.export_dir import read_export
+    export = read_export(export_dir)
+    assert export.label_list == ["cat", "dog", "bird"] and export.input_shape == [-1, 3, 32, 32]
+    with pytest.raises(UserError, match="lies outside"):
+        export.file("../inference.yml")
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("what", ["model_dir a file", "model_dir a FIFO", "inference.yml a folder",
+                                  "inference.yml a FIFO"])
+def test_export_paths_that_are_not_files_are_named(export_dir, tmp_path, what):
+    import shutil
+
+    from ppbackbone.deploy.export_dir import ModelDirError, read_export
+    if what.startswith("model_dir"):
+        folder = str(tmp_path / "not_a_dir")
+        os.mkfifo(folder) if "FIFO" in what else open(folder, "w").close()
+        expected = "is not a directory"
+    else:
+        folder = str(tmp_path / "copy")
+        shutil.copytree(export_dir, folder)
+        os.remove(os.path.join(folder, "inference.yml"))
+        os.mkfifo(os.path.join(folder, "inference.yml")) if "FIFO" in what else \
+            os.mkdir(os.path.join(folder, "inference.yml"))
+        expected = "is a FIFO" if "FIFO" in what else "is a folder"
+    with pytest.raises(ModelDirError, match=expected):
+        read_export(folder)

@@ -23,12 +23,13 @@ Three kinds of directory are read, all through `read_export(dir) -> ExportDir`:
   scores are used as they are (PaddleClas's ends in softmax; PaddleX applies none either).
 """
 import os
+import reprlib
 import tempfile
 
 import yaml
 
 from ..config import load_yaml
-from ..errors import ConfigError, UserError
+from ..errors import ConfigError, UserError, check_inside, check_regular_file
 
 __all__ = ["ModelDirError", "ExportDir", "read_export", "read_inference_config", "write_inference_config",
            "write_text_atomic", "find_model_file", "to_paddlex_ops", "from_paddlex_ops", "PADDLEX_OPS", "paddlex_name", "check_paddlex_name", "PADDLEX_NAMES",
@@ -49,6 +50,7 @@ INPUT_NAME = "x"  # PaddleClas's input name: deploy code written for PaddleClas 
 # PaddleX decodes images itself, so inference.yml's ops start after decoding; ours are built from bytes.
 DECODE_OP = {"DecodeImage": {"to_rgb": True, "channel_first": False}}
 EXPORT_MARKERS = (INFERENCE_YML, PARAMS_FILE) + MODEL_FILES
+MODES = ("classification", "embedding", "features")
 
 # ppbackbone name -> PaddleX model name (PaddleX 3.x's image classification models built on ours).
 PADDLEX_NAMES = {
@@ -218,9 +220,15 @@ def read_inference_config(model_dir):
     newer or incomplete directory."""
     model_dir = os.fspath(model_dir)
     if not os.path.isdir(model_dir):
-        raise ModelDirError(f"model_dir {model_dir} does not exist or is not a directory")
+        kind = "does not exist" if not os.path.exists(model_dir) else "is not a directory"
+        raise ModelDirError(f"model_dir {model_dir} {kind}; expected a directory written by tools/export.py")
     path = os.path.join(model_dir, INFERENCE_YML)
-    if not os.path.isfile(path):
+    if os.path.exists(path):
+        try:
+            check_regular_file(path, "The export's")
+        except UserError as err:
+            raise ModelDirError(str(err)) from None
+    else:
         found = ", ".join(sorted(os.listdir(model_dir))[:6]) or "nothing"
         raise ModelDirError(f"{model_dir} has no {INFERENCE_YML} (found: {found}): not an export directory. "
                             f"Export one with tools/export.py -c <config> -o Global.pretrained_model=<weights>")
@@ -273,16 +281,33 @@ def _check_complete(text, path):
 
 
 def _check_label_list(label_list, classes, path):
-    """label_list: absent, or a list of names with one name per class (when the number is known)."""
+    """label_list: absent, or a list of names (strings; integers are read as their text) with one name per class
+    (when the number is known). Returns the names as strings."""
     if label_list is None:
         return None
     if not isinstance(label_list, list):
         raise ModelDirError(f"{path}: PostProcess label_list must be a list of class names, got "
-                            f"{type(label_list).__name__}: {_brief(label_list, 80)}")
+                            f"{type(label_list).__name__}: {reprlib.repr(label_list)}")
+    bad = next((i for i, name in enumerate(label_list) if not isinstance(name, str) and not _is_int(name)), None)
+    if bad is not None:
+        raise ModelDirError(f"{path}: PostProcess label_list[{bad}]={reprlib.repr(label_list[bad])} is not a class "
+                            f"name: expected a string (quote names YAML reads otherwise, e.g. 'yes', 'null')")
     if classes and len(label_list) != classes:
         raise ModelDirError(f"{path}: PostProcess label_list has {len(label_list)} names but the model has {classes} "
                             f"classes (Model.class_num); the file is cut or edited: re-export the model")
-    return label_list
+    return [str(name) for name in label_list]
+
+
+def _is_int(value, minimum=None):
+    return isinstance(value, int) and not isinstance(value, bool) and (minimum is None or value >= minimum)
+
+
+def _is_name(value):
+    return isinstance(value, str) and bool(value)
+
+
+def _is_input_shape(value):
+    return isinstance(value, list) and len(value) == 4 and all(_is_int(v) and (v > 0 or v == -1) for v in value)
 
 
 def _require(info, path, required):
@@ -325,20 +350,21 @@ class ExportDir:
             self._read_ours(info)
 
     def _read_ours(self, info):
-        model = info["Model"]
-        self.model_name = model["name"]
-        self.mode = model["mode"]
-        self.model_file, self.params_file = model["model_file"], model["params_file"]
+        model = self._mapping(info["Model"], "Model")
+        self.model_name = self._value(model["name"], "Model.name", _is_name, "a model name")
+        self.mode = self._value(model["mode"], "Model.mode", lambda v: v in MODES, " or ".join(MODES))
+        self.model_file = self._value(model["model_file"], "Model.model_file", lambda v: v in MODEL_FILES,
+                                      " or ".join(MODEL_FILES))
+        self.params_file = self._file_name(model["params_file"], "Model.params_file")
         legacy = self.format_version == 1
-        onnx = model.get("onnx_file") or (LEGACY_ONNX_FILE if legacy else ONNX_FILE)
-        self.onnx_file = onnx if os.path.isfile(os.path.join(self.path, onnx)) else None
-        self.input_name = info["Input"]["name"]
-        self.input_shape = list(info["Input"]["shape"])
-        self.output_names = [o["name"] for o in info["Outputs"]]
-        post = info.get("PostProcess") or {}
-        if not isinstance(post, dict):
-            raise ModelDirError(f"{self.file(INFERENCE_YML)}: PostProcess must be a mapping such as "
-                                f"{{Topk: {{topk: 5}}}}")
+        onnx = self._file_name(model.get("onnx_file") or (LEGACY_ONNX_FILE if legacy else ONNX_FILE), "Model.onnx_file")
+        self.onnx_file = onnx if os.path.isfile(self.file(onnx)) else None
+        self.input_name = self._value(info["Input"]["name"], "Input.name", _is_name, "an input name such as x")
+        self.input_shape = list(self._value(info["Input"]["shape"], "Input.shape", _is_input_shape,
+                                            "[-1, 3, H, W] with H and W positive integers (or -1: any size)"))
+        self.output_names = [self._value(self._mapping(o, "Outputs[]").get("name"), "Outputs[].name", _is_name,
+                                         "an output name") for o in info["Outputs"]]
+        post = self._mapping(info.get("PostProcess") or {}, "PostProcess")
         if self.mode == "classification" and not post:
             raise ModelDirError(f"{self.file(INFERENCE_YML)}: a classifier's PostProcess section is missing (the file "
                                 f"is cut or edited); re-export the model")
@@ -347,39 +373,69 @@ class ExportDir:
             self.softmax_in_graph = False
             self.apply_softmax = bool(post.get("softmax", True)) and self.mode == "classification"
         else:
-            topk = post.get("Topk") or {}
+            topk = self._mapping(post.get("Topk") or {}, "PostProcess.Topk")
             self.topk, self.label_list = topk.get("topk", 5), topk.get("label_list")
-            self.softmax_in_graph = bool(model.get("softmax_in_graph", False))
+            self.softmax_in_graph = self._value(model.get("softmax_in_graph", False), "Model.softmax_in_graph",
+                                                lambda v: isinstance(v, bool), "true or false")
             self.apply_softmax = self.mode == "classification" and not self.softmax_in_graph
-        self.label_list = _check_label_list(self.label_list, model.get("class_num"), self.file(INFERENCE_YML))
+        classes = self._value(model.get("class_num"), "Model.class_num", lambda v: v is None or _is_int(v, 0),
+                              "an integer >= 0")
+        self._read_post(self.label_list, classes)
         self.normalize_features = "NormalizeFeatures" in post
-        self.precisions = dict(info.get("Precisions") or {"fp32": {}})
+        self.precisions = dict(self._mapping(info.get("Precisions") or {"fp32": {}}, "Precisions"))
+        for name, record in self.precisions.items():
+            self._mapping(record or {}, f"Precisions.{name}")
         self.precisions.setdefault("fp32", {})
 
     def _read_paddleclas(self, info):
-        path = os.path.join(self.path, INFERENCE_YML)
         self.model_file = find_model_file(self.path)
         if self.model_file is None:
             raise ModelDirError(f"{self.path} has {INFERENCE_YML} but none of {', '.join(MODEL_FILES)}; "
                                 f"copy the whole exported directory")
         self.params_file = PARAMS_FILE
-        self.onnx_file = ONNX_FILE if os.path.isfile(os.path.join(self.path, ONNX_FILE)) else None
+        self.onnx_file = ONNX_FILE if os.path.isfile(self.file(ONNX_FILE)) else None
         self.model_name = self.paddlex_name or os.path.basename(os.path.normpath(self.path))
-        post = info.get("PostProcess") or {}
-        if not isinstance(post, dict):
-            raise ModelDirError(f"{path}: PostProcess must be a mapping such as {{Topk: {{topk: 5}}}}")
+        post = self._mapping(info.get("PostProcess") or {}, "PostProcess")
         topk = post.get("Topk")
         self.mode = "classification" if isinstance(topk, dict) else "embedding"
         self.normalize_features = "NormalizeFeatures" in post
-        self.topk = (topk or {}).get("topk", 5)
-        self.label_list = _check_label_list((topk or {}).get("label_list"), None, path)
+        self.topk = (topk or {}).get("topk", 5) if isinstance(topk, dict) else 5
+        self._read_post((topk or {}).get("label_list") if isinstance(topk, dict) else None, None)
         self.softmax_in_graph, self.apply_softmax = None, False  # scores used as the graph gives them
         self.input_name, self.input_shape, self.output_names = INPUT_NAME, None, None
         self.precisions = {"fp32": {}}
 
+    def _read_post(self, label_list, classes):
+        """topk and label_list (names as strings) from PostProcess, checked."""
+        self.topk = self._value(self.topk, "PostProcess topk", lambda v: _is_int(v, 1), "an integer >= 1")
+        self.label_list = _check_label_list(label_list, classes, self.file(INFERENCE_YML))
+        if self.paddlex_name is not None:
+            self._value(self.paddlex_name, "Global.model_name", _is_name, "a PaddleX model name")
+
+    def _value(self, value, key, check, expect):
+        """`value` (read at `key` of inference.yml) when `check(value)`; else a ModelDirError naming both."""
+        if not check(value):
+            raise ModelDirError(f"{self.file(INFERENCE_YML)}: {key}={reprlib.repr(value)} is not valid: expected "
+                                f"{expect}; the file is edited or damaged: re-export the model")
+        return value
+
+    def _mapping(self, value, key):
+        return self._value(value, key, lambda v: isinstance(v, dict), "a mapping of keys")
+
+    def _file_name(self, name, key):
+        """A file name read from inference.yml: a string naming a file inside the export directory."""
+        self._value(name, key, _is_name, "a file name inside the export directory")
+        self.file(name)
+        return name
+
     def file(self, name):
-        """The absolute path of one of the directory's files."""
-        return os.path.join(self.path, name)
+        """The path of the directory's file `name`. A name that leads outside the directory (an absolute path,
+        `..`), as an edited inference.yml could hold, is a ModelDirError."""
+        try:
+            return check_inside(name, self.path, f"{INFERENCE_YML}: the file", error=ModelDirError)
+        except TypeError:
+            raise ModelDirError(f"{os.path.join(self.path, INFERENCE_YML)}: file name {reprlib.repr(name)} is not a "
+                                f"string; re-export the model") from None
 
     def preprocess_ops(self):
         """The transform ops to build from encoded image bytes: DecodeImage first (the yml's ops of
