@@ -55,15 +55,15 @@ def test_rec_input_too_low_for_the_pooling_is_refused(name):
         model(paddle.zeros([1, 3, 32, 32]))
 
 
-def test_unused_paddleocr_parameters_are_kept_and_frozen():
+def test_unused_paddleocr_parameters_are_kept_trainable_and_declared(image):
     det, rec = ppbackbone.create_model("hgnetv2_b4_det"), ppbackbone.create_model("hgnetv2_b4_rec")
     assert "last_conv.weight" in det.state_dict() and "fc.weight" not in det.state_dict()
     assert {"last_conv.weight", "fc.weight", "fc.bias"} <= set(rec.state_dict())
-    for model in (det, rec):
-        frozen = [n for n, p in model.named_parameters()
-                  if p.stop_gradient and not n.endswith(("._mean", "._variance"))]
-        assert sorted(frozen) == sorted(k for k in ("last_conv.weight", "fc.weight", "fc.bias")
-                                        if k in model.state_dict())
+    assert det.unused_param_prefixes == ("last_conv.",) and rec.unused_param_prefixes == ("last_conv.", "fc.")
+    assert not rec.last_conv.weight.stop_gradient and not rec.fc.weight.stop_gradient  # as PaddleOCR's
+    rec.train()
+    paddle.mean(rec(image)).backward()
+    assert rec.fc.weight.grad is None and rec.stem.stem1.conv.weight.grad is not None
 
 
 def test_paddleclas_classifier_weights_load_into_the_det_form(tmp_path):

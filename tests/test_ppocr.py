@@ -196,7 +196,7 @@ def test_builder_is_patched_whichever_is_imported_first(tmp_path, plugin_first):
 
 # ---------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("section, model_type, match", [
-    ({}, "det", r"needs `model`: a PaddleOCR class \(PPLCNetV3.*\) followed by its own arguments, or a ppbackbone"),
+    ({}, "det", r"needs `model`: a PaddleOCR class \(.*PPLCNetV3.*\) followed by its own arguments, or a ppbackbone"),
     ({"model": "PPLCNetV9"}, "det", r"model: 'PPLCNetV9' is neither a PaddleOCR class ppbackbone builds .*Did you"),
     ({"model": "PPLCNetV3", "scale": 0.75, "det": True, "dett": 1}, "det",
      r"PPLCNetV3 \(PaddleOCR\) has no argument\(s\) \['dett'\]. Did you mean: det\?"),

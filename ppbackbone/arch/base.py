@@ -38,6 +38,9 @@ class Backbone(nn.Layer):
     head_prefixes = ("last_conv.", "lab.", "fc.")
     # Human names of the lr/freeze groups, stem first; used in error messages.
     group_names = ()
+    # Parameter-name prefixes a reference builds but its forward never uses (PaddleOCR's HGNet forms keep the
+    # classifier's last_conv/fc): kept for checkpoint compatibility, trainable as there, never given a gradient.
+    unused_param_prefixes = ()
     # True for a model whose `forward` returns one map, the last stage's (pooled the way PaddleOCR's rec
     # backbones pool it), rather than logits or a list of maps: PaddleOCR's rec forms set it.
     returns_single_map = False

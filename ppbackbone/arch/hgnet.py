@@ -16,7 +16,7 @@ PaddleOCR forms (`ocr_form`; PaddleOCR rec_pphgnetv2.py a836921, rec_hgnet.py of
 - "map" (the PP-FormulaNet encoders' inner `PPHGNetV2(...)`, PaddleOCR's det=False, text_rec=False): the
   classifier's stages, `model(x)` = the unpooled last map; keeps the unused `last_conv` and `fc`.
 Parameters PaddleOCR builds but never uses are kept (so its training checkpoints load with nothing missing
-or unexpected) and frozen (`stop_gradient`; they get no gradient in PaddleOCR either).
+or unexpected), trainable as in PaddleOCR (they never get a gradient there either; `unused_param_prefixes`).
 PaddleOCR's native classes and arguments build through `build_native(name, host="PaddleOCR", **args)`
 (registered at the bottom; see native.py).
 """
@@ -216,11 +216,12 @@ def _stage_feature_info(stage_config, stem_stride, stride_at):
 
 class OCRFormMixin:
     """What PaddleOCR's forms of both HGNet versions share (see the module docstring): the output of
-    `model(x)`, `out_channels` as PaddleOCR gives it, the unused parameters PaddleOCR keeps, and a check that
-    a checkpoint's downsample layout is this model's."""
+    `model(x)` (`returns_single_map`: out_channels an int, as PaddleOCR's), the unused parameters PaddleOCR
+    keeps, and a check that a checkpoint's downsample layout is this model's."""
 
     def _init_ocr_form(self, ocr_form, out_indices):
         self.ocr_form = check_choice("ocr_form", ocr_form, OCR_FORMS)
+        self.returns_single_map = ocr_form in ("rec", "map")  # PaddleOCR's out_channels: an int
         self._kept_unused = ()
         return [0, 1, 2, 3] if ocr_form == "det" and out_indices is None else out_indices
 
@@ -238,17 +239,7 @@ class OCRFormMixin:
         if with_fc:
             self.fc = nn.Linear(channels, num_classes)
             kept.append("fc.")
-        self._kept_unused = tuple(kept)
-        for name, param in self.named_parameters():
-            if name.startswith(self._kept_unused):
-                param.stop_gradient = True
-
-    @property
-    def out_channels(self):
-        """PaddleOCR's `out_channels`: an int for the rec/map forms' single map, else the list of maps."""
-        if self.ocr_form in ("rec", "map") and self.out_indices is None:
-            return self.feature_info[-1]["channels"]
-        return Backbone.out_channels.fget(self)
+        self.unused_param_prefixes = self._kept_unused = tuple(kept)
 
     def forward_head(self, x, pre_logits=False):
         if self.ocr_form == "rec":
