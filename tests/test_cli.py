@@ -126,9 +126,10 @@ def test_train_tool_end_to_end_config_error_has_no_traceback(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_offline_pretrained_download_through_a_tool_is_a_user_error(tmp_path, monkeypatch, capsys):
-    """create_model(..., pretrained=True) with no network: the user's environment, so one Error line naming where
-    to place the file, not a bug report."""
+@pytest.mark.parametrize("pretrained", ["True", "ssld_stage1"])
+def test_offline_pretrained_download_through_a_tool_is_a_user_error(pretrained, tmp_path, monkeypatch, capsys):
+    """create_model(..., pretrained=True or a weight tag) with no network: the user's environment, so one Error
+    line naming where to place the file, not a bug report (and the exporter reads a tag as create_model does)."""
     import urllib.error
     import urllib.request
 
@@ -136,12 +137,17 @@ def test_offline_pretrained_download_through_a_tool_is_a_user_error(tmp_path, mo
         raise urllib.error.URLError("[Errno -2] Name or service not known")
     monkeypatch.setattr(urllib.request, "urlopen", offline)
     monkeypatch.setenv("PPBACKBONE_HOME", str(tmp_path))
-    argv = ["--model", "hgnetv2_b0", "-o", "Arch.pretrained=True", "-o", f"Global.save_inference_dir={tmp_path}/x"]
+    argv = ["--model", "hgnetv2_b0", "-o", f"Arch.pretrained={pretrained}", "-o",
+            f"Global.save_inference_dir={tmp_path}/x"]
     assert cli.main_guard(_tool("export").main, argv) == 2
     err = capsys.readouterr().err
     expected = os.path.join(str(tmp_path), "weights", "PPHGNetV2_B0_ssld_stage1_pretrained.pdparams")
     assert err.startswith("Error: ") and "Could not download" in err and f"place it at {expected}" in err, err
     assert "Traceback" not in err and "bug" not in err
+    argv[3] = "Arch.pretrained=ssld_v9"
+    assert cli.main_guard(_tool("export").main, argv) == 2
+    assert "Error: Arch.pretrained: pretrained='ssld_v9' is neither a weights file nor a weight tag of hgnetv2_b0 " \
+           "(its tags: ssld_stage1, ssld)" in capsys.readouterr().err
 
 
 def _work_started(*args, **kwargs):

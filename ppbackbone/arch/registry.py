@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 __all__ = ["register_model", "create_model", "list_models", "model_info", "resolve_name", "ModelInfo",
            "pretrained_cfg", "fixed_args_builder", "check_scale", "check_choice", "PADDLECLAS_URL",
-           "paddleclas_weights"]
+           "paddleclas_weights", "pretrained_source"]
 
 # Where PaddleClas publishes its ImageNet weights (`<prefix><PaddleClasName>_pretrained.pdparams`).
 PADDLECLAS_URL = "https://paddle-imagenet-models-name.bj.bcebos.com/dygraph/legendary_models/"
@@ -189,6 +189,12 @@ def create_model(name, pretrained=None, num_classes=1000, out_indices=None, **ov
         from ..weights.io import load_weights
         load_weights(model, _pretrained_source(entry, pretrained))
     return model
+
+
+def pretrained_source(name, pretrained):
+    """The URL or path that `pretrained` (True, a weight tag such as "ssld", or a path/URL) names for the registered
+    model `name`; ValueError for a tag it does not have."""
+    return _pretrained_source(model_info(name), pretrained)
 
 
 def _pretrained_source(entry, pretrained):

@@ -191,6 +191,19 @@ def _target_dir(config, save_dir):
     return save_dir
 
 
+def _arch_pretrained(name, pretrained):
+    """A weight tag ("ssld") of a registered model as create_model reads it, else the path/URL itself."""
+    from ..arch.registry import pretrained_source, resolve_name
+    try:
+        resolve_name(name)
+    except ValueError:  # RecModel, DistillationModel: their weights are a file
+        return pretrained
+    try:
+        return pretrained_source(name, pretrained)
+    except ValueError as err:
+        raise ExportError(f"Arch.pretrained: {err}") from None
+
+
 def _weights_source(config, weights, allow_random_weights):
     """(path or None, the flag it came from). Refuses an export without weights unless allowed."""
     if weights:
@@ -207,7 +220,7 @@ def _weights_source(config, weights, allow_random_weights):
                 raise ExportError(f"Arch.pretrained=True but {info.name} has no published weights; set "
                                   f"-o Global.pretrained_model=<your .pdparams/.safetensors>")
             return info.url, "Arch.pretrained"
-        return arch_pretrained, "Arch.pretrained"
+        return _arch_pretrained(config["Arch"]["name"], arch_pretrained), "Arch.pretrained"
     if allow_random_weights:
         return None, None
     raise ExportError("No weights to export: set -o Global.pretrained_model=<file.pdparams|file.safetensors> "
