@@ -278,3 +278,43 @@ def test_wrong_checkout_path_is_one_error_line(tmp_path):
              and "warnings.warn" not in line]
     assert lines == [f"Error: --ppocr-root={tmp_path / 'nope'}: no such directory (expected a PaddleOCR checkout "
                      f"holding ppocr/modeling/backbones/__init__.py and tools/program.py)"]
+
+
+# ---------------------------------------------------------------------------- the OCR demo set
+def test_ocr_demo_set_is_deterministic_paddleocr_labels(tmp_path, monkeypatch):
+    """Rec lines (48 px high, labels of the dictionary's characters) and det pages (boxes inside the page,
+    around the drawn text), in PaddleOCR's SimpleDataSet format; the same bytes on a second write."""
+    from PIL import Image
+
+    from ppbackbone.data import ocr_demo
+    monkeypatch.setattr(ocr_demo, "OCR_DEMO_COUNTS", {"rec": {"train": 4, "val": 2}, "det": {"train": 3, "val": 2}})
+    a, b = ocr_demo.ensure_ocr_demo_dataset(str(tmp_path / "a")), ocr_demo.ensure_ocr_demo_dataset(str(tmp_path / "b"))
+    chars = open(os.path.join(a, "dict.txt")).read().split()
+    assert "".join(chars) == ocr_demo.OCR_DEMO_CHARS
+    for name in ("rec_train.txt", "rec_val.txt", "det_train.txt", "det_val.txt", "rec/train/000003.jpg",
+                 "det/val/000001.jpg"):
+        assert open(os.path.join(a, name), "rb").read() == open(os.path.join(b, name), "rb").read(), name
+    for line in open(os.path.join(a, "rec_train.txt")):
+        rel, text = line.rstrip("\n").split("\t")
+        assert 3 <= len(text) <= 7 and set(text) <= set(chars)
+        assert Image.open(os.path.join(a, rel)).size[1] == 48
+    for line in open(os.path.join(a, "det_val.txt")):
+        rel, labels = line.rstrip("\n").split("\t")
+        page = np.asarray(Image.open(os.path.join(a, rel)).convert("L"), dtype="float32")
+        for label in json.loads(labels):
+            (x0, y0), (x1, y1) = label["points"][0], label["points"][2]
+            assert 0 <= x0 < x1 <= page.shape[1] and 0 <= y0 < y1 <= page.shape[0]
+            assert page[y0:y1, x0:x1].min() < page.mean() - 60  # dark ink inside the box
+
+
+def test_demo_paths_expand_to_the_demo_folder(monkeypatch, tmp_path):
+    from ppbackbone.ppocr import demo
+    monkeypatch.setattr(demo, "ensure_ocr_demo_dataset", lambda: str(tmp_path))
+    changes = []
+    cfg = demo.expand_demo_paths({"Train": {"dataset": {"data_dir": "ppbackbone://ocr_demo",
+                                                        "label_file_list": ["ppbackbone://ocr_demo/rec_train.txt"]}},
+                                  "Global": {"epoch_num": 2}}, changes)
+    assert cfg["Train"]["dataset"] == {"data_dir": str(tmp_path), "label_file_list": [f"{tmp_path}/rec_train.txt"]}
+    assert changes == ["Train.dataset.data_dir", "Train.dataset.label_file_list.0"]
+    assert demo.expand_demo_paths(["--image_dir", "ppbackbone://ocr_demo/det/val"]) == ["--image_dir",
+                                                                                       f"{tmp_path}/det/val"]

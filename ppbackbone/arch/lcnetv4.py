@@ -48,6 +48,7 @@ from ..errors import ConfigError, UserError, suggest
 from ..weights.io import WeightsError
 from .base import Backbone
 from .layers import ConvBNAct, SEModule, conv_attr, get_act, norm_attrs
+from .native import register_native
 from .registry import fixed_args_builder, register_model
 from .rep import RepMixin, conv_like, fold_bn, has_unfused_blocks, identity_kernel, pad_kernel
 
@@ -414,3 +415,8 @@ def build_paddleocr_lcnetv4(**section):
     model = PPLCNetV4(model_size=size, det=args["det"], in_channels=args["in_channels"])
     model.model_name = name
     return model
+
+
+register_native("PPLCNetV4", build_paddleocr_lcnetv4, host="PaddleOCR",
+                defaults={k: v for k, v in PADDLEOCR_ARGS.items() if k != "in_channels"},
+                reference="PaddleOCR ppocr/modeling/backbones/rec_lcnetv4.py (PP-OCRv6)")

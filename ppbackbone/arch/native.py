@@ -58,9 +58,11 @@ _NATIVE = {host: {} for host in HOSTS}
 
 
 def _table(host):
-    if host not in _NATIVE:
+    """The table of `host` (spelled as in HOSTS, any case: "PaddleOCR", "paddleocr")."""
+    spelled = {h.lower(): h for h in HOSTS}.get(str(host).lower())
+    if spelled is None:
         raise ValueError(f"host={host!r}; native tables exist for {', '.join(HOSTS)}")
-    return _NATIVE[host]
+    return _NATIVE[spelled]
 
 
 def register_native(name, build, defaults, unsupported=None, shared=(), reference="", host="PaddleDetection"):
@@ -72,6 +74,7 @@ def register_native(name, build, defaults, unsupported=None, shared=(), referenc
     extra = sorted((set(unsupported) | set(shared)) - set(defaults))
     if extra:
         raise ValueError(f"register_native({name!r}): {extra} are not in its defaults (the native signature)")
+    host = next(h for h in HOSTS if h.lower() == host.lower())
     table[name] = NativeBackbone(name, build, dict(defaults), unsupported, tuple(shared), reference, host)
     return table[name]
 
@@ -100,6 +103,7 @@ def build_native(name, host="PaddleDetection", **section):
         raise ConfigError(f"{name!r} is not a {host} backbone class that ppbackbone builds.{suggest(name, table)} "
                           f"{host} classes: {', '.join(sorted(table))}")
     spec = table[name]
+    host = spec.host
     unknown = sorted(set(section) - set(spec.defaults))
     if unknown:
         raise ConfigError(f"PPBackbone: {name} ({host}) has no argument(s) {unknown}."

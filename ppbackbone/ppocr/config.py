@@ -4,7 +4,8 @@
   `infer_img`, ...) relative to the working directory, which its docs take to be the checkout. A config kept
   outside the checkout (configs/ppocr/) gets each such relative path that does not exist from the working
   directory but does in the checkout rewritten to the checkout's file. PaddleOCR configs have no includes.
-- `resolve_overrides(args, root)`: the same for `-o Global.infer_img=...` style overrides.
+  Paths into the OCR demo set (`ppbackbone://ocr_demo/...`, ppbackbone.ppocr.demo) become its folder.
+- `resolve_overrides(args, root)`: the same for `-o Global.infer_img=...` style overrides and other arguments.
 - `check_ppbackbone_sections(config)`: what PaddleOCR would only find out late: a rec PPBackbone needs an
   algorithm whose export input is 48 pixels high (SVTR_LCNet / SVTR_HGNet), as PaddleOCR's own rec forms do.
 Used by tools/ppocr_run.py (ppbackbone.ppocr.runner).
@@ -14,6 +15,7 @@ import os
 import yaml
 
 from ..errors import ConfigError
+from .demo import expand_demo_paths
 
 __all__ = ["PPOCRSetupError", "INPUT_PATH_KEYS", "REC_ALGORITHMS", "load_config", "resolve_config",
            "resolve_overrides", "check_ppbackbone_sections", "architectures"]
@@ -73,8 +75,8 @@ def resolve_config(config_path, root, out_dir, cwd=None):
     directory) or is found nowhere, else a copy in `out_dir` (same file name) with those paths pointing into
     checkout `root`. Returns (path, [dotted keys changed])."""
     cwd = os.getcwd() if cwd is None else cwd
-    cfg = load_config(config_path)
     changes = []
+    cfg = expand_demo_paths(load_config(config_path), changes)
     if root is not None:
         _resolve_paths(cfg, root, cwd, "", changes)
     if not changes:
@@ -90,10 +92,11 @@ def resolve_config(config_path, root, out_dir, cwd=None):
 
 
 def resolve_overrides(args, root, cwd=None):
-    """Tool arguments with `Section.key=relative/path` overrides of INPUT_PATH_KEYS resolved like resolve_config."""
+    """Tool arguments with `Section.key=relative/path` overrides of INPUT_PATH_KEYS resolved like resolve_config,
+    and demo-set paths expanded in any argument."""
     cwd = os.getcwd() if cwd is None else cwd
     out = []
-    for arg in args:
+    for arg in expand_demo_paths(list(args)):
         key, sep, value = arg.partition("=")
         found = _in_checkout(value, root, cwd) if sep and root and key.rsplit(".", 1)[-1] in INPUT_PATH_KEYS else None
         out.append(f"{key}={found}" if found else arg)

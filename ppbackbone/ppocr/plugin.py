@@ -89,7 +89,7 @@ def _preset(model, model_type, section):
 
 def _check_fit(backbone, model, model_type):
     """The model's output must be what PaddleOCR's necks take (see DET_STRIDES; rec: one map)."""
-    is_rec_form = backbone.out_indices is None and backbone.returns_single_map
+    is_rec_form = backbone.out_indices is None and isinstance(backbone.out_channels, int)
     if model_type == "rec":
         if not is_rec_form:
             raise ConfigError(f"{_WHERE}: model {model} does not build a rec form (PaddleOCR's rec models take one "
