@@ -5,7 +5,7 @@ SimpleDataSet label format.
 `ensure_ocr_demo_dataset()` returns the folder, which holds
 
     dict.txt                                  the character dictionary, one character a line (OCR_DEMO_CHARS)
-    rec/train/000000.jpg ..., rec/val/...     text lines, 48 px high, as wide as the text (<= 320 px)
+    rec/train/000000.jpg ..., rec/val/...     text lines, 48 px high, as wide as the text (<= 160 px)
     rec_train.txt, rec_val.txt                `rec/train/000000.jpg<TAB>TEXT`
     det/train/000000.jpg ..., det/val/...     320x320 pages with 1 to 4 words each
     det_train.txt, det_val.txt                `det/train/000000.jpg<TAB>[{"transcription": "TEXT", "points": [[x, y] x4]}]`
@@ -28,8 +28,8 @@ __all__ = ["ensure_ocr_demo_dataset", "ocr_demo_dir", "OCR_DEMO_CHARS", "OCR_DEM
 
 OCR_DEMO_VERSION = 1
 OCR_DEMO_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-OCR_DEMO_COUNTS = {"rec": {"train": 1200, "val": 200}, "det": {"train": 160, "val": 40}}
-REC_HEIGHT, REC_MAX_WIDTH, DET_SIZE = 48, 320, 320
+OCR_DEMO_COUNTS = {"rec": {"train": 640, "val": 100}, "det": {"train": 96, "val": 24}}
+REC_HEIGHT, REC_MAX_WIDTH, DET_SIZE = 48, 160, 320
 _SEED = 20261206
 
 
@@ -56,7 +56,7 @@ def _ink(rng):
 def _text_line(rng):
     """(image, text): one word on a 48 px high strip."""
     text = _word(rng)
-    font = ImageFont.load_default(size=int(rng.randint(26, 35)))
+    font = ImageFont.load_default(size=int(rng.randint(24, 31)))
     left, top, right, bottom = font.getbbox(text)
     width = min(REC_MAX_WIDTH, right - left + int(rng.randint(8, 25)))
     img = _background(rng, width, REC_HEIGHT)
