@@ -6,6 +6,7 @@ Each case has a timeout (pytest-timeout): before these readers were bounded, sev
 Hypothesis examples are few, derandomized and without deadline (the machine may be loaded).
 """
 import collections
+import io
 import os
 import pickle
 
@@ -469,3 +470,126 @@ def test_export_paths_that_are_not_files_are_named(export_dir, tmp_path, what):
         expected = "is a FIFO" if "FIFO" in what else "is a folder"
     with pytest.raises(ModelDirError, match=expected):
         read_export(folder)
+
+
+# ------------------------------------------------------------------------------------------------ images
+def _png_claiming(width, height):
+    """A valid PNG header claiming width x height, with (almost) no pixel data: bytes, not gigabytes."""
+    import struct
+    import zlib
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b""))
+
+
+def _encoded(width, height, fmt):
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 10, 10)).save(buf, fmt)
+    return buf.getvalue()
+
+
+@pytest.mark.timeout(120)
+@_settings(40)
+@given(width=st.integers(1, 200_000), height=st.integers(1, 200_000), max_pixels=st.sampled_from([None, 1, 4096, 10 ** 6]),
+       backend=st.sampled_from(["cv2", "pil"]), fmt=st.sampled_from(["PNG", "JPEG", "BMP", "GIF"]))
+def test_pixel_limit_is_checked_before_decoding(width, height, max_pixels, backend, fmt):
+    """Past the limit: ImageTooLargeError naming the size and the limit, from the header alone (a crafted header
+    claiming 40 gigapixels is refused at once); within it: the image decodes (or, for a header with no pixels
+    behind it, an ImageDecodeError that is not about size)."""
+    from ppbackbone.data.transforms import ImageDecodeError, ImageTooLargeError
+    from ppbackbone.data.transforms.basic import DecodeImage
+    limit_ = max_pixels or limit("image_max_pixels")
+    small = width * height <= 64 * 64
+    data = _encoded(min(width, 64), min(height, 64), fmt) if small else _png_claiming(width, height)
+    decode = DecodeImage(backend=backend, max_pixels=max_pixels)
+    if small:
+        width, height = min(width, 64), min(height, 64)
+    try:
+        image = decode(data)
+    except ImageTooLargeError as err:
+        assert width * height > limit_ and f"{width}x{height} pixels" in str(err) and str(limit_) in str(err)
+        assert "PPBACKBONE_IMAGE_MAX_PIXELS" in str(err)
+        return
+    except ImageDecodeError:
+        assert not small and width * height <= limit_
+        return
+    assert width * height <= limit_ and image.shape == (height, width, 3)
+
+
+def _image_workspace(tmp_path, lines):
+    root = tmp_path / "images"
+    root.mkdir()
+    (root / "ok.png").write_bytes(_encoded(20, 20, "PNG"))
+    (root / "huge.png").write_bytes(_png_claiming(20000, 20000))
+    (tmp_path / "outside.png").write_bytes(_encoded(20, 20, "PNG"))
+    labels = tmp_path / "labels.txt"
+    labels.write_text("".join(f"{line}\n" for line in lines))
+    return str(root), str(labels)
+
+
+DECODE_OPS = [{"DecodeImage": {"to_rgb": True, "channel_first": False}}, {"ResizeImage": {"size": 16}}]
+
+
+@pytest.mark.timeout(60)
+def test_training_images_over_the_pixel_limit_are_named(tmp_path):
+    from ppbackbone.data.dataset import DatasetError, ImageNetDataset
+    root, labels = _image_workspace(tmp_path, ["ok.png 0", "huge.png 1"])
+    dataset = ImageNetDataset(root, labels, DECODE_OPS, class_num=2)
+    assert dataset[0][0].shape == (16, 16, 3) or dataset[0][0].shape == (3, 16, 16)
+    with pytest.raises(DatasetError, match=r"huge\.png.*image of 20000x20000 pixels .* over the limit of 178956970"):
+        dataset[1]
+    ops = [{"DecodeImage": {"max_pixels": 400_000_000}}] + DECODE_OPS[1:]  # raised: decoding is tried (no pixels)
+    with pytest.raises(DatasetError, match=r"huge\.png") as err:
+        ImageNetDataset(root, labels, ops, class_num=2)[1]
+    assert "over the limit" not in str(err.value)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("line, expected", [
+    ("../outside.png 0", r"labels\.txt:2: image path '\.\./outside\.png' lies outside"),
+    ("sub/../../outside.png 0", "lies outside"),
+    ("/etc/passwd 0", "lies outside"),
+    ("pipe.png 0", r"labels\.txt:2: image .*pipe\.png is a FIFO"),
+    ("folder.png 0", "is a folder, not a file"),
+])
+def test_label_lines_must_name_files_inside_image_root(tmp_path, line, expected):
+    from ppbackbone.data.dataset import DatasetError, ImageNetDataset
+    root, labels = _image_workspace(tmp_path, ["ok.png 0", line])
+    os.mkfifo(os.path.join(root, "pipe.png"))
+    os.mkdir(os.path.join(root, "folder.png"))
+    with pytest.raises(DatasetError, match=expected):
+        ImageNetDataset(root, labels, DECODE_OPS, class_num=2)
+    for label_file in (root, os.path.join(root, "pipe.png")):  # the label file itself a folder / a FIFO
+        with pytest.raises(DatasetError, match="Label file .* is a (folder|FIFO)"):
+            ImageNetDataset(root, label_file, DECODE_OPS, class_num=2)
+
+
+@pytest.mark.timeout(180)
+def test_infer_cli_names_the_image_past_the_limit_and_keeps_going(export_dir, tmp_path, capsys):
+    """tools/infer.py: the over-limit image is one `Error:` line (exit 3, the others classified), and
+    --max-image-pixels lowers the limit; a FIFO among the images is named, not opened."""
+    import importlib
+    import sys
+    from ppbackbone.cli import EXIT_PARTIAL, main_guard
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a_ok.png").write_bytes(_encoded(40, 30, "PNG"))
+    (folder / "b_huge.png").write_bytes(_png_claiming(20000, 20000))
+    os.mkfifo(str(folder / "c_pipe.png"))
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    try:
+        infer = importlib.import_module("infer")
+    finally:
+        sys.path.pop(0)
+    argv = ["--model_dir", export_dir, "--image", str(folder), "--runtime", "paddle"]
+    assert main_guard(infer.main, argv) == EXIT_PARTIAL
+    out, err = capsys.readouterr()
+    assert "a_ok.png: " in out and "Traceback" not in err
+    assert "Error: Could not read image" in err and "b_huge.png (DecodeImage: image of 20000x20000 pixels" in err
+    assert "c_pipe.png is a FIFO" in err
+    assert main_guard(infer.main, argv[:4] + ["--runtime", "paddle", "--max-image-pixels", "100"]) == EXIT_PARTIAL
+    out, err = capsys.readouterr()
+    assert "a_ok.png" not in out and "image of 40x30 pixels" in err and "limit of 100 pixels" in err

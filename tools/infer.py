@@ -31,6 +31,9 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default min(4, cores))")
     parser.add_argument("--topk", type=positive_int, default=None, help="classes per image (default inference.yml's)")
     parser.add_argument("--batch_size", "--batch-size", type=positive_int, default=8, help="images per run (>= 1)")
+    parser.add_argument("--max-image-pixels", "--max_image_pixels", type=positive_int, default=None,
+                        help="refuse images of more pixels (width x height, checked before decoding); default "
+                             "178956970 or PPBACKBONE_IMAGE_MAX_PIXELS")
     return parser.parse_args(argv)
 
 
@@ -38,7 +41,8 @@ def main(argv=None):
     args = parse_args(argv)
     from ppbackbone.deploy.predictor import ImageError, Predictor, format_result, list_images
     predictor = Predictor(args.model_dir, device=args.device, threads=args.threads, runtime=args.runtime,
-                          topk=args.topk, precision=args.precision, log=lambda line: print(line, file=sys.stderr))
+                          topk=args.topk, precision=args.precision, log=lambda line: print(line, file=sys.stderr),
+                          max_image_pixels=args.max_image_pixels)
     images = list_images(args.image)
     failed = 0
     for start in range(0, len(images), args.batch_size):

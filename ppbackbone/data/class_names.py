@@ -30,7 +30,8 @@ def read_class_id_map(path, where="class_id_map_file"):
     class by its id). A missing or unreadable file or a malformed line is a DatasetError naming `where`, the file
     and the line."""
     if not os.path.isfile(path):
-        raise DatasetError(f"{where}: {path} does not exist; fix the path or remove the key (it names the classes)")
+        kind = "is not a file" if os.path.exists(path) else "does not exist"
+        raise DatasetError(f"{where}: {path} {kind}; fix the path or remove the key (it names the classes)")
     try:
         with open(path, encoding="utf-8") as f:
             lines = f.read().splitlines()

@@ -17,7 +17,7 @@ import random
 import numpy as np
 import paddle
 
-from ..errors import UserError, warn_once
+from ..errors import InputFileError, UserError, check_inside, check_regular_file, warn_once
 from .transforms import UNSUPPORTED_TRANSFORMS, build_transforms
 
 __all__ = ["ImageNetDataset", "ImageFolderDataset", "DemoDataset", "MultiScaleDataset", "DatasetError", "DATASETS", "dataset_keys",
@@ -41,9 +41,11 @@ def read_label_file(path, image_root, delimiter=None, relabel=False):
     """Parse a PaddleClas label file: one `relative/path label` a line (split at the last
     `delimiter`, default any whitespace, so paths may contain spaces). Blank lines are skipped.
     Returns (paths joined to image_root, int labels, 1-based line numbers)."""
-    if not os.path.isfile(path):
-        raise DatasetError(f"Label file not found: {path} (cls_label_path; expected a text file with one "
-                           f"'relative/path label' line per image)")
+    try:
+        check_regular_file(path, "Label file")
+    except InputFileError as err:
+        raise DatasetError(f"{err} (cls_label_path; expected a text file with one 'relative/path label' line per "
+                           f"image)") from None
     paths, labels, lines = [], [], []
     try:
         with open(path, encoding="utf-8") as f:
@@ -65,7 +67,7 @@ def read_label_file(path, image_root, delimiter=None, relabel=False):
         except ValueError:
             raise DatasetError(f"{path}:{number}: label {label!r} is not an integer class index "
                                f"(line {text!r})") from None
-        paths.append(os.path.join(image_root, rel))
+        paths.append(check_inside(rel, image_root, f"{path}:{number}: image path", error=DatasetError))
         labels.append(label)
         lines.append(number)
     if relabel:
@@ -120,6 +122,12 @@ class _ImageDataset(paddle.io.Dataset):
                 f"must be in [0, {self.class_num}) (Arch.class_num={self.class_num})"
             raise DatasetError(f"{where}: label {self.labels[i]} {allowed}; {len(bad)} label(s) out of range")
         missing = [i for i, p in enumerate(self.images) if not os.path.isfile(p)]
+        for i in missing:  # a folder, FIFO or device listed as an image: named (opening a FIFO would block)
+            if os.path.exists(self.images[i]):
+                try:
+                    check_regular_file(self.images[i], f"{what}:{self._lines[i]}: image" if self._lines else "Image")
+                except InputFileError as err:
+                    raise DatasetError(str(err)) from None
         if missing:
             shown = "; ".join(f"{what}:{self._lines[i]} -> {self.images[i]}" if self._lines else self.images[i]
                               for i in missing[:3])

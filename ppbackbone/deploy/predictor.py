@@ -10,7 +10,7 @@ import threading
 
 import numpy as np
 
-from ..errors import ConfigError, UserError
+from ..errors import ConfigError, InputFileError, UserError, check_regular_file
 from .export_dir import INFERENCE_YML, ModelDirError, read_export, read_inference_config  # noqa: F401 (public API)
 from .runtimes import (DEVICES, PRECISIONS, RUNTIMES, OnnxRuntimeBackend, OpenVinoBackend,  # noqa: F401
                        PaddleBackend, PrecisionError, create_backend, default_threads)
@@ -76,6 +76,9 @@ class Predictor:
             ("bf16", "int8"; inference.yml's Precisions); with runtime="auto", None means any.
         log: where runtime="auto" says what it picked (default print).
         topk: classes per image (default inference.yml's PostProcess).
+        max_image_pixels: refuse images of more pixels (width x height, read from the file's header before
+            decoding) with an ImageError naming the image; default the limit image_max_pixels (178956970,
+            PPBACKBONE_IMAGE_MAX_PIXELS; docs/cli.md).
 
     `predict(images)` takes an image path, encoded bytes, an HWC uint8 RGB array, or a list of
     them, and returns one result per image: `{"class_ids", "scores", "label_names"}` for a
@@ -89,7 +92,7 @@ class Predictor:
     """
 
     def __init__(self, model_dir, device="cpu", threads=None, runtime="paddle", topk=None, onednn=True,
-                 precision=None, log=print):
+                 precision=None, log=print, max_image_pixels=None):
         if runtime not in ("auto",) + RUNTIMES:
             raise ConfigError(f"Unknown runtime {runtime!r}; allowed: auto, {', '.join(RUNTIMES)}")
         self.export = read_export(model_dir)
@@ -102,6 +105,9 @@ class Predictor:
             raise ConfigError(f"topk must be >= 1, got {topk}")
         self.label_list = self.export.label_list
         self.softmax = self.export.apply_softmax
+        if max_image_pixels is not None and (not isinstance(max_image_pixels, int) or max_image_pixels < 1):
+            raise ConfigError(f"max_image_pixels={max_image_pixels!r} is not valid: expected a positive integer")
+        self.max_image_pixels = max_image_pixels
         self._ops = None
         self._lock = threading.Lock()  # one runtime call at a time (see the class doc)
         self.choice = None  # runtime="auto": what was measured and picked
@@ -136,7 +142,10 @@ class Predictor:
                 if self._ops is None:
                     # The same builder training and evaluation use: one definition of every op.
                     from ..data.transforms import build_transforms
-                    self._ops = build_transforms(self.export.preprocess_ops())
+                    ops = self.export.preprocess_ops()  # DecodeImage first
+                    if self.max_image_pixels is not None:
+                        ops[0] = {"DecodeImage": dict(ops[0]["DecodeImage"] or {}, max_pixels=self.max_image_pixels)}
+                    self._ops = build_transforms(ops)
         return self._ops
 
     def preprocess(self, image):
@@ -145,8 +154,11 @@ class Predictor:
         source = os.fspath(image) if isinstance(image, (str, os.PathLike)) else "<image>"
         if isinstance(image, (str, os.PathLike)):
             try:
+                check_regular_file(source, "Image")  # a FIFO or device: named, never opened
                 with open(image, "rb") as f:
                     image = f.read()
+            except InputFileError as err:
+                raise ImageError(str(err)) from None
             except OSError as err:
                 raise ImageError(f"Could not read image {source}: {err.strerror or err}") from None
         if isinstance(image, np.ndarray):

@@ -14,13 +14,13 @@ AutoAugment), augment.py (random erasing, colour jitter, rotation); base.py what
 parameter parsing, the resizer); build.py the registry and the builders.
 """
 from .augment import ColorJitter, RandomErasing, RandomRotation
-from .base import IMAGENET_MEAN, IMAGENET_STD, ImageDecodeError, TransformError, number
+from .base import IMAGENET_MEAN, IMAGENET_STD, ImageDecodeError, ImageTooLargeError, TransformError, number
 from .basic import (CropImage, DecodeImage, NormalizeImage, Pad, RandCropImage, RandCropImageV2, RandFlipImage,
                     ResizeImage, ToCHWImage)
 from .build import TRANSFORMS, UNSUPPORTED_TRANSFORMS, Compose, build_op, build_transforms
 from .policies import AutoAugment, TimmAutoAugment, parse_rand_config
 
-__all__ = ["build_transforms", "Compose", "TransformError", "ImageDecodeError", "TRANSFORMS",
+__all__ = ["build_transforms", "Compose", "TransformError", "ImageDecodeError", "ImageTooLargeError", "TRANSFORMS",
            "DecodeImage", "ResizeImage", "CropImage", "RandCropImage", "RandFlipImage", "NormalizeImage",
            "ToCHWImage", "TimmAutoAugment", "RandomErasing", "AutoAugment", "ColorJitter", "RandomRotation", "Pad",
            "RandCropImageV2", "IMAGENET_MEAN", "IMAGENET_STD", "UNSUPPORTED_TRANSFORMS",

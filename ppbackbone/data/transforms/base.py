@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 from PIL import Image
 
-from ...errors import UserError
+from ...errors import LimitError, UserError
 
 try:  # OpenCV is the PaddleClas default backend; PIL covers everything when it is missing
     import cv2
@@ -26,6 +26,10 @@ class TransformError(UserError, ValueError):
 
 class ImageDecodeError(UserError, ValueError):
     """Bytes that are not a decodable image (corrupt, truncated, empty or not an image)."""
+
+
+class ImageTooLargeError(ImageDecodeError, LimitError):
+    """An image with more pixels than DecodeImage's max_pixels (read from its header, before decoding)."""
 
 
 _warned = set()

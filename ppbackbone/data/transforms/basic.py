@@ -3,12 +3,14 @@ use, and the standard training crop and flip)."""
 import io
 import math
 import random
+import struct
 
 import numpy as np
 from PIL import Image
 
-from .base import (IMAGENET_MEAN, IMAGENET_STD, ImageDecodeError, Resizer, TransformError, _check_image, _size_hw,
-                   _warn_once, cv2, number)
+from ...errors import limit
+from .base import (IMAGENET_MEAN, IMAGENET_STD, ImageDecodeError, ImageTooLargeError, Resizer, TransformError,
+                   _check_image, _size_hw, _warn_once, cv2, number)
 
 
 def _truncation(data):
@@ -23,11 +25,33 @@ def _truncation(data):
     return None
 
 
+def _open_lazy(data):
+    """PIL's image of encoded `data`, opened lazily (the header is read, nothing is decoded), without PIL's own
+    decompression-bomb refusal: DecodeImage applies its own limit (max_pixels), which may be set above PIL's.
+    This is Image.open's format probing (its plugin registry), minus that one check."""
+    fp, prefix = io.BytesIO(data), data[:16]
+    for load_plugins in (Image.preinit, Image.init):
+        load_plugins()
+        for fmt in list(Image.ID):
+            factory, accept = Image.OPEN[fmt]
+            accepted = not accept or accept(prefix)
+            if not accepted or isinstance(accepted, str):
+                continue
+            fp.seek(0)
+            try:
+                return factory(fp, "")
+            except (SyntaxError, IndexError, TypeError, struct.error):  # not this format after all
+                continue
+    return None
+
+
 class DecodeImage:
     """Encoded bytes -> HWC uint8 image, RGB when `to_rgb` (else BGR, OpenCV's order).
-    `channel_first` returns CHW. backend 'cv2' (PaddleClas default) or 'pil'."""
+    `channel_first` returns CHW. backend 'cv2' (PaddleClas default) or 'pil'. An image of more than
+    `max_pixels` pixels (width x height, read from the file's header before decoding; default the limit
+    image_max_pixels, PPBACKBONE_IMAGE_MAX_PIXELS) is an ImageTooLargeError."""
 
-    def __init__(self, to_rgb=True, channel_first=False, backend="cv2", to_np=True):
+    def __init__(self, to_rgb=True, channel_first=False, backend="cv2", to_np=True, max_pixels=None):
         backend = str(backend or "cv2").lower()
         if backend not in ("cv2", "pil"):
             raise TransformError(f"DecodeImage: backend {backend!r} is not supported; use 'cv2' or 'pil'")
@@ -36,39 +60,62 @@ class DecodeImage:
         if not to_np:
             _warn_once("decode_to_np", "DecodeImage: to_np=False (PIL images between ops) is not supported; "
                        "ops pass numpy arrays")
+        if max_pixels is not None and (not isinstance(max_pixels, int) or isinstance(max_pixels, bool)
+                                       or max_pixels < 1):
+            raise TransformError(f"DecodeImage: max_pixels={max_pixels!r} is not valid: expected a positive integer "
+                                 f"(pixels, width x height)")
         self.to_rgb, self.channel_first, self.backend = bool(to_rgb), bool(channel_first), backend
+        self.max_pixels = max_pixels or limit("image_max_pixels")
+
+    def check_size(self, width, height):
+        """ImageTooLargeError when a width x height image is over max_pixels."""
+        if width * height > self.max_pixels:
+            raise ImageTooLargeError(
+                f"image of {width}x{height} pixels (w x h; about {width * height * 3 / 2 ** 30:.1f} GiB as RGB) is over "
+                f"the limit of {self.max_pixels} pixels, checked before decoding; raise it with DecodeImage max_pixels, "
+                f"Predictor(max_image_pixels=), tools/infer.py --max-image-pixels or PPBACKBONE_IMAGE_MAX_PIXELS")
 
     def __call__(self, data):
         if isinstance(data, np.ndarray):  # already decoded
             img = data
         else:
-            if isinstance(data, (bytearray, memoryview)):
-                data = bytes(data)
-            if not isinstance(data, bytes):
-                raise TransformError(f"DecodeImage expects the file's bytes, got {type(data).__name__}")
-            if not data:
-                raise ImageDecodeError("empty file (0 bytes)")
-            truncated = _truncation(data)
-            if truncated:
-                raise ImageDecodeError(f"not a decodable image ({len(data)} bytes): {truncated}, the file is cut short")
-            if self.backend == "cv2":
-                img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-                if img is None:
-                    raise ImageDecodeError(f"not a decodable image ({len(data)} bytes)")
-                if self.to_rgb:
-                    img = img[:, :, ::-1]
-            else:
-                try:
-                    pil = Image.open(io.BytesIO(data))
-                    pil = pil.convert("RGB")
-                except Exception as err:  # PIL raises several types for corrupt data
-                    raise ImageDecodeError(f"not a decodable image ({len(data)} bytes): {err}") from None
-                img = np.asarray(pil)
-                if not self.to_rgb:
-                    img = img[:, :, ::-1]
+            img = self._decode(data)
         if self.channel_first:
             img = img.transpose((2, 0, 1))
         return np.ascontiguousarray(img)
+
+    def _decode(self, data):
+        if isinstance(data, (bytearray, memoryview)):
+            data = bytes(data)
+        if not isinstance(data, bytes):
+            raise TransformError(f"DecodeImage expects the file's bytes, got {type(data).__name__}")
+        if not data:
+            raise ImageDecodeError("empty file (0 bytes)")
+        truncated = _truncation(data)
+        if truncated:
+            raise ImageDecodeError(f"not a decodable image ({len(data)} bytes): {truncated}, the file is cut short")
+        try:
+            pil = _open_lazy(data)
+        except Exception as err:  # PIL raises several types for corrupt headers; OpenCV may still read it
+            if self.backend != "cv2":
+                raise ImageDecodeError(f"not a decodable image ({len(data)} bytes): {err}") from None
+            pil = None
+        if pil is not None:
+            self.check_size(*pil.size)
+        if self.backend == "cv2":
+            img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+            if img is None:
+                raise ImageDecodeError(f"not a decodable image ({len(data)} bytes)")
+            if pil is None:  # a format only OpenCV reads: checked once decoded (OpenCV caps it at 2**30 pixels)
+                self.check_size(img.shape[1], img.shape[0])
+            return img[:, :, ::-1] if self.to_rgb else img
+        if pil is None:
+            raise ImageDecodeError(f"not a decodable image ({len(data)} bytes): PIL cannot identify its format")
+        try:
+            img = np.asarray(pil.convert("RGB"))
+        except Exception as err:  # PIL raises several types for corrupt data
+            raise ImageDecodeError(f"not a decodable image ({len(data)} bytes): {err}") from None
+        return img if self.to_rgb else img[:, :, ::-1]
 
 
 class ResizeImage:
