@@ -593,3 +593,11 @@ def test_infer_cli_names_the_image_past_the_limit_and_keeps_going(export_dir, tm
     assert main_guard(infer.main, argv[:4] + ["--runtime", "paddle", "--max-image-pixels", "100"]) == EXIT_PARTIAL
     out, err = capsys.readouterr()
     assert "a_ok.png" not in out and "image of 40x30 pixels" in err and "limit of 100 pixels" in err
+
+
+def test_docs_state_every_limit_and_its_default():
+    from ppbackbone.errors import LIMITS
+    text = open(os.path.join(ROOT, "docs", "cli.md"), encoding="utf-8").read()
+    for name, (default, _) in LIMITS.items():
+        assert f"| `{name}` | {default}" in text, f"docs/cli.md does not state limit {name} = {default}"
+        assert f"PPBACKBONE_{name.upper()}" in text or "PPBACKBONE_<NAME>" in text
