@@ -200,3 +200,19 @@ def test_next_export_removes_staging_folders_of_killed_exports_only(tmp_path):
     assert left == {"model"} | {name for name, kept in planted.items() if kept}, left
     removed = [line for line in lines if line.startswith("Removed ")]
     assert len(removed) == 3 and all(f"(pid {dead}) that is no longer running" in line for line in removed), lines
+
+
+@pytest.mark.timeout(150)
+def test_distributed_run_locks_on_rank_0_only(tiny, tmp_path):
+    """paddle.distributed.launch with 2 CPU ranks: rank 0 holds the lock, rank 1 does not ask for it
+    (it would be refused), the run trains, saves and releases the lock."""
+    config, run_dir = tiny
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    proc = subprocess.run([sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir",
+                           str(tmp_path / "log"), TRAIN, "-c", config, "-o", "Global.epochs=1"],
+                          capture_output=True, text=True, env=env, timeout=140, cwd=str(tmp_path))
+    logs = "".join(open(tmp_path / "log" / f).read() for f in sorted(os.listdir(tmp_path / "log")))
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:] + logs[-3000:]
+    assert "in use by another training run" not in logs
+    assert load_checkpoint(os.path.join(run_dir, "latest"))["states"]["epoch"] == 1
+    assert not os.path.exists(os.path.join(run_dir, LOCK_NAME))
