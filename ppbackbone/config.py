@@ -12,35 +12,19 @@ import yaml
 from .errors import (ConfigError, InputFileError, LimitError, check_keys, check_op_list,  # noqa: F401 (re-exported)
                      check_regular_file, get_value, limit, limit_hint, suggest, warn_once)
 
-__all__ = ["load_config", "apply_overrides", "parse_override", "ConfigError", "ConfigLoader", "load_yaml",
+__all__ = ["load_config", "apply_overrides", "parse_override", "ConfigError", "ConfigLoader", "BoundedLoader",
+           "YamlLimitError", "load_yaml",
            "KNOWN_SECTIONS", "validate_config", "check_keys", "check_op_list", "get_value", "warn_once"]
 
 # Top-level sections of a PaddleClas config.
 KNOWN_SECTIONS = ("Global", "AMP", "EMA", "Arch", "Loss", "Optimizer", "DataLoader", "Metric", "Infer")
 
 
-class ConfigLoader(yaml.SafeLoader):
-    """PyYAML's safe loader with two fixes for configs.
-
-    - Numbers in exponent form without a dot (`1e12`, `5e-4`) are floats, as in YAML 1.2 and as people mean
-      them; YAML 1.1 (PyYAML) reads them as strings.
-    - A key repeated in one mapping is an error naming the file, the key and both lines; PyYAML keeps the last
-      one silently.
-    """
-
-    def construct_mapping(self, node, deep=False):
-        first_line = {}
-        for key_node, _ in node.value:
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=deep)
-            line = key_node.start_mark.line + 1
-            if key in first_line:
-                raise ConfigError(f"{_source(key_node.start_mark)}: duplicate key {key!r} in the same mapping, at "
-                                  f"lines {first_line[key]} and {line}; YAML would silently keep only the last one. "
-                                  f"Remove one of them.")
-            first_line[key] = line
-        return super().construct_mapping(node, deep=deep)
+class BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader within the limits yaml_max_depth (nesting, checked before PyYAML recurses) and
+    yaml_max_nodes (values once aliases are written out; an alias inside its own anchor is refused): a
+    YamlLimitError (a ConfigError) naming the source and line. For every YAML a user hands us (configs,
+    inference.yml, PaddleDetection/PaddleOCR configs)."""
 
     def compose_node(self, parent, index):
         # PyYAML composes nested values recursively: a limit here, before the interpreter's
@@ -62,6 +46,30 @@ class ConfigLoader(yaml.SafeLoader):
         node = super().compose_document()
         _check_expanded_size(node)
         return node
+
+
+class ConfigLoader(BoundedLoader):
+    """PyYAML's safe loader with two fixes for configs.
+
+    - Numbers in exponent form without a dot (`1e12`, `5e-4`) are floats, as in YAML 1.2 and as people mean
+      them; YAML 1.1 (PyYAML) reads them as strings.
+    - A key repeated in one mapping is an error naming the file, the key and both lines; PyYAML keeps the last
+      one silently.
+    """
+
+    def construct_mapping(self, node, deep=False):
+        first_line = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in first_line:
+                raise ConfigError(f"{_source(key_node.start_mark)}: duplicate key {key!r} in the same mapping, at "
+                                  f"lines {first_line[key]} and {line}; YAML would silently keep only the last one. "
+                                  f"Remove one of them.")
+            first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 class YamlLimitError(ConfigError, LimitError):

@@ -601,3 +601,19 @@ def test_docs_state_every_limit_and_its_default():
     for name, (default, _) in LIMITS.items():
         assert f"| `{name}` | {default}" in text, f"docs/cli.md does not state limit {name} = {default}"
         assert f"PPBACKBONE_{name.upper()}" in text or "PPBACKBONE_<NAME>" in text
+
+
+@pytest.mark.timeout(60)
+def test_paddledetection_and_paddleocr_configs_are_read_within_the_limits(tmp_path):
+    from ppbackbone.config import YamlLimitError
+    from ppbackbone.ppdet.config import PPDetSetupError, check_backbone_sections
+    from ppbackbone.ppocr.config import PPOCRSetupError, load_config
+    laughs = tmp_path / "laughs.yml"
+    laughs.write_text(_laughs(9, key="Global"))
+    for read in (load_config, check_backbone_sections):
+        with pytest.raises(YamlLimitError, match="laughs.yml: the value at line 6 expands"):
+            read(str(laughs))
+    with pytest.raises(PPOCRSetupError, match="is a FIFO"):
+        load_config(_fifo(tmp_path, "ocr.yml"))
+    with pytest.raises(PPDetSetupError, match="is a folder"):
+        check_backbone_sections(str(tmp_path))

@@ -10,7 +10,8 @@ import os
 
 import yaml
 
-from ..errors import ConfigError
+from ..config import BoundedLoader
+from ..errors import ConfigError, InputFileError, check_regular_file
 
 __all__ = ["PPDetSetupError", "check_backbone_sections", "resolve_config", "PORTABLE_KEYS"]
 
@@ -22,7 +23,7 @@ class PPDetSetupError(ConfigError):
     """PaddleDetection could not be located / a PPBackbone config chain is inconsistent."""
 
 
-class _TagTolerantLoader(yaml.SafeLoader):
+class _TagTolerantLoader(BoundedLoader):
     """Reads PaddleDetection configs without its classes: a `!Tag` value (`!COCODataSet {...}`,
     `!PiecewiseDecay`) becomes its plain mapping / list / scalar; only _BASE_ and PPBackbone are read here."""
 
@@ -40,8 +41,11 @@ _TagTolerantLoader.add_multi_constructor("!", _untagged)
 
 def _load_yaml(path):
     try:
+        check_regular_file(path, "config")
         with open(path, encoding="utf-8") as f:
             return yaml.load(f, Loader=_TagTolerantLoader) or {}
+    except InputFileError as err:
+        raise PPDetSetupError(str(err)) from None
     except OSError as err:
         raise PPDetSetupError(f"cannot read config {path}: {err}") from None
 

@@ -14,7 +14,8 @@ import os
 
 import yaml
 
-from ..errors import ConfigError
+from ..config import BoundedLoader
+from ..errors import ConfigError, InputFileError, check_regular_file
 from .demo import expand_demo_paths
 
 __all__ = ["PPOCRSetupError", "INPUT_PATH_KEYS", "REC_ALGORITHMS", "load_config", "resolve_config",
@@ -34,8 +35,11 @@ class PPOCRSetupError(ConfigError):
 def load_config(path):
     """A PaddleOCR config file as a dict (plain YAML: anchors expanded)."""
     try:
+        check_regular_file(path, "config")
         with open(path, encoding="utf-8") as f:
-            cfg = yaml.safe_load(f) or {}
+            cfg = yaml.load(f, Loader=BoundedLoader) or {}
+    except InputFileError as err:
+        raise PPOCRSetupError(str(err)) from None
     except OSError as err:
         raise PPOCRSetupError(f"cannot read config {path}: {err}") from None
     except yaml.YAMLError as err:
