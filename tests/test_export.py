@@ -472,7 +472,8 @@ def test_export_of_a_demo_run_carries_the_demo_class_names(tmp_path, capsys):
 def test_native_noise_is_held_back_and_the_rest_kept(tmp_path, capfd):
     """Paddle's C++ "PIR not support input out tensor" line (every softmax in a static graph) is dropped from what
     a save prints; any other stderr output in the same block is written out, in order."""
-    from ppbackbone.deploy.export import save_static, without_native_noise
+    from ppbackbone.deploy.export import save_static
+    from ppbackbone.deploy.quiet import without_native_noise
     layer = paddle.nn.Sequential(paddle.nn.Conv2D(3, 4, 3), paddle.nn.Flatten(), paddle.nn.Softmax(-1))
     layer.eval()
     with without_native_noise():
@@ -483,6 +484,13 @@ def test_native_noise_is_held_back_and_the_rest_kept(tmp_path, capfd):
     err = capfd.readouterr().err
     assert "not support input out tensor" not in err and err.index("kept before") < err.index("kept after"), err
     assert os.path.isfile(tmp_path / "m" / "inference.json")
+    if HAS_ONNX:  # paddle2onnx's progress lines and "ONNX model saved in <staging path>" are held back too
+        from ppbackbone.deploy.onnx import convert_to_onnx
+        convert_to_onnx(str(tmp_path / "m" / "inference.json"), str(tmp_path / "m" / "inference.pdiparams"),
+                        str(tmp_path / "m" / "inference.onnx"))
+        out = capfd.readouterr().out
+        assert "[Paddle2ONNX]" not in out and "ONNX model saved" not in out, out
+        assert os.path.isfile(tmp_path / "m" / "inference.onnx")
 
 
 def test_benchmark_exports_do_not_warn_about_preprocessing(tmp_path):

@@ -7,11 +7,7 @@ post-processing) in inference_yml.py, the file format in export_dir.py, the stag
 checks in staging.py, the comparison with the dygraph model in verify.py, ONNX conversion and its
 verification in onnx.py, low precisions in precision.py, the runtimes in runtimes.py.
 """
-import contextlib
 import os
-import re
-import sys
-import tempfile
 
 import numpy as np
 import paddle
@@ -26,6 +22,7 @@ from .inference_yml import _as_list, _check_preprocess, _image_shape, _mode, der
 from .onnx import DEFAULT_ONNX_OPSET, _export_onnx, _require_onnx_tools, convert_to_onnx
 from .precision import (DEFAULT_CALIB_IMAGES, DEFAULT_VERIFY_IMAGES, PrecisionRefused, eval_images, quantize_int8,
                         require_quantizer, verify_precision)
+from .quiet import without_native_noise
 from .runtimes import (BF16_FLAGS, PRECISIONS, OnnxRuntimeBackend, OpenVinoBackend, PaddleBackend,
                        PrecisionError, installed_runtimes, require_bf16)
 from .staging import _check_disk_space, _check_save_dir, _check_written, _staging_dir
@@ -393,34 +390,6 @@ def save_static(layer, directory, image_shape, names=None, log=print):
         log("NOTE: could not name the program's outputs; Paddle Inference shows them as fetch_name_N "
             "(inference.yml lists them in order)")
     return model_name
-
-
-# What Paddle's C++ side logs while a program is built that a user can neither act on nor needs: Paddle 3.3.1's
-# F.softmax hands its PIR op `out=None`, which logs "Paddle static graph(PIR) not support input out tensor for
-# now!!!!!" once per softmax (every classifier export, Swin's attention) although no out tensor is given.
-NATIVE_NOISE = (re.compile(r"Paddle static graph\(PIR\) not support input out tensor"),)
-
-
-@contextlib.contextmanager
-def without_native_noise(patterns=NATIVE_NOISE):
-    """Run the block with the process's stderr (fd 2, where C++ logs go) held back; afterwards write it out
-    again, without the lines matching `patterns`. Everything else (errors included) is kept, in order."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            held.seek(0)
-            kept = [line for line in held.read().decode("utf-8", "replace").splitlines(keepends=True)
-                    if not any(p.search(line) for p in patterns)]
-            if kept:
-                sys.stderr.write("".join(kept))
-                sys.stderr.flush()
 
 
 def _rename_json_outputs(json_path, names):

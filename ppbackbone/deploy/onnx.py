@@ -4,6 +4,7 @@ import os
 
 from ..errors import ExportError
 from .export_dir import ONNX_FILE, PARAMS_FILE
+from .quiet import quiet_paddle2onnx
 from .runtimes import RUNTIME_LABELS, OnnxRuntimeBackend, OpenVinoBackend, installed_runtimes
 from .verify import _compare
 
@@ -35,8 +36,9 @@ def convert_to_onnx(model_file, params_file, save_file, opset=DEFAULT_ONNX_OPSET
     try:
         # No post-optimizer: paddle2onnx's default (polygraphy) pip-installs missing modules at run
         # time, which an export must never do, and ONNX Runtime / OpenVINO fold constants themselves.
-        paddle2onnx.export(model_file, params_file, save_file=save_file, opset_version=opset,
-                           enable_onnx_checker=True, verbose=False, optimize_tool="None")
+        with quiet_paddle2onnx():
+            paddle2onnx.export(model_file, params_file, save_file=save_file, opset_version=opset,
+                               enable_onnx_checker=True, verbose=False, optimize_tool="None")
     except Exception as err:  # paddle2onnx raises bare Exceptions for unsupported ops
         raise ExportError(f"paddle2onnx could not convert {model_file}: {err}") from None
     if output_names:
