@@ -49,8 +49,8 @@ class RunCheckpoints:
         self.best_metric = float(states.get("best_metric", states.get("metric", -1.0)))
         self.best_epoch = int(states.get("best_epoch", 0))
         if done == self.epochs:  # said once; train() returns at once (no optimizer state to load for nothing)
-            self.log.info(f"{ckpt['prefix']} already finished all {done} epochs of its run: nothing to train. To "
-                          f"train it further, resume with more epochs: -o Global.checkpoints={prefix} "
+            self.log.info(f"{ckpt['prefix']} already finished all {done} epoch(s) of its run: nothing to train. "
+                          f"To train it further, resume with more epochs: -o Global.checkpoints={prefix} "
                           f"-o Global.epochs=N (N > {done})")
             return
         if self.ema is not None:

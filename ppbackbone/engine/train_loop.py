@@ -67,7 +67,7 @@ class TrainLoop:
             self.log.info(f"Distributed: {self.world_size} ranks; this console shows rank 0, the others log to "
                           f"log/workerlog.N (look there if a rank fails)")
         self.log.info(f"Training {self.model_name} ({sum(int(np.prod(p.shape)) for p in self.model.parameters()):,} "
-                      f"params, {self.class_num} classes) for {self.epochs} epochs, {self.iters_per_epoch} iterations "
+                      f"params, {self.class_num} classes) for {self.epochs} epoch(s), {self.iters_per_epoch} iterations "
                       f"of {self.train_loader.batch_sampler.batch_size} x {self.world_size} images each; output "
                       f"{self.output_dir}")
 
