@@ -514,3 +514,16 @@ def test_default_save_dir_is_per_model(tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path / "inference")) == ["pplcnet_x0_25", "pplcnet_x0_35"]
     with open(os.path.join(ROOT, ".gitignore"), encoding="utf-8") as f:
         assert {"output/", "inference/"} <= set(f.read().split())
+
+
+def test_no_weights_hint_names_a_checkpoint_only_when_it_exists(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = {"Arch": {"name": "hgnetv2_b0", "class_num": 10}, "Global": {"image_shape": SHAPE}}
+    with pytest.raises(ExportError) as info:
+        export_model(config, log=_quiet)
+    assert "e.g." not in str(info.value)  # nothing trained here: no path to suggest
+    os.makedirs(tmp_path / "output" / "hgnetv2_b0")
+    (tmp_path / "output" / "hgnetv2_b0" / "best_model.pdparams").write_bytes(b"")
+    with pytest.raises(ExportError, match=r"e\.g\. output/hgnetv2_b0/best_model, which this config's training "
+                                          r"wrote"):
+        export_model(config, log=_quiet)

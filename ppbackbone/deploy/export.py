@@ -220,10 +220,18 @@ def _weights_source(config, weights, allow_random_weights):
         return _arch_pretrained(config["Arch"]["name"], arch_pretrained), "Arch.pretrained"
     if allow_random_weights:
         return None, None
-    raise ExportError("No weights to export: set -o Global.pretrained_model=<file.pdparams|file.safetensors> "
-                      "(a checkpoint path prefix like output/best_model works too). Exporting randomly "
-                      "initialised weights is refused unless asked for explicitly: --random-weights "
-                      "(export_model(..., allow_random_weights=True)), for benchmarking only")
+    raise ExportError(f"No weights to export: set -o Global.pretrained_model=<file.pdparams|file.safetensors> "
+                      f"(a checkpoint path prefix works too{_trained_here(config)}). Exporting randomly "
+                      f"initialised weights is refused unless asked for explicitly: --random-weights "
+                      f"(export_model(..., allow_random_weights=True)), for benchmarking only")
+
+
+def _trained_here(config):
+    """', e.g. output/<name>/best_model, which this config's training wrote' when that checkpoint exists."""
+    root = (config.get("Global") or {}).get("output_dir") or "./output/"
+    prefix = os.path.join(os.path.normpath(str(root)), str(config["Arch"]["name"]), "best_model")
+    found = os.path.isfile(prefix + ".pdparams") or os.path.isfile(os.path.join(prefix, "best_model.pdparams"))
+    return f", e.g. {prefix}, which this config's training wrote" if found else ""
 
 
 def _build_with_weights(config, weights, allow_random_weights, log):
