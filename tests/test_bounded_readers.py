@@ -617,3 +617,91 @@ def test_paddledetection_and_paddleocr_configs_are_read_within_the_limits(tmp_pa
         load_config(_fifo(tmp_path, "ocr.yml"))
     with pytest.raises(PPDetSetupError, match="is a folder"):
         check_backbone_sections(str(tmp_path))
+
+
+# ------------------------------------------------------------------------------------------------ command line
+@pytest.fixture(scope="module")
+def eval_config(tmp_path_factory):
+    """A small eval config (pplcnet_x0_25, four 16x16 images) as a file, for tools/eval.py."""
+    import yaml
+    root = tmp_path_factory.mktemp("cli")
+    for i in range(4):
+        (root / f"{i}.png").write_bytes(_encoded(16, 16, "PNG"))
+    (root / "labels.txt").write_text("".join(f"{i}.png {i % 2}\n" for i in range(4)))
+    config = yaml.safe_load(open(QUICKSTART))
+    config["Arch"] = {"name": "pplcnet_x0_25", "class_num": 2}
+    config["Global"].update(output_dir=str(root / "out"), image_shape=[3, 16, 16])
+    for mode in ("Train", "Eval"):
+        config["DataLoader"][mode]["dataset"] = {
+            "name": "ImageNetDataset", "image_root": str(root), "cls_label_path": str(root / "labels.txt"),
+            "transform_ops": [{"DecodeImage": {"to_rgb": True, "channel_first": False}}, {"ResizeImage": {"size": 16}},
+                              {"NormalizeImage": {"scale": "1.0/255.0", "mean": [0.5] * 3, "std": [0.5] * 3,
+                                                  "order": ""}}, {"ToCHWImage": None}]}
+        config["DataLoader"][mode]["sampler"]["batch_size"] = 2
+        config["DataLoader"][mode]["loader"] = {"num_workers": 0}
+    path = root / "eval.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    (root / "dag.pdparams").write_bytes(pickle.dumps(_shared_levels(99), protocol=2))
+    (root / "deep.pdparams").write_bytes(pickle.dumps(_shared_levels(300), protocol=4))
+    (root / "laughs.yaml").write_text(_laughs(9, key="unused") + path.read_text())
+    (root / "base5.yaml").write_text("_BASE_: 5\n" + path.read_text())
+    os.mkfifo(str(root / "pipe.yaml"))
+    os.mkfifo(str(root / "pipe.pdparams"))
+    return root
+
+
+CLI_CASES = {  # argv after -c, what the one Error line must say
+    "crafted pickle as pretrained_model": (["eval.yaml", "-o", "Global.pretrained_model={root}/dag.pdparams"],
+                                           "dag.pdparams does not hold a state dict"),
+    "pickle past the depth limit": (["eval.yaml", "-o", "Global.pretrained_model={root}/deep.pdparams"],
+                                    "more than 100 levels deep"),
+    "FIFO as pretrained_model": (["eval.yaml", "-o", "Global.pretrained_model={root}/pipe.pdparams"],
+                                 "pipe.pdparams is a FIFO (named pipe), not a file"),
+    "billion laughs config": (["laughs.yaml"], "laughs.yaml: the value at line 6 expands to more than 1000000"),
+    "_BASE_: 5": (["base5.yaml"], "_BASE_=5 is not valid"),
+    "FIFO as config": (["pipe.yaml"], "pipe.yaml is a FIFO"),
+    "folder as config": ([""], "is a folder, not a file"),
+    "-o name a list": (["eval.yaml", "-o", "Arch.name=[a, b]"], "Arch.name=['a', 'b'] is not valid: expected a name"),
+    "-o optimizer name a mapping": (["eval.yaml", "-o", "Optimizer.name={{a: 1}}"], "Optimizer.name={'a': 1}"),
+    "-o value nested 5000 deep": (["eval.yaml", "-o", "Global.epochs=" + "[" * 5000 + "]" * 5000],
+                                  "nested more than 100 levels deep"),
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("case", sorted(CLI_CASES))
+def test_tools_print_one_error_line_without_traceback(eval_config, capsys, monkeypatch, case):
+    from ppbackbone import cli
+    monkeypatch.delenv("PPBACKBONE_DEBUG", raising=False)
+    args, expected = CLI_CASES[case]
+    argv = ["-c", str(eval_config / args[0])] + [a.format(root=eval_config) for a in args[1:]]
+    assert cli.run("eval", "evaluate", argv) == cli.EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("Error")]
+    assert "Traceback" not in err and len(errors) == 1, err[-2000:]
+    assert expected in errors[0], errors[0][:1000]
+
+
+EXTREME_VALUES = st.one_of(
+    st.integers(1, 150).map(lambda n: "[" * n + "]" * n),  # nested lists, up to past the depth limit
+    st.integers(1, 150).map(lambda n: "{a: " * n + "1" + "}" * n),
+    st.integers(0, 100_000).map(lambda n: "[" + ", ".join(["1"] * n) + "]"),  # long lists
+    st.integers(0, 1_000_000).map(lambda n: "x" * n),  # long strings
+    st.sampled_from(["1" * 5000, "-" + "9" * 400, "1e400", ".nan", "-.inf", "~", "''", "[[[]]]", "{}"]))
+EXTREME_KEYS = ["Global.epochs", "Global.image_shape", "Global.device", "Arch.class_num", "Arch.lr_mult_list",
+                "Arch.name", "Optimizer.lr.learning_rate", "Optimizer.name", "Loss.Train", "Metric.Eval",
+                "DataLoader.Train.dataset.transform_ops", "DataLoader.Train.sampler", "EMA.decay", "_BASE_"]
+
+
+@pytest.mark.timeout(180)
+@_settings(30)
+@given(key=st.sampled_from(EXTREME_KEYS), value=EXTREME_VALUES)
+def test_config_values_at_size_and_depth_extremes(eval_config, key, value):
+    """`-o key=value` with values nested past the limit, very long or very large: a ConfigError naming the key or
+    the limit, or a config that validates; never a RecursionError/TypeError, and fast."""
+    from ppbackbone.config import ConfigError, load_config
+    try:
+        load_config(str(eval_config / "eval.yaml"), [f"{key}={value}"])
+    except ConfigError as err:
+        message = str(err)
+        assert key.split(".")[-1] in message or "levels deep" in message or "values once" in message, message[:300]
