@@ -79,6 +79,8 @@ def measure(backends, batch, warmup=3, runs=20, rounds=4):
 
 
 def _read_cache(path, key):
+    if not os.path.isfile(path):  # absent, or not a file (a FIFO would block): measured again, then replaced
+        return None
     try:
         with open(path, encoding="utf-8") as f:
             cached = json.load(f)

@@ -9,6 +9,7 @@ import tempfile
 
 import numpy as np
 
+from ..errors import InputFileError, check_regular_file
 from .io import WeightsError, load_weights, save_weights
 
 __all__ = ["torch_state_to_paddle", "read_torch_checkpoint", "convert_torch_checkpoint"]
@@ -36,8 +37,11 @@ def torch_state_to_paddle(state):
 def read_torch_checkpoint(path, key=None):
     """Read a .pth file into {name: numpy array}; `key` picks the sub-dict (default: model_ema, model,
     state_dict, or the file itself)."""
-    if not os.path.isfile(path):
-        raise WeightsError(f"Checkpoint not found: {path}" + (" (a folder)" if os.path.isdir(path) else ""))
+    if not os.path.isfile(path):  # missing, or a folder / FIFO / device (named, never opened)
+        try:
+            check_regular_file(path, "Checkpoint")
+        except InputFileError as err:
+            raise WeightsError(str(err)) from None
     try:
         import torch
     except ImportError:
