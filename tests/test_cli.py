@@ -189,6 +189,17 @@ def test_benchmark_mistakes_are_reported_before_any_work(argv, message, monkeypa
     assert message in err and "Traceback" not in err, err
 
 
+def test_train_benchmark_checks_its_reference_before_any_work(monkeypatch, capsys):
+    from ppbackbone.benchmarks import train as train_benchmark
+    monkeypatch.setattr(train_benchmark, "compare_train_throughput", _work_started)
+    for module in ("ppcls", "ppcls.arch", "ppcls.arch.backbone"):
+        monkeypatch.setitem(sys.modules, module, None)
+    assert cli.main_guard(_tool("benchmark").main, ["train", "--model", "hgnetv2_b0"]) == 2
+    err = capsys.readouterr().err
+    assert "Error: PaddleClas is not importable" in err and "or pass --reference '' to time ppbackbone alone" in err
+    assert "Traceback" not in err
+
+
 def test_convert_weights_names_a_missing_checkpoint_before_asking_for_torch(capsys):
     assert cli.main_guard(_tool("convert_weights").main, ["no/such.pth", "out.safetensors"]) == 2
     assert "Error: Checkpoint not found: no/such.pth" in capsys.readouterr().err

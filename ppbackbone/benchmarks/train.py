@@ -220,7 +220,13 @@ def _arguments(p):
 
 def run_train(args):
     from ..cli import check_model_names
+    from .latency import ReferenceUnavailable, check_references
     check_model_names([args.model])
+    if args.reference:  # before any work: PaddleClas importable, the builder known
+        try:
+            check_references([], [args.reference])
+        except ReferenceUnavailable as err:
+            raise ReferenceUnavailable(f"{err}, or pass --reference '' to time ppbackbone alone") from None
     result = compare_train_throughput(args.model, args.reference or None, args.batch_size, args.image_size,
                                       args.steps, args.warmup, args.rounds, args.num_workers, args.augment)
     print(format_markdown(result))
