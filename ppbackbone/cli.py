@@ -171,24 +171,32 @@ def new_parser(description, **kwargs):
                                                    formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs))
 
 
-def parse_args(description, argv=None):
-    """tools/train.py and tools/eval.py: -c CONFIG, -o overrides, --debug."""
+def parse_args(description, argv=None, pictures=False):
+    """tools/train.py and tools/eval.py: -c CONFIG, -o overrides, --debug (and with `pictures`,
+    tools/eval.py's --confusion-matrix / --recall-curve PNG outputs)."""
     parser = new_parser(description)
     parser.add_argument("-c", "--config", required=True, help="YAML config (PaddleClas schema)")
     parser.add_argument("-o", "--override", action="append", default=[], nargs="+",
                         help="Section.key=value overrides, e.g. -o Global.epochs=10 Arch.class_num=5")
+    if pictures:
+        parser.add_argument("--confusion-matrix", metavar="PNG", help="classifiers: also draw the confusion "
+                            "matrix (classes named from the label list) to this PNG (needs matplotlib)")
+        parser.add_argument("--recall-curve", metavar="PNG", help="retrieval (Global.eval_mode: retrieval): also "
+                            "draw Recall@k for k = 1..gallery size to this PNG (needs matplotlib)")
     args = parser.parse_args(argv)
     args.override = [item for group in args.override for item in group]
     return args
 
 
 def _train_or_eval(mode, description, argv):
-    args = parse_args(description, argv)
+    args = parse_args(description, argv, pictures=mode == "eval")
     warnings.filterwarnings("ignore", message="When training, we now always track global mean and variance")
     warnings.filterwarnings("ignore", message="No ccache found")
     from .config import load_config
     from .engine import Trainer
     config = load_config(args.config, args.override)
+    if mode == "eval":
+        _check_picture_flags(args, config)
     trainer = Trainer(config, mode=mode)
     if mode == "train":
         trainer.train()
@@ -196,7 +204,42 @@ def _train_or_eval(mode, description, argv):
     if not (config.get("Global") or {}).get("pretrained_model") and not config["Arch"].get("pretrained"):
         print("Warning: no Global.pretrained_model given: evaluating freshly initialised weights", file=sys.stderr)
     trainer.evaluate()
+    _evaluation_pictures(trainer, args)
     return EXIT_OK
+
+
+def _check_picture_flags(args, config):
+    """tools/eval.py's picture flags fit the evaluation and can be drawn: said before any work."""
+    from .errors import ConfigError
+    retrieval = (config.get("Global") or {}).get("eval_mode") == "retrieval"
+    if args.confusion_matrix and retrieval:
+        raise ConfigError("--confusion-matrix is for classifiers; this config evaluates by retrieval "
+                          "(Global.eval_mode: retrieval): use --recall-curve")
+    if args.recall_curve and not retrieval:
+        raise ConfigError("--recall-curve is for retrieval evaluation (Global.eval_mode: retrieval); for a "
+                          "classifier use --confusion-matrix")
+    if args.confusion_matrix or args.recall_curve:
+        from .engine.plots import require_plots
+        require_plots("--confusion-matrix" if args.confusion_matrix else "--recall-curve")
+
+
+def _evaluation_pictures(trainer, args):
+    """tools/eval.py --confusion-matrix / --recall-curve, from what the evaluation just counted."""
+    from .engine import plots
+    if args.confusion_matrix:
+        from .engine.evaluation import class_names
+        from .errors import ConfigError
+        report = trainer.class_report
+        if report is None or report.confusion is None:
+            raise ConfigError("--confusion-matrix needs a classifier (Arch.class_num > 0)")
+        names = class_names(trainer.config, trainer.class_num)
+        print(f"Wrote {plots.confusion_matrix(report.confusion, names, args.confusion_matrix)}")
+    if args.recall_curve:
+        from .engine.retrieval import recall_at_k_curve
+        (gallery, gallery_label), (query, query_label) = (trainer.retrieval_sets[k] for k in ("gallery", "query"))
+        curve = recall_at_k_curve(query, query_label, gallery, gallery_label)
+        title = f"Recall@k ({len(query)} queries, {len(gallery)} gallery images)"
+        print(f"Wrote {plots.recall_at_k_curve(list(curve), args.recall_curve, title=title)}")
 
 
 def run(mode, description, argv=None):

@@ -129,3 +129,134 @@ def test_benchmark_plot_without_matplotlib_fails_before_timing(no_matplotlib, tm
     assert captured.err.strip().splitlines() == [
         'Error: --plot needs matplotlib, which is not installed: pip install "ppbackbone[plot]" (matplotlib)']
     assert "timing" not in captured.out
+
+
+# ------------------------------------------------------------------ pictures of real runs (trainer, tools/eval.py)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLASSES = ("circle", "hstripes", "vstripes")
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory):
+    """Label files over the demo data: 3 classes, 16 train and 8 val/gallery images and 4 queries each."""
+    from ppbackbone.data import ensure_demo_dataset
+    root = ensure_demo_dataset()
+    out = tmp_path_factory.mktemp("lists")
+    rows = {"train": ("train", 16), "val": ("val", 8), "query": ("train", 4)}
+    files = {}
+    for split, (folder, count) in rows.items():
+        first = 100 if split == "query" else 0
+        files[split] = str(out / f"{split}.txt")
+        with open(files[split], "w") as f:
+            f.writelines(f"{folder}/{name}/{first + i:04d}.jpg {label}\n"
+                         for label, name in enumerate(CLASSES) for i in range(count))
+    return root, files
+
+
+def _config(small_data, out, path):
+    """configs/quickstart.yaml shrunk to 3 classes at 32x32, 2 epochs, written to `path`."""
+    import yaml
+    from ppbackbone.config import load_config
+    root, files = small_data
+    cfg = load_config(os.path.join(ROOT, "configs", "quickstart.yaml"), [
+        f"Global.output_dir={out}", "Global.epochs=2", "Global.save_interval=2", "Arch.class_num=3",
+        "DataLoader.Train.loader.num_workers=0", "DataLoader.Eval.loader.num_workers=0",
+        "DataLoader.Train.sampler.batch_size=16", "DataLoader.Eval.sampler.batch_size=24"])
+    for mode, split in (("Train", "train"), ("Eval", "val")):
+        ds = cfg["DataLoader"][mode]["dataset"]
+        ds.pop("split")
+        ds.update(name="ImageNetDataset", image_root=root, cls_label_path=files[split])
+        for op in ds["transform_ops"]:
+            name, params = next(iter(op.items()))
+            if name in ("RandCropImage", "CropImage"):
+                params["size"] = 32
+            if name == "ResizeImage":
+                params["resize_short"] = 36
+    with open(path, "w") as f:
+        yaml.safe_dump(cfg, f)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def short_run(small_data, tmp_path_factory):
+    from ppbackbone.engine import Trainer
+    out = tmp_path_factory.mktemp("run")
+    cfg = _config(small_data, str(out), str(out / "config.yaml"))
+    Trainer(cfg).train()
+    return {"config": str(out / "config.yaml"), "dir": str(out / "hgnetv2_b0")}
+
+
+@pytest.mark.timeout(300)
+def test_training_writes_curves_beside_its_checkpoints(short_run):
+    assert os.path.exists(os.path.join(short_run["dir"], "latest.pdparams"))
+    check_png(os.path.join(short_run["dir"], "curves.png"), min_size=(800, 250))
+
+
+@pytest.mark.timeout(300)
+def test_training_without_matplotlib_says_so_once_and_goes_on(small_data, tmp_path, no_matplotlib, capfd):
+    from ppbackbone.engine import Trainer
+    cfg = _config(small_data, str(tmp_path), str(tmp_path / "config.yaml"))
+    Trainer(cfg).train()  # 2 epochs, 2 evaluations
+    run_dir = tmp_path / "hgnetv2_b0"
+    assert (run_dir / "latest.pdparams").exists() and not (run_dir / "curves.png").exists()
+    out = capfd.readouterr()
+    notice = f'{run_dir / "curves.png"} not written: matplotlib is not installed (pip install "ppbackbone[plot]"'
+    assert (out.out + out.err).count(notice) == 1
+
+
+@pytest.mark.timeout(300)
+def test_eval_tool_draws_the_confusion_matrix(short_run, tmp_path, capsys):
+    from ppbackbone.cli import run
+    path = str(tmp_path / "cm.png")
+    status = run("eval", "eval", ["-c", short_run["config"], "-o",
+                                  f"Global.pretrained_model={os.path.join(short_run['dir'], 'latest')}",
+                                  "--confusion-matrix", path])
+    assert status == 0, capsys.readouterr().err
+    assert f"Wrote {path}" in capsys.readouterr().out
+    check_png(path)
+    # a retrieval picture asked of a classifier: one error before any work
+    assert run("eval", "eval", ["-c", short_run["config"], "--recall-curve", path]) == 2
+    assert "Error: --recall-curve is for retrieval evaluation" in capsys.readouterr().err
+
+
+def test_recall_at_k_curve_agrees_with_recallk():
+    from ppbackbone.engine.metrics import Recallk
+    from ppbackbone.engine.retrieval import recall_at_k_curve
+    rng = np.random.default_rng(0)
+    gallery, query = rng.standard_normal([30, 8]), rng.standard_normal([12, 8])
+    g_label, q_label = rng.integers(0, 4, 30), rng.integers(0, 5, 12)  # class 4: queries without a match
+    curve = recall_at_k_curve(query, q_label, gallery, g_label, block_size=5)
+    assert curve.shape == (30,) and np.all(np.diff(curve) >= 0) and curve[-1] == pytest.approx(1.0)
+    expected = Recallk(topk=[1, 3, 10]).compute(query @ gallery.T, q_label, g_label)
+    assert [curve[0], curve[2], curve[9]] == pytest.approx([expected["recall1"], expected["recall3"],
+                                                            expected["recall10"]])
+
+
+@pytest.mark.timeout(300)
+def test_eval_tool_draws_the_recall_curve(small_data, tmp_path, capsys):
+    """Retrieval evaluation of a small RecModel (initial weights: the picture, not the accuracy, is checked)."""
+    import yaml
+    from ppbackbone.cli import run
+    from ppbackbone.config import load_config
+    root, files = small_data
+    cfg = load_config(os.path.join(ROOT, "configs", "recognition", "quickstart_retrieval.yaml"),
+                      [f"Global.output_dir={tmp_path}", "Global.image_shape=[3,32,32]"])
+    cfg["Arch"] = {"name": "RecModel", "Backbone": {"name": "pplcnet_x0_25", "class_expand": 32},
+                   "BackboneStopLayer": {"name": "flatten"}, "Neck": {"name": "BNNeck", "num_features": 32},
+                   "Head": {"name": "FC", "embedding_size": 32, "class_num": 3, "bias_attr": False}}
+    for part, split in (("Gallery", "val"), ("Query", "query")):
+        section = cfg["DataLoader"]["Eval"][part]
+        section["loader"]["num_workers"] = 0
+        section["dataset"].pop("split", None)
+        section["dataset"].update(name="ImageNetDataset", image_root=root, cls_label_path=files[split])
+        for op in section["dataset"]["transform_ops"]:
+            name, params = next(iter(op.items()))
+            if name == "ResizeImage":
+                params["size"] = 32
+    with open(tmp_path / "retrieval.yaml", "w") as f:
+        yaml.safe_dump(cfg, f)
+    path = str(tmp_path / "recall.png")
+    assert run("eval", "eval", ["-c", str(tmp_path / "retrieval.yaml"), "--recall-curve", path]) == 0, \
+        capsys.readouterr().err
+    assert f"Wrote {path}" in capsys.readouterr().out
+    check_png(path)

@@ -131,6 +131,7 @@ class Evaluation:
                                               self._autocast)
             if was_training:
                 self.model.train()
+        self.retrieval_sets = sets  # kept for the Recall@k picture (tools/eval.py --recall-curve)
         (gallery, gallery_label), (query, query_label) = sets["gallery"], sets["query"]
         result = retrieval_scores(query, query_label, gallery, gallery_label, self.eval_metrics, block)
         text = ", ".join(f"{k}: {v:.5f}" for k, v in result.items())

@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import UserError, warn_once
 from ..weights.io import atomic_write
 
-__all__ = ["PlotUnavailable", "plots_available", "require_plots", "skip_notice", "training_curves", "confusion_matrix",
+__all__ = ["PlotUnavailable", "plots_available", "require_plots", "skip_notice", "TrainingCurves", "training_curves", "confusion_matrix",
            "recall_at_k_curve", "latency_bars", "accuracy_vs_latency"]
 
 INSTALL_HINT = 'pip install "ppbackbone[plot]" (matplotlib)'
@@ -81,7 +81,7 @@ def training_curves(history, epochs, path):
         ys = [e[source]["loss"] for e in epochs if "loss" in e.get(source, {})]
         if xs:
             ax_loss.plot(xs, ys, style, ms=3, label=f"{source} (epoch mean)")
-        names = sorted({k for e in epochs for k in e.get(source, {}) if k != "loss"})
+        names = sorted({k for e in epochs for k in e.get(source, {}) if "loss" not in k.lower()})
         for name in names:
             points = [(e["epoch"], e[source][name]) for e in epochs if name in e.get(source, {})]
             ax_metric.plot(*zip(*points), style, ms=3, label=f"{source} {name}")
@@ -94,6 +94,25 @@ def training_curves(history, epochs, path):
     for ax in (ax_loss, ax_lr, ax_metric):
         ax.grid(alpha=0.3)
     return _save(fig, path)
+
+
+class TrainingCurves:
+    """A run's curves.png: keeps each epoch's train and eval figures and redraws the picture after each
+    evaluation (without matplotlib: one notice, nothing drawn, training goes on)."""
+
+    def __init__(self, path, enabled=True):
+        self.path, self.enabled, self.epochs = path, enabled, []
+
+    def epoch_done(self, epoch, train, evaluation, history):
+        """Record epoch `epoch` ({name: value} of training and of its evaluation, {} when none ran);
+        after an evaluation, redraw from `history` (per-iteration step/loss/lr). Returns the path or None."""
+        self.epochs.append({"epoch": epoch, "train": dict(train or {}), "eval": dict(evaluation or {})})
+        if not (self.enabled and evaluation):
+            return None
+        if not plots_available():
+            skip_notice(self.path)
+            return None
+        return training_curves(history, self.epochs, self.path)
 
 
 def _epoch_end_steps(history):

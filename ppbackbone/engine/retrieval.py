@@ -11,8 +11,9 @@ import paddle
 import paddle.nn.functional as F
 
 from ..errors import ConfigError
+from .metrics import retrieval_ranking
 
-__all__ = ["compute_features", "retrieval_scores", "model_features"]
+__all__ = ["compute_features", "retrieval_scores", "model_features", "recall_at_k_curve"]
 
 
 def model_features(model, out, feature_from="features"):
@@ -80,3 +81,23 @@ def retrieval_scores(query, query_label, gallery, gallery_label, metrics, block_
     for metric in pairwise:
         total.update(metric.accumulate())
     return total
+
+
+def recall_at_k_curve(query, query_label, gallery, gallery_label, max_k=None, block_size=64):
+    """Recall@k for k = 1..max_k (default: the gallery size) as a float array: the share of queries
+    whose k most similar gallery items hold one of their class, over the queries that have any
+    match in the gallery (Recallk's definition, counted over all queries at once)."""
+    max_k = min(int(max_k or len(gallery)), len(gallery))
+    found = np.zeros(max_k, dtype="float64")
+    with_match = 0
+    for start in range(0, len(query), block_size):
+        hits = retrieval_ranking(query[start:start + block_size] @ gallery.T,
+                                 query_label[start:start + block_size], gallery_label)
+        matched = hits.sum(1) > 0
+        with_match += int(matched.sum())
+        found += (np.cumsum(hits[:, :max_k], axis=1) > 0).sum(0)
+    if not with_match:
+        raise ConfigError("no query has a match in the gallery: the Recall@k curve is undefined (check the "
+                          "Gallery/Query label files)")
+    return found / with_match
+

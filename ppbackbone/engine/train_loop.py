@@ -10,6 +10,7 @@ from ..data.loader import mix_seed
 from ..errors import UserError
 from .checkpoint import fault_point
 from .logging_utils import AverageMeter, VisualDLWriter, format_eta
+from .plots import TrainingCurves
 
 __all__ = ["TrainLoop", "NonFiniteLossError"]
 
@@ -55,9 +56,12 @@ class TrainLoop:
         self._log_start()
         eta = _EtaClock((self.epochs - self.start_epoch + 1) * self.iters_per_epoch)
         last_eval = {}
+        curves = TrainingCurves(os.path.join(self.output_dir, "curves.png"), enabled=self.rank == 0)
         for epoch in range(self.start_epoch, self.epochs + 1):
-            self.train_epoch(epoch, eta, vdl)
-            last_eval = self._eval_and_save(epoch, vdl) or last_eval
+            train = self.train_epoch(epoch, eta, vdl)
+            results = self._eval_and_save(epoch, vdl)
+            curves.epoch_done(epoch, train, results, self.history)  # curves.png, redrawn at each evaluation
+            last_eval = results or last_eval
         vdl.close()
         return {"best_metric": self.best_metric, "best_epoch": self.best_epoch, "last_eval": last_eval,
                 "epochs_run": max(0, self.epochs - self.start_epoch + 1)}
@@ -73,7 +77,7 @@ class TrainLoop:
 
     def train_epoch(self, epoch, eta, vdl):
         """One pass over DataLoader.Train (1-based `epoch`): forward/backward every batch, an optimizer
-        step every `update_freq` batches, logs every `print_batch_step`. Returns {loss name: mean}."""
+        step every `update_freq` batches, logs every `print_batch_step`. Returns {loss or metric name: mean}."""
         self.train_loader.set_epoch(epoch)
         paddle.seed(mix_seed(self.seed, "paddle", epoch, self.rank))
         self._epoch_hook(epoch - 1, self.epochs)
@@ -108,7 +112,8 @@ class TrainLoop:
         summary = ", ".join([f"{k}: {m.avg:.5f}" for k, m in loss_meters.items()] +
                             [f"{k}: {v:.5f}" for m in self.train_metrics for k, v in m.accumulate().items()])
         self.log.info(f"[Train][Epoch {epoch}/{self.epochs}][Avg] {summary}")
-        return {k: m.avg for k, m in loss_meters.items()}
+        return {**{k: m.avg for k, m in loss_meters.items()},
+                **{k: v for m in self.train_metrics for k, v in m.accumulate().items()}}
 
     def _train_step(self, images, labels, it):
         """Forward and backward one batch (gradients accumulate over `update_freq` batches, then
