@@ -38,7 +38,7 @@ setup(
     python_requires=">=3.8",
     install_requires=["paddlepaddle>=3.0", "numpy", "pyyaml", "visualdl", "safetensors", "pillow",
                       "opencv-python-headless", "tqdm"],
-    extras_require={"test": ["pytest", "pytest-timeout", "hypothesis"] + PLOT_EXTRA + REFERENCE_NEEDS,
+    extras_require={"test": ["pytest", "pytest-timeout", "pytest-xdist", "hypothesis"] + PLOT_EXTRA + REFERENCE_NEEDS,
                     "plot": PLOT_EXTRA, **DEPLOY_EXTRAS},
     license="Apache-2.0",
 )

@@ -1,11 +1,23 @@
-"""Shared fixtures: small inputs, a per-session model cache, and access to the reference packages."""
+"""Shared fixtures: small inputs, a per-session model cache, and access to the reference packages; the
+suite's run settings (a default timeout, one temp directory per pytest-xdist worker)."""
+import logging
 import os
+import shutil
 import site
 import sys
+import tempfile
 
-import numpy as np
-import paddle
-import pytest
+# Under pytest-xdist each worker, and every tool it runs, gets its own temp directory: no two processes
+# share temp files. Set before Paddle is imported; removed when the worker ends.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+WORKER_TMP = None
+if WORKER:
+    WORKER_TMP = tempfile.mkdtemp(prefix=f"ppbackbone-tests-{WORKER}-")
+    os.environ["TMPDIR"] = tempfile.tempdir = WORKER_TMP
+
+import numpy as np  # noqa: E402
+import paddle  # noqa: E402
+import pytest  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -16,6 +28,12 @@ import ppbackbone  # noqa: E402
 IMAGE_SIZE = 64  # small inputs keep the suite within minutes on 2 CPU cores
 
 
+# A test without its own `@pytest.mark.timeout` gets this one (unless --timeout is given): a hang fails
+# instead of stalling CI. The thread method also stops a wait inside Paddle's C++ code, which SIGALRM
+# cannot; under pytest-xdist it ends only the worker, which is replaced.
+DEFAULT_TIMEOUT = 300
+
+
 def pytest_configure(config):
     paddle.set_device("cpu")
     config.addinivalue_line("markers", "docs_commands: runs the command blocks of README.md and docs/*.md "
@@ -24,6 +42,39 @@ def pytest_configure(config):
 
 # tests/test_bad_inputs.py counts its generated cases here, {(kind, outcome): n}; printed after the run.
 BAD_INPUT_COUNTS = {}
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("timeout", None):
+        return
+    for item in items:
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(DEFAULT_TIMEOUT, method="thread"))
+
+
+def pytest_sessionfinish(session):
+    """A pytest-xdist worker hands its bad-input counts to the controller, which prints the summary."""
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["bad_input_counts"] = [[k, o, n] for (k, o), n in BAD_INPUT_COUNTS.items()]
+
+
+def pytest_unconfigure(config):
+    if WORKER_TMP:
+        shutil.rmtree(WORKER_TMP, ignore_errors=True)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    for kind, outcome, n in getattr(node, "workeroutput", {}).get("bad_input_counts", []):
+        BAD_INPUT_COUNTS[(kind, outcome)] = BAD_INPUT_COUNTS.get((kind, outcome), 0) + n
+
+
+@pytest.fixture(autouse=True)
+def _ppbackbone_logger_propagates():
+    """Each test starts with the `ppbackbone` logger propagating to the root logger (its default), where
+    caplog listens. A Trainer built earlier in the same process turns propagation off (setup_logger gives
+    the logger its own stdout/file handlers), and under pytest-xdist any test may follow any other."""
+    logging.getLogger("ppbackbone").propagate = True
 
 
 def pytest_terminal_summary(terminalreporter):
