@@ -132,3 +132,40 @@ def test_formula_encoder_output_and_training_tuple():
     label, mask = paddle.zeros([1, 4]), paddle.ones([1, 4])
     out, label_out, mask_out = model((paddle.zeros([1, 3, 64, 64]), label, mask))
     assert label_out is label and mask_out is mask and list(out[0].shape) == [1, 4, 2048]
+
+
+# ------------------------------------------------------------------------------------------------ export
+# The presets' code paths at small widths (the rows of tests/fixtures/make_ocr_forms_fixture.py).
+TINY_V2_REC = dict(stem_channels=[3, 8, 8], class_expand=32, stage_config=[
+    [8, 8, 16, 1, True, False, 3, 2, [2, 1]], [16, 8, 32, 1, True, False, 3, 2, [1, 2]],
+    [32, 16, 64, 2, True, True, 5, 2, [2, 1]], [64, 16, 64, 1, True, True, 5, 2, [2, 1]]])
+TINY_V1_DET = dict(stem_channels=[8, 8, 16], layer_num=2, stage_config=[
+    [16, 8, 16, 1, False], [16, 8, 32, 1, True], [32, 16, 48, 2, True], [48, 16, 64, 1, True]])
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("arch, shape, spec, other", [
+    (dict(name="hgnetv2_b4_rec", **TINY_V2_REC), [3, 48, 96], [-1, 3, 48, -1], [2, 3, 48, 160]),
+    (dict(name="pphgnet_small_det", **TINY_V1_DET), [3, 64, 64], [-1, 3, -1, -1], [2, 3, 96, 128]),
+])
+def test_ocr_forms_export_with_paddleocrs_input_specs(tmp_path, arch, shape, spec, other):
+    """rec: [None, 3, 48, -1] (any width), det: [None, 3, -1, -1], as PaddleOCR's exporter; the export verifies
+    itself at Global.image_shape, and Paddle Inference runs it again at another size against dygraph."""
+    from conftest import randomize_state
+    from ppbackbone.deploy.export import export_model
+    from ppbackbone.deploy.predictor import Predictor
+    config = {"Arch": arch, "Global": {"image_shape": shape}}
+    model = randomize_state(ppbackbone.create_model(**arch), seed=1)
+    weights = ppbackbone.save_weights(model, str(tmp_path / "w.safetensors"))
+    result = export_model(config, save_dir=str(tmp_path / "export"), weights=weights, latency_runs=0,
+                          log=lambda *a: None)
+    assert result.inference_config["Input"]["shape"] == spec
+    batch = np.random.RandomState(4).standard_normal(other).astype("float32")
+    model.eval()
+    with paddle.no_grad():
+        expected = model(paddle.to_tensor(batch))
+    expected = [t.numpy() for t in (expected if isinstance(expected, list) else [expected])]
+    got = list(Predictor(str(tmp_path / "export"), threads=2).run(batch).values())
+    for a, b in zip(expected, got):
+        assert a.shape == b.shape
+        assert float(np.abs(a - b).max()) <= 1e-4 * max(1.0, float(np.abs(a).max()))

@@ -44,6 +44,9 @@ class Backbone(nn.Layer):
     # True for a model whose `forward` returns one map, the last stage's (pooled the way PaddleOCR's rec
     # backbones pool it), rather than logits or a list of maps: PaddleOCR's rec forms set it.
     returns_single_map = False
+    # PaddleOCR's task of an OCR form ("det" or "rec"; None otherwise): what its exporter's input spec leaves free
+    # (see export_input_shape).
+    ocr_task = None
 
     def __init__(self):
         super().__init__()
@@ -254,6 +257,17 @@ class Backbone(nn.Layer):
     def out_shape(self):
         """PaddleDetection's view of the returned maps: [ShapeSpec(channels=, stride=), ...]."""
         return [ShapeSpec(channels=f["channels"], stride=f["stride"]) for f in self.out_feature_info]
+
+    def export_input_shape(self, image_shape):
+        """[C, H, W] of the exported program's input for an export at `image_shape`, -1 where any size runs:
+        PaddleOCR's specs for its forms (det [3, -1, -1]; rec [3, H, -1]: the height fixed, 48 in PP-OCR,
+        the width free), else `image_shape` itself."""
+        channels, height, width = image_shape
+        if self.ocr_task == "det":
+            return [channels, -1, -1]
+        if self.ocr_task == "rec":
+            return [channels, height, -1]
+        return list(image_shape)
 
     def is_head_key(self, key):
         """True for a checkpoint key that belongs to the classifier head."""

@@ -222,6 +222,7 @@ class OCRFormMixin:
     def _init_ocr_form(self, ocr_form, out_indices):
         self.ocr_form = check_choice("ocr_form", ocr_form, OCR_FORMS)
         self.returns_single_map = ocr_form in ("rec", "map")  # PaddleOCR's out_channels: an int
+        self.ocr_task = ocr_form if ocr_form in ("det", "rec") else None  # the export's free input sizes
         self._kept_unused = ()
         return [0, 1, 2, 3] if ocr_form == "det" and out_indices is None else out_indices
 

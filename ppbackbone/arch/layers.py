@@ -240,8 +240,8 @@ def ocr_rec_pool(x, training, where="the rec backbone", height_stride=None):
     if training:
         return F.adaptive_avg_pool2d(x, list(OCR_REC_TRAIN_POOL))
     kh, kw = OCR_REC_EVAL_POOL
-    h, w = x.shape[2], x.shape[3]
-    if (h is not None and 0 <= h < kh) or (w is not None and 0 <= w < kw):
+    h, w = x.shape[2], x.shape[3]  # a static graph's free sizes are not ints (-1 or a tensor): not checked
+    if any(isinstance(s, int) and 0 <= s < k for s, k in ((h, kh), (w, kw))):
         fits = (f"an input at least {(kh - 1) * height_stride + 1} pixels high (PaddleOCR's rec inputs are 48 "
                 f"high)" if height_stride else "a larger input")
         raise InputSizeError(f"{where}: its last map is {h}x{w}, but PaddleOCR's eval pooling avg_pool2d({list(OCR_REC_EVAL_POOL)}) "

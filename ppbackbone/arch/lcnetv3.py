@@ -213,6 +213,7 @@ class PPLCNetV3(Backbone):
                              "(neither: the ImageNet classifier)")
         self.det, self.rec = bool(det), bool(rec)
         self.returns_single_map = self.rec
+        self.ocr_task = "det" if self.det else "rec" if self.rec else None
         lr_mults = self.check_lr_mult_list(lr_mult_list)
         rows = LCNETV3_BLOCKS["rec" if self.rec else "det"]
 

@@ -232,6 +232,7 @@ class PPLCNetV4(Backbone, RepMixin):
                  num_classes=1000, freeze_at=-1, freeze_stem_only=False, freeze_norm=False):
         super().__init__()
         self.det = bool(det)
+        self.ocr_task = "det" if self.det else "rec"  # PaddleOCR's export input spec (Backbone.export_input_shape)
         form = "det" if self.det else "rec"
         tables = LCNETV4_DET if self.det else LCNETV4_REC
         if model_size not in tables:

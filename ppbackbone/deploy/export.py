@@ -95,11 +95,13 @@ def export_model(config, save_dir=None, weights=None, allow_random_weights=False
     names = output_names(model, softmax_in_graph)
     _check_disk_space(save_dir, graph, onnx)
     with _staging_dir(save_dir, log) as tmp_dir:
+        # the program's input: the export's shape, or -1 where the model runs at any size (PaddleOCR's forms)
+        input_shape = model.export_input_shape(shape)
         info = derive_inference_config(config, model, shape, names, fused=fuse, softmax_in_graph=softmax_in_graph,
                                        paddlex_name=paddlex_name, weights=report.path if report else None,
-                                       weights_flag=source)
+                                       weights_flag=source, input_shape=input_shape)
         _check_preprocess(info["PreProcess"]["transform_ops"], shape)
-        model_file = _save_program(graph, tmp_dir, shape, names, legacy_pdmodel, log)
+        model_file = _save_program(graph, tmp_dir, input_shape, names, legacy_pdmodel, log)
         _check_written(tmp_dir, graph)
         info["Model"].update(model_file=model_file, params_file=PARAMS_FILE)
         checked = (tmp_dir, model_file, sample, reference, names, tolerance, threads, info, log)

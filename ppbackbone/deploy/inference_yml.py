@@ -203,9 +203,10 @@ def _postprocess(config, model, softmax_in_graph):
 
 
 def derive_inference_config(config, model, image_shape, outputs, fused, softmax_in_graph=True,
-                            paddlex_name=None, weights=None, weights_flag=None):
+                            paddlex_name=None, weights=None, weights_flag=None, input_shape=None):
     """The content of inference.yml (a dict, format_version 2), derived from the training config and
-    the model: PaddleClas's/PaddleX's Global, PreProcess, PostProcess, then ppbackbone's sections."""
+    the model: PaddleClas's/PaddleX's Global, PreProcess, PostProcess, then ppbackbone's sections.
+    `input_shape`: the program's [C, H, W] when it differs from `image_shape` (-1: any size)."""
     from .. import __version__
     feature_mode = model.out_indices is not None
     mode = _mode(model)
@@ -226,7 +227,8 @@ def derive_inference_config(config, model, image_shape, outputs, fused, softmax_
         info["Model"]["weights_from"] = weights_flag
         if os.path.isfile(weights):
             info["Model"]["weights_sha256"] = file_sha256(weights)
-    info["Input"] = {"name": INPUT_NAME, "shape": [-1] + list(image_shape), "dtype": "float32", "layout": "NCHW",
+    info["Input"] = {"name": INPUT_NAME, "shape": [-1] + list(input_shape or image_shape), "dtype": "float32",
+                     "layout": "NCHW",
                      "channel_order": "RGB"}
     info["Outputs"] = []
     for name, out in zip(outputs, _as_list(model.out_feature_info if feature_mode else [None])):
