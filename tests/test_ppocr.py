@@ -318,3 +318,9 @@ def test_demo_paths_expand_to_the_demo_folder(monkeypatch, tmp_path):
     assert changes == ["Train.dataset.data_dir", "Train.dataset.label_file_list.0"]
     assert demo.expand_demo_paths(["--image_dir", "ppbackbone://ocr_demo/det/val"]) == ["--image_dir",
                                                                                        f"{tmp_path}/det/val"]
+
+
+def test_pretrained_is_the_native_argument_where_the_class_has_one():
+    """PaddleOCR's PPLCNetV2_base has its own `pretrained` (PaddleClas weights): the section's value reaches it."""
+    backbone = create_backbone({"name": "PPBackbone", "model": "PPLCNetV2_base", "pretrained": False}, "det")
+    assert backbone.out_strides == [4, 8, 16, 32] and len(backbone.out_channels) == 4

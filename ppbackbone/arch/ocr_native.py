@@ -56,19 +56,9 @@ def build_ocr_pphgnetv2_b4(in_channels, det, text_rec, use_last_conv, class_expa
     if text_rec and out_indices is not None:
         raise ConfigError(f"PaddleOCR Backbone PPHGNetV2_B4: out_indices={out_indices!r} has no effect in the "
                           f"text_rec form (it returns the pooled last map); remove it")
-    model = create_model("hgnetv2_b4_det" if det else "hgnetv2_b4_rec", num_classes=class_num,
-                         out_indices=out_indices, use_last_conv=use_last_conv, class_expand=class_expand,
-                         dropout_prob=dropout_prob, lr_mult_list=lr_mult_list)
-    return _trainable_like_paddleocr(model)
-
-
-def _trainable_like_paddleocr(model):
-    """PaddleOCR leaves the head it never calls (last_conv, fc) trainable: the native form does too, so its
-    parameters' trainability equals PaddleOCR's entry for entry (the preset keeps them frozen)."""
-    for name, param in model.named_parameters():
-        if name.startswith(model._kept_unused):
-            param.stop_gradient = False
-    return model
+    return create_model("hgnetv2_b4_det" if det else "hgnetv2_b4_rec", num_classes=class_num,
+                        out_indices=out_indices, use_last_conv=use_last_conv, class_expand=class_expand,
+                        dropout_prob=dropout_prob, lr_mult_list=lr_mult_list)
 
 
 def build_ocr_pphgnet_small(in_channels, det, out_indices):
@@ -77,8 +67,7 @@ def build_ocr_pphgnet_small(in_channels, det, out_indices):
     if not det and out_indices is not None:
         raise ConfigError(f"PaddleOCR Backbone PPHGNet_small: out_indices={out_indices!r} has no effect in the rec "
                           f"form (det=False: it returns the pooled last map); remove it")
-    return _trainable_like_paddleocr(create_model("pphgnet_small_det" if det else "pphgnet_small_rec",
-                                                  out_indices=out_indices))
+    return create_model("pphgnet_small_det" if det else "pphgnet_small_rec", out_indices=out_indices)
 
 
 def build_ocr_pplcnet(in_channels, scale, pretrained, use_ssld):

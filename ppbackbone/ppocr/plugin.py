@@ -22,7 +22,8 @@ Two ways to fill the section, in place of `name: PPLCNetV3` / `PPHGNetV2_B4` / .
 A native section (`model` = a PaddleOCR class registered in ppbackbone.arch.native with host "PaddleOCR")
 takes exactly that class's arguments and defaults and builds a model that is key for key PaddleOCR's
 backbone (names, order, shapes, learning rates, trainability). `pretrained` (a weights file for ppbackbone's
-load_weights) is accepted in both forms.
+load_weights) is accepted in both forms, except by a native class with its own `pretrained` argument
+(PPHGNetV2_B4, PPLCNet, PPLCNetV2_base, ...): there it is that argument, as in PaddleOCR.
 
 PaddleOCR's contract, kept by the model returned (it *is* the ppbackbone model, no wrapper, so parameter
 names stay `backbone.<PaddleOCR's names>` and PaddleOCR checkpoints load unchanged):
@@ -39,7 +40,7 @@ builds `name: PPBackbone` sections and passes every other section to PaddleOCR's
 import functools
 
 from ..arch import create_model
-from ..arch.native import build_native, is_native, native_names
+from ..arch.native import build_native, is_native, native_info, native_names
 from ..arch.registry import list_models, resolve_name
 from ..errors import ConfigError
 
@@ -113,7 +114,9 @@ def create_backbone(section, model_type):
     section.pop("name", None)
     model = section.pop("model", None)
     in_channels = section.pop("in_channels", 3)
-    pretrained = section.pop("pretrained", None)
+    native = is_native(model, HOST)
+    # `pretrained` is the native class's own argument where it has one (PPLCNetV2_base), else ppbackbone's file
+    pretrained = None if native and "pretrained" in native_info(model, HOST).defaults else section.pop("pretrained", None)
     if model_type not in MODEL_TYPES:
         raise ConfigError(f"{_WHERE}: model_type {model_type!r}; PPBackbone builds {', '.join(MODEL_TYPES)} backbones")
     if not model:
@@ -123,7 +126,7 @@ def create_backbone(section, model_type):
         raise ConfigError(f"{_WHERE}: in_channels={in_channels} (from the Transform before it); ppbackbone models "
                           f"take 3-channel images")
     try:
-        if is_native(model, HOST):
+        if native:
             backbone = build_native(model, host=HOST, **section)
             backbone.model_name = model
         else:

@@ -1,0 +1,88 @@
+"""PaddleOCR develop suite: runs only when PADDLEOCR_HOME points at a PaddleOCR checkout (upstream 6d2110b7).
+
+Each check runs PaddleOCR-side code in its own process through tools/ppocr_run.py with PYTHONPATH unset (the
+runner finds the checkout). The interpreter is $PADDLEOCR_PYTHON when set (an environment with PaddleOCR's
+training requirements, see docs/ppocr.md), else this one. Slow (minutes per check on 2 cores): not run in CI.
+
+    PADDLEOCR_HOME=/path/to/PaddleOCR PADDLEOCR_PYTHON=/path/to/venv/bin/python \\
+        python -m pytest -q tests/test_ppocr_develop.py
+"""
+import glob
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HOME = os.environ.get("PADDLEOCR_HOME")
+PYTHON = os.environ.get("PADDLEOCR_PYTHON", sys.executable)
+CHECKS = os.path.join(ROOT, "tests", "ppocr_develop_checks.py")
+RUNNER = os.path.join(ROOT, "tools", "ppocr_run.py")
+
+pytestmark = pytest.mark.skipif(
+    not HOME, reason="PADDLEOCR_HOME is not set: the PaddleOCR develop suite needs a checkout (and PADDLEOCR_PYTHON "
+                     "an interpreter with its requirements); see docs/ppocr.md")
+
+
+def run(*args, timeout=1800, cwd=None):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # found by the runner, not PYTHONPATH
+    proc = subprocess.run([PYTHON, RUNNER, *args], capture_output=True, text=True, timeout=timeout, env=env,
+                          cwd=cwd or ROOT)
+    assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    return proc.stdout + proc.stderr
+
+
+def check(*args):
+    out = run("--ppocr-root", HOME, CHECKS, *args)
+    assert "OK " in out, out[-2000:]
+    return out
+
+
+NATIVE = [f"configs/{kind}/PP-OCRv5/PP-OCRv5_{size}_{kind}.yml" for kind in ("det", "rec") for size in ("mobile", "server")]
+NATIVE += [f"configs/{kind}/PP-OCRv6/PP-OCRv6_{size}_{kind}.yml" for kind in ("det", "rec")
+           for size in ("tiny", "small", "medium")]
+
+
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("config", NATIVE)
+def test_native_section_under_ppbackbone_is_paddleocrs_model(config):
+    """PaddleOCR's config vs. the same with its Backbone under PPBackbone: every state-dict entry, learning rate,
+    regularizer and trainability equal (whole model), equal outputs on shared weights (eval and train)."""
+    check("native", os.path.join(HOME, config))
+
+
+SHIPPED = sorted(glob.glob(os.path.join(ROOT, "configs", "ppocr", "*.yml"))
+                 + glob.glob(os.path.join(ROOT, "configs", "ppocr", "demo", "*.yml")))
+
+
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("config", SHIPPED, ids=[os.path.relpath(p, ROOT) for p in SHIPPED])
+def test_shipped_config_builds_and_runs_forward(config):
+    check("build", config)
+
+
+DEMOS = {"rec": ("predict_rec.py", ["--rec_char_dict_path", "ppbackbone://ocr_demo/dict.txt", "--rec_image_shape",
+                                    "3,48,160", "--rec_model_dir"]),
+         "det": ("predict_det.py", ["--det_limit_side_len", "320", "--det_limit_type", "max", "--det_model_dir"])}
+
+
+@pytest.mark.timeout(3600)
+@pytest.mark.parametrize("task", list(DEMOS))
+def test_demo_trains_evaluates_exports_and_infers_through_paddleocrs_tools(task, tmp_path):
+    """One epoch of the demo config with PaddleOCR's train.py, then its eval.py, export_model.py and the inference
+    script on the export (Paddle Inference), all through tools/ppocr_run.py from another working directory."""
+    config = os.path.join(ROOT, "configs", "ppocr", "demo", f"ppocrv5_mobile_{task}_demo.yml")
+    out = f"output/ppocrv5_mobile_{task}_demo"
+    tools = os.path.join(HOME, "tools")
+    run(os.path.join(tools, "train.py"), "-c", config, "-o", "Global.epoch_num=1", cwd=tmp_path)
+    assert os.path.isfile(tmp_path / out / "latest.pdparams")
+    evaluated = run(os.path.join(tools, "eval.py"), "-c", config, "-o", f"Global.checkpoints={out}/latest", cwd=tmp_path)
+    assert ("acc:" if task == "rec" else "hmean:") in evaluated, evaluated[-2000:]
+    run(os.path.join(tools, "export_model.py"), "-c", config, "-o", f"Global.pretrained_model={out}/latest",
+        f"Global.save_inference_dir={out}/inference", cwd=tmp_path)
+    assert os.path.isfile(tmp_path / out / "inference" / "inference.pdiparams")
+    script, args = DEMOS[task]
+    predicted = run(os.path.join(tools, "infer", script), "--use_gpu", "False", *args, f"{out}/inference",
+                    "--image_dir", f"ppbackbone://ocr_demo/{task}/val/000000.jpg", cwd=tmp_path)
+    assert "Predicts of" in predicted or "The predict time" in predicted or "boxes" in predicted, predicted[-2000:]
