@@ -322,6 +322,8 @@ def validate_config(config):
     from .engine.metrics import METRICS
 
     check_names(config)
+    for key, (ok, expect) in VALUE_CHECKS.items():
+        get_value(config, key, None, check=lambda v, ok=ok: ok(v), expect=expect)
     for name in ("Global", "AMP", "EMA", "Infer"):
         check_keys(_section(config, name), SECTION_KEYS[name], name, UNSUPPORTED_KEYS.get(name))
     if config["Arch"]["name"] not in COMPOUND_MODELS:
@@ -401,6 +403,14 @@ ARCH_VALUE_CHECKS = {
     "dropout_prob": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
     "drop_rate": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
     "lab_lr": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+}
+
+
+# Other values with one meaning wherever they are read (the readers check the rest).
+VALUE_CHECKS = {
+    "Global.image_shape": (lambda v: isinstance(v, list) and len(v) == 3 and all(_is_int(x) and x > 0 for x in v),
+                           "[3, height, width] with positive integer sizes, e.g. [3, 224, 224]"),
+    "Infer.PostProcess.topk": (lambda v: _is_int(v) and v >= 1, "an integer >= 1, the classes shown per image"),
 }
 
 

@@ -9,6 +9,7 @@ import collections
 import io
 import os
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -705,3 +706,23 @@ def test_config_values_at_size_and_depth_extremes(eval_config, key, value):
     except ConfigError as err:
         message = str(err)
         assert key.split(".")[-1] in message or "levels deep" in message or "values once" in message, message[:300]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("override, expected", [
+    ("Global.image_shape=[3, 16.5, 16]", "Global.image_shape=[3, 16.5, 16] is not valid: expected [3, height, width]"),
+    ("Global.image_shape=16", "Global.image_shape=16 is not valid"),
+    ("Infer.PostProcess.topk=x", "Infer.PostProcess.topk='x' is not valid: expected an integer >= 1"),
+    ("Infer.PostProcess.topk=0", "Infer.PostProcess.topk=0 is not valid"),
+])
+def test_shapes_and_counts_in_configs_are_typed(eval_config, override, expected):
+    from ppbackbone.config import ConfigError, load_config
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_config(str(eval_config / "eval.yaml"), [override])
+
+
+@pytest.mark.parametrize("value", ["x", -1, 0, [1], True])
+def test_decode_max_pixels_is_a_positive_integer(value):
+    from ppbackbone.data.transforms import TransformError, build_transforms
+    with pytest.raises(TransformError, match=re.escape(f"DecodeImage: max_pixels={value!r} is not valid")):
+        build_transforms([{"DecodeImage": {"max_pixels": value}}])

@@ -259,7 +259,7 @@ class NormalizeImage:
         self.scale = np.float32(number(scale, "NormalizeImage.scale") if scale is not None else 1.0 / 255.0)
         mean = IMAGENET_MEAN if mean is None else mean
         std = IMAGENET_STD if std is None else std
-        if len(mean) != 3 or len(std) != 3:
+        if any(not isinstance(v, (list, tuple)) or len(v) != 3 for v in (mean, std)):
             raise TransformError(f"NormalizeImage: mean and std need 3 values each, got {mean!r} and {std!r}")
         if any(number(s, "NormalizeImage.std") == 0 for s in std):
             raise TransformError(f"NormalizeImage.std must not contain 0, got {std!r}")
