@@ -88,6 +88,8 @@ def training_curves(history, epochs, path):
     ax_loss.set(title="loss", xlabel="iteration")
     ax_lr.set(title="learning rate", xlabel="iteration")
     ax_metric.set(title="metrics", xlabel="epoch")
+    from matplotlib.ticker import MaxNLocator
+    ax_metric.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
     for ax in (ax_loss, ax_metric):
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
