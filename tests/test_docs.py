@@ -12,3 +12,34 @@ def test_models_md_is_current():
         # the measured chart between figure markers comes from tools/docs_figures.py, not from the registry
         assert blank_figures(f.read()).strip() == (MODELS_DOC_HEADER + models_table()).strip(), (
             "docs/models.md is stale: run python tools/summary.py --markdown > docs/models.md")
+
+
+def test_measured_figures_are_their_records_rendering(tmp_path):
+    """Every figure block in README.md / docs/*.md is what tools/docs_figures.py writes from its record in
+    docs/records/ (a number typed over a measured one fails here)."""
+    import shutil
+
+    from ppbackbone.benchmarks.figures import RECORDS, TARGETS, load_record, render
+    repo = os.path.dirname(DOCS)
+    rendered = 0
+    for figure, targets in TARGETS.items():
+        record_path = os.path.join(repo, RECORDS, f"{figure}.json")
+        if not os.path.exists(record_path):
+            continue  # not measured yet: its block keeps the text it had
+        for path, *_ in targets:
+            os.makedirs(os.path.dirname(str(tmp_path / path)), exist_ok=True)
+            shutil.copy(os.path.join(repo, path), str(tmp_path / path))
+        render(figure, load_record(record_path), str(tmp_path))
+        for path, *_ in targets:
+            with open(os.path.join(repo, path), encoding="utf-8") as a, open(str(tmp_path / path), encoding="utf-8") as b:
+                assert a.read() == b.read(), f"{path}: the {figure} figure differs from {record_path}'s rendering"
+            rendered += 1
+    assert rendered >= 4  # quickstart (README, training.md, recognition.md) and the models chart
+
+
+def test_models_chart_is_a_picture():
+    import numpy as np
+    from PIL import Image
+    with Image.open(os.path.join(DOCS, "images", "top1_vs_latency.png")) as im:
+        pixels = np.asarray(im.convert("RGB"), dtype="float64")
+    assert pixels.shape[0] >= 300 and pixels.shape[1] >= 500 and pixels.var() > 0

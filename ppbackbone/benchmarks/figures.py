@@ -22,7 +22,7 @@ import time
 from ..errors import ConfigError
 
 __all__ = ["machine_info", "LoadSampler", "run_training", "run_zoo_latency", "draw_zoo_chart", "replace_marked",
-           "blank_figures", "render", "write_figures", "RECORDS", "TARGETS", "PUBLISHED_TOP1"]
+           "blank_figures", "render", "load_record", "write_figures", "RECORDS", "TARGETS", "PUBLISHED_TOP1"]
 
 RECORDS = os.path.join("docs", "records")
 _EVAL_LINE = re.compile(r"\[Eval\]\[Epoch (\d+)\]\[Avg\] (.*?) \((\d+) (?:images|queries)")
@@ -319,6 +319,15 @@ def render(figure, record, repo):
         replace_marked(os.path.join(repo, path), name, f"\n\n{text}\n\n" if block else text)
 
 
+def load_record(path):
+    """A kept record (docs/records/<figure>.json), epochs keyed by int again."""
+    with open(path, encoding="utf-8") as f:
+        record = json.load(f)
+    if "epochs" in record:
+        record["epochs"] = {int(k): v for k, v in record["epochs"].items()}
+    return record
+
+
 def write_figures(figure, repo, rerender=False, log=print):
     """Measure `figure` (or, with `rerender`, read its kept record), keep the record as
     docs/records/<figure>.json and rewrite the marked blocks. Returns the record."""
@@ -328,10 +337,7 @@ def write_figures(figure, repo, rerender=False, log=print):
     if rerender:
         if not os.path.exists(record_path):
             raise ConfigError(f"no record {record_path}: run `python tools/docs_figures.py {figure}` first")
-        with open(record_path, encoding="utf-8") as f:
-            record = json.load(f)
-        if "epochs" in record:
-            record["epochs"] = {int(k): v for k, v in record["epochs"].items()}
+        record = load_record(record_path)
     elif figure == "models-chart":
         log(f"{figure}: timing {sum(len(v) for v in PUBLISHED_TOP1.values())} models (load now "
             f"{os.getloadavg()[0]:.2f})")
