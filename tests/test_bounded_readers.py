@@ -726,3 +726,22 @@ def test_decode_max_pixels_is_a_positive_integer(value):
     from ppbackbone.data.transforms import TransformError, build_transforms
     with pytest.raises(TransformError, match=re.escape(f"DecodeImage: max_pixels={value!r} is not valid")):
         build_transforms([{"DecodeImage": {"max_pixels": value}}])
+
+
+@pytest.mark.timeout(120)
+@_settings(40)
+@given(width=st.integers(1, 12), levels=st.integers(1, 12))
+def test_alias_trees_load_or_are_refused_exactly_past_the_limit(width, levels):
+    """`levels` anchors of `width` aliases each: loaded when the written-out document has at most yaml_max_nodes
+    values (counting every key and value once per path), refused at once otherwise."""
+    from ppbackbone.config import YamlLimitError, load_yaml
+    sizes = [1 + width]  # l0: a list of `width` scalars
+    for _ in range(1, levels):
+        sizes.append(1 + width * sizes[-1])
+    total = 1 + sum(1 + s for s in sizes) + 1 + sizes[-1]  # the mapping, each key and value, label_list: *l_last
+    try:
+        loaded = load_yaml(_laughs(levels, width))
+    except YamlLimitError as err:
+        assert total > limit("yaml_max_nodes") and "expands to more than" in str(err)
+        return
+    assert total <= limit("yaml_max_nodes") and len(loaded["label_list"]) == width
