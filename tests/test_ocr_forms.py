@@ -66,14 +66,17 @@ def test_unused_paddleocr_parameters_are_kept_trainable_and_declared(image):
     assert rec.fc.weight.grad is None and rec.stem.stem1.conv.weight.grad is not None
 
 
-def test_paddleclas_classifier_weights_load_into_the_det_form(tmp_path):
-    """Same layout: everything loads, the classifier's fc is skipped as a head, nothing missing."""
-    source = ppbackbone.create_model("hgnetv2_b4")
-    path = str(tmp_path / "b4.pdparams")
-    paddle.save(source.state_dict(), path)
-    report = ppbackbone.load_weights(ppbackbone.create_model("hgnetv2_b4_det"), path, verbose=False)
+@pytest.mark.parametrize("classifier, det, head", [
+    ("hgnetv2_b4", "hgnetv2_b4_det", ["fc.bias", "fc.weight"]),
+    ("pphgnet_small", "pphgnet_small_det", ["fc.bias", "fc.weight", "last_conv.weight"]),
+])
+def test_paddleclas_classifier_weights_load_into_the_det_form(tmp_path, classifier, det, head):
+    """Same layout: everything loads, the classifier's head is skipped, nothing missing."""
+    path = str(tmp_path / "w.pdparams")
+    paddle.save(ppbackbone.create_model(classifier).state_dict(), path)
+    report = ppbackbone.load_weights(ppbackbone.create_model(det), path, verbose=False)
     assert not report.missing and not report.unexpected
-    assert sorted(report.head_skipped) == ["fc.bias", "fc.weight"]
+    assert sorted(report.head_skipped) == head
 
 
 @pytest.mark.parametrize("source, target, match", [
