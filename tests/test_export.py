@@ -385,15 +385,23 @@ def test_verification_failure_is_loud_and_writes_nothing(tmp_path, monkeypatch):
     _nothing_written(tmp_path, save_dir)
 
 
-def test_latency_benchmark_tool_runs(capsys):
-    """The benchmark is not a test; this only keeps the tool working (no time is asserted)."""
+def test_latency_benchmark_tool_runs(capsys, tmp_path):
+    """The benchmark is not a test; this only keeps the tool working (no time is asserted), and its
+    --plot bars a valid, non-blank PNG when matplotlib (the [plot] extra) is there."""
     sys.path.insert(0, os.path.join(ROOT, "tools"))
     try:
         import benchmark
     finally:
         sys.path.pop(0)
+    from ppbackbone.engine.plots import plots_available
+    plot = ["--plot", str(tmp_path / "bars.png")] if plots_available() else []
     assert benchmark.main(["latency", "--model", "hgnetv2_b0", "--runtimes", "paddle", "--image-size",
-                           str(IMAGE_SIZE), "--warmup", "1", "--runs", "2", "--rounds", "1"]) == 0
+                           str(IMAGE_SIZE), "--warmup", "1", "--runs", "2", "--rounds", "1"] + plot) == 0
+    if plot:
+        from PIL import Image
+        with Image.open(plot[1]) as im:
+            pixels = np.asarray(im.convert("RGB"), dtype="float64")
+        assert pixels.shape[0] >= 200 and pixels.shape[1] >= 300 and pixels.var() > 0
     out = capsys.readouterr().out
     assert "| hgnetv2_b0 | ppbackbone | no Rep blocks |" in out
     assert "| hgnetv2_b0 | PaddleClas PPHGNetV2_B0 | no Rep blocks |" in out
