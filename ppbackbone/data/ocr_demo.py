@@ -114,4 +114,4 @@ def ensure_ocr_demo_dataset(root=None):
     folder. Deterministic for a given Pillow (fixed seed, Pillow's own font), a few seconds; written to a
     temporary folder and renamed, so concurrent callers never see a half-written set."""
     root = os.path.abspath(os.path.expanduser(root or ocr_demo_dir()))
-    return write_once(root, _write, ("dict.txt", "rec_val.txt", "det_val.txt"))
+    return write_once(root, _write, ("dict.txt", "rec_val.txt", "det_val.txt"), "OCR demo set")
