@@ -98,6 +98,29 @@ def test_second_run_into_a_folder_in_use_is_refused_and_sigterm_ends_the_first(t
 
 
 @pytest.mark.timeout(120)
+def test_sigterm_to_the_process_group_with_loader_workers(tiny):
+    """SIGTERM to the whole process group (a scheduler's stop) with 2 loader worker processes: one line,
+    exit 143, no report of a dead worker, no process left."""
+    config, run_dir = tiny
+    proc = _train(config, "Global.epochs=500", "DataLoader.Train.loader.num_workers=2", start_new_session=True)
+    try:
+        _wait_for(lambda: os.path.islink(os.path.join(run_dir, "latest")), proc)
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 143, err[-3000:]
+    assert err.strip() == "Terminated (SIGTERM)", err[-3000:]
+    with pytest.raises(ProcessLookupError):  # the workers are gone with it
+        for _ in range(50):
+            os.killpg(proc.pid, 0)
+            time.sleep(0.2)
+    assert load_checkpoint(os.path.join(run_dir, "latest"))["states"]["epoch"] >= 1
+
+
+@pytest.mark.timeout(120)
 def test_lock_of_a_killed_run_is_taken_over(tiny):
     """A run killed with SIGKILL leaves its lock file; the next run names the dead owner in one notice
     line and trains."""

@@ -10,8 +10,10 @@ With `num_workers: 0` the batches are read by one prefetch thread of ours (`Thre
 than paddle's: paddle 3.3.1's reader thread dies on a dataset error without closing its queue, so
 the training loop waited forever on a corrupt image. Ours hands every error to the consumer.
 """
+import contextlib
 import os
 import queue
+import signal
 import tempfile
 import threading
 
@@ -212,6 +214,35 @@ def _quiet_reader_thread_errors():
     threading.excepthook = hook
 
 
+def _worker_exit(signum, frame):
+    os._exit(0)
+
+
+def _worker_quiet_sigterm(worker_id):
+    """A worker process ends quietly on SIGTERM (status 0). A SIGTERM sent to the whole process group (a
+    job scheduler's stop) then ends training as it ends a run without workers (one line, exit 143): by
+    default the worker dies of the signal and paddle's SIGCHLD handler in the main process raises an
+    internal error about it. Paddle stops its workers with SIGTERM too, which this keeps working.
+    SIGTERM arrives here blocked (`_sigterm_deferred`); a pending one is delivered now."""
+    signal.signal(signal.SIGTERM, _worker_exit)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
+@contextlib.contextmanager
+def _sigterm_deferred():
+    """Hold SIGTERM back while paddle forks the worker processes: a signal in the middle of a fork would
+    leave a half-started worker (and the main process waiting for it); held back, it reaches the main
+    process after the fork and each worker in `_worker_quiet_sigterm`."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
 class Loader:
     """An epoch-aware data loader: call `set_epoch(e)` before iterating epoch e. With worker
     processes it wraps paddle.io.DataLoader; without, it reads in a `ThreadedBatches` thread."""
@@ -230,7 +261,7 @@ class Loader:
             _quiet_reader_thread_errors()
             self.loader = DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers,
                                      use_shared_memory=use_shared_memory, collate_fn=self.collate_fn,
-                                     return_list=True)
+                                     return_list=True, worker_init_fn=_worker_quiet_sigterm)
 
     def set_epoch(self, epoch):
         """Seed epoch `epoch`'s shuffle order and augmentation (call before iterating)."""
@@ -246,7 +277,9 @@ class Loader:
             return
         error_file = getattr(self.dataset, "error_file", None)
         try:
-            yield from self.loader
+            with _sigterm_deferred():
+                batches = iter(self.loader)  # forks the workers
+            yield from batches
         except Exception:
             message = ""
             if error_file and os.path.exists(error_file):
