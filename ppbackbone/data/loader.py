@@ -214,17 +214,24 @@ def _quiet_reader_thread_errors():
     threading.excepthook = hook
 
 
-def _worker_exit(signum, frame):
-    os._exit(0)
+_WORKER_GRACE = 10.0  # seconds a worker keeps serving after a SIGTERM while its main process lives
+
+
+def _worker_sigterm(signum, frame):
+    """SIGTERM in a worker: keep serving batches, so the main process (blocked waiting for one, it runs
+    its own SIGTERM handler only when a batch arrives) ends the run and stops the workers cleanly; a
+    worker still alive `_WORKER_GRACE` seconds later (stopped alone, or by paddle) exits with status 0."""
+    timer = threading.Timer(_WORKER_GRACE, os._exit, (0,))
+    timer.daemon = True
+    timer.start()
 
 
 def _worker_quiet_sigterm(worker_id):
-    """A worker process ends quietly on SIGTERM (status 0). A SIGTERM sent to the whole process group (a
-    job scheduler's stop) then ends training as it ends a run without workers (one line, exit 143): by
-    default the worker dies of the signal and paddle's SIGCHLD handler in the main process raises an
-    internal error about it. Paddle stops its workers with SIGTERM too, which this keeps working.
-    SIGTERM arrives here blocked (`_sigterm_deferred`); a pending one is delivered now."""
-    signal.signal(signal.SIGTERM, _worker_exit)
+    """Workers leave SIGTERM to the main process (`_worker_sigterm`). A SIGTERM sent to the whole process
+    group (a job scheduler's stop) then ends training as it ends a run without workers (one line, exit
+    143): by default the workers die of it and paddle reports dead workers before our line. SIGTERM
+    arrives here blocked (`_sigterm_deferred`); a pending one is delivered now."""
+    signal.signal(signal.SIGTERM, _worker_sigterm)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
