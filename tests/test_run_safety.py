@@ -167,14 +167,32 @@ def _dead_pid():
 
 
 def test_lock_refuses_a_second_holder_and_releases(tmp_path):
-    with RunLock(tmp_path) as lock:
+    script = ("import sys, time; from ppbackbone.engine.run_lock import RunLock; lock = RunLock(sys.argv[1]).acquire(); "
+              "print('held', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                              cwd=ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "held"
         owner = json.loads((tmp_path / LOCK_NAME).read_text())
-        assert owner["pid"] == os.getpid() and owner["host"] == socket.gethostname()
-        with pytest.raises(RunLockError, match=rf"{tmp_path} is in use by another training run \(pid {os.getpid()}"):
+        assert owner["pid"] == holder.pid and owner["host"] == socket.gethostname()
+        with pytest.raises(RunLockError, match=rf"{tmp_path} is in use by another training run \(pid {holder.pid}"):
             RunLock(tmp_path).acquire()
-        assert lock.held
+    finally:
+        holder.kill()
+        holder.wait()
+    with RunLock(tmp_path) as lock:  # the holder died: stale, taken over
+        assert lock.held and lock.took_over["pid"] == holder.pid
     assert not (tmp_path / LOCK_NAME).exists()
-    RunLock(tmp_path).acquire().release()  # free again
+
+
+def test_a_later_lock_of_this_process_takes_the_folder_over(tmp_path):
+    """A notebook cell building a Trainer again: the earlier, never-trained one gives the lock up."""
+    first = RunLock(tmp_path).acquire()
+    second = RunLock(tmp_path).acquire()
+    assert second.held and not first.held
+    assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
+    second.release()
+    assert not (tmp_path / LOCK_NAME).exists()
 
 
 def test_stale_lock_of_a_dead_pid_is_taken_over(tmp_path, capsys):

@@ -69,6 +69,9 @@ def _describe(owner):
     return f"pid {owner.get('pid')} on host {owner.get('host')}, started {when}"
 
 
+_HELD = {}  # lock file real path -> weak reference to the RunLock of this process holding it
+
+
 class RunLock:
     """The lock of one run on `folder` (created when missing). `acquire()` takes it or raises
     RunLockError; `release()` (idempotent; also at interpreter exit) removes the file. `took_over`
@@ -103,14 +106,20 @@ class RunLock:
 
     # ------------------------------------------------------------------ taking the lock
     def acquire(self):
-        """Take the lock (see the module doc); returns self."""
+        """Take the lock (see the module doc); returns self. A lock this process already holds on the folder
+        (an earlier Trainer never trained, e.g. a notebook cell run again) passes to the new holder."""
         os.makedirs(self.folder, exist_ok=True)
+        earlier = _HELD.get(os.path.realpath(self.path))
+        earlier = earlier() if earlier is not None else None
+        if earlier is not None and earlier.held and earlier is not self:
+            earlier.release()
         for _ in range(20):  # a holder may delete the file between our open and our flock: retry
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:
                 if self._lock_fd(fd):
                     self.fd, fd = fd, None
                     self._finalizer = weakref.finalize(self, _release, self.path, self.fd, os.getpid())
+                    _HELD[os.path.realpath(self.path)] = weakref.ref(self)
                     return self
             finally:
                 if fd is not None:
