@@ -270,3 +270,17 @@ def test_rec_input_too_low_for_the_eval_pooling_is_refused():
     assert model(paddle.zeros([1, 3, 33, 320])).shape == [1, 160, 1, 40]
     model.train()
     assert model(x).shape == [1, 160, 1, 40]  # training pools adaptively, as PaddleOCR
+
+
+@pytest.mark.timeout(120)
+def test_latency_benchmark_takes_rec_shapes_and_interleaves_models():
+    """The benchmark runs the rec form at an OCR input size, fused and unfused, with another model in the same
+    interleaved rounds (no time is asserted)."""
+    from ppbackbone.benchmarks.latency import format_markdown, latency_benchmark
+    result = latency_benchmark(["pplcnetv4_tiny_rec", "pplcnetv3_x0_95_rec"], runtimes=["paddle"],
+                               precisions=["fp32"], image_size=(48, 64), warmup=0, runs=2, rounds=1,
+                               with_reference=False, interleave_models=True, log=lambda *a: None)
+    rows = {(r["model"], r["variant"]): r["cells"] for r in result["rows"]}
+    assert set(rows) == {(m, v) for m in ("pplcnetv4_tiny_rec", "pplcnetv3_x0_95_rec") for v in ("fused", "unfused")}
+    assert all(set(cells) == {("paddle", "fp32")} for cells in rows.values())
+    assert "Batch 1, 48x64, 2 threads, all models in the same interleaved rounds" in format_markdown(result)

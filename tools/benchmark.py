@@ -1,8 +1,8 @@
 """Benchmarks, one subcommand per mode (the logic lives in ppbackbone.benchmarks).
 
     python tools/benchmark.py latency --model hgnetv2_b0 pphgnet_tiny [--reference PPLCNetV2_base]
-        [--runtimes paddle onnxruntime openvino] [--precisions fp32 bf16 int8] [--image-size 224] [--threads 2]
-        [--markdown FILE] [--json FILE] [--plot BARS.png]
+        [--runtimes paddle onnxruntime openvino] [--precisions fp32 bf16 int8] [--image-size 224 | H W]
+        [--interleave-models] [--threads 2] [--markdown FILE] [--json FILE] [--plot BARS.png]
 
 latency: batch-1 latency of the exported model on every installed runtime (Paddle Inference, ONNX Runtime,
 OpenVINO) x precision (fp32; bf16 where the CPU has it; int8), fused vs unfused for Rep models, and
@@ -31,7 +31,10 @@ def add_latency(subparsers):
     p.add_argument("--runtimes", nargs="*", default=None, help="default: every installed one")
     p.add_argument("--precisions", nargs="*", default=None,
                    help="fp32 bf16 int8 (default: every one this CPU and the installed packages run)")
-    p.add_argument("--image-size", type=positive_int, default=224)
+    p.add_argument("--image-size", type=positive_int, nargs="+", default=[224], metavar="SIZE",
+                   help="input side, or height and width (e.g. 48 320 for OCR rec models)")
+    p.add_argument("--interleave-models", action="store_true",
+                   help="time all models in the same interleaved rounds (ratios between models)")
     p.add_argument("--threads", type=positive_int, default=2)
     p.add_argument("--warmup", type=non_negative_int, default=10)
     p.add_argument("--runs", type=positive_int, default=100, help="timed runs per variant and runtime")
@@ -40,6 +43,13 @@ def add_latency(subparsers):
     p.add_argument("--json", help="also write the raw figures to this file")
     p.add_argument("--plot", help="also draw runtime x precision bars per model to this PNG (needs matplotlib)")
     p.set_defaults(func=run_latency)
+
+
+def _image_size(values):
+    from ppbackbone.errors import ConfigError
+    if len(values) > 2:
+        raise ConfigError(f"--image-size takes one side or a height and a width, got {len(values)} values: {values}")
+    return values[0] if len(values) == 1 else tuple(values)
 
 
 def run_latency(args):
@@ -70,7 +80,7 @@ def run_latency(args):
                           f"{', '.join(runtimes)}: {', '.join(available_precisions(runtimes))} (bf16 needs a CPU "
                           f"with AVX512-BF16/AMX, int8 ppbackbone[onnx])")
     result = latency_benchmark(models, args.reference, runtimes=runtimes, precisions=precisions,
-                               image_size=args.image_size,
+                               image_size=_image_size(args.image_size), interleave_models=args.interleave_models,
                                threads=args.threads, warmup=args.warmup, runs=args.runs, rounds=args.rounds,
                                with_reference=not args.no_reference)
     table = format_markdown(result)

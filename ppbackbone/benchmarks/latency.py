@@ -136,8 +136,8 @@ def _backend(directory, model_file, runtime, precision, threads):
 
 
 def _time_interleaved(backends, batch, warmup, runs, rounds):
-    """{key: (median ms, min ms)}. Keys are (implementation, variant, runtime, precision); the entries of
-    one runtime are timed in interleaved rounds (what is compared shares the machine's state), one
+    """{key: (median ms, min ms)}. Keys are (implementation, variant, runtime, precision[, model]); the
+    entries of one runtime are timed in interleaved rounds (what is compared shares the machine's state), one
     runtime after the other with a pause between, so that one runtime's idle spinning threads do not
     slow another's."""
     times = {key: [] for key in backends}
@@ -180,14 +180,14 @@ def _compare_programs(variants):
 
 
 def _export_ours(name, weights, directory, image_size, fuse, onnx, int8, threads):
-    config = {"Arch": {"name": name}, "Global": {"image_shape": [3, image_size, image_size]}}
+    config = {"Arch": {"name": name}, "Global": {"image_shape": [3, *image_size]}}
     with warnings.catch_warnings():  # a timing export is never deployed: its inference.yml preprocessing is moot
         warnings.filterwarnings("ignore", message="The config has no DataLoader.Eval.dataset.transform_ops")
         result = export_model(config, save_dir=directory, weights=weights, fuse=fuse, onnx=onnx, threads=threads,
                               latency_runs=0, log=lambda *a: None)
     if int8:  # timing only: random calibration images; tools/export.py --precision int8 verifies accuracy
         from ..deploy.precision import quantize_int8
-        calib = np.random.RandomState(1).standard_normal([8, 3, image_size, image_size]).astype("float32")
+        calib = np.random.RandomState(1).standard_normal([8, 3, *image_size]).astype("float32")
         quantize_int8(os.path.join(directory, ONNX_FILE), os.path.join(directory, ONNX_INT8_FILE), calib)
     return result.inference_config["Model"]["model_file"]
 
@@ -199,13 +199,17 @@ def _export_reference(model, directory, image_size, fuse):
         _fuse_reference(model)
     # PaddleClas's exporter ends a classifier in softmax (Arch.infer_add_softmax, default True), as ours does.
     model = paddle.nn.Sequential(model, paddle.nn.Softmax(axis=-1))
-    return save_static(model, directory, [3, image_size, image_size], log=lambda *a: None)
+    return save_static(model, directory, [3, *image_size], log=lambda *a: None)
 
 
 def latency_benchmark(models=(), references=(), runtimes=None, precisions=None, image_size=224, threads=2,
-                      warmup=10, runs=100, rounds=20, with_reference=True, workdir=None, log=print):
+                      warmup=10, runs=100, rounds=20, with_reference=True, workdir=None, log=print,
+                      interleave_models=False):
     """Time the exported `models` (registered names) at every runtime x precision, and their PaddleClas
     reference (plus the bare PaddleClas `references`, builder names) on Paddle Inference fp32.
+
+    `image_size`: an int (square) or (height, width). `interleave_models`: time every model's cells in
+    the same interleaved rounds (for ratios between models; default: one model after the other).
 
     Returns {"rows": [{model, implementation, variant, cells: {(runtime, precision): (median, min)}}],
     "columns", "checks" (notes per model, e.g. max |ours - reference| when the reference got our
@@ -213,13 +217,13 @@ def latency_benchmark(models=(), references=(), runtimes=None, precisions=None, 
     directory, removed afterwards).
     """
     check_references(models, references, with_reference)
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(int(s) for s in image_size)
+    args = (models, references, runtimes, precisions, size, threads, warmup, runs, rounds, with_reference)
     if workdir is not None:
-        return _latency_benchmark(models, references, runtimes, precisions, image_size, threads, warmup, runs,
-                                  rounds, with_reference, workdir, log)
+        return _latency_benchmark(*args, workdir, log, interleave_models)
     workdir = tempfile.mkdtemp(prefix="ppbackbone-latency-")
     try:
-        return _latency_benchmark(models, references, runtimes, precisions, image_size, threads, warmup, runs,
-                                  rounds, with_reference, workdir, log)
+        return _latency_benchmark(*args, workdir, log, interleave_models)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -257,50 +261,73 @@ def _reference(reference, label, ours, workdir, image_size, checks):
     return {(f"PaddleClas {reference}", variant): (directory, _export_reference(model, directory, image_size, rep))}
 
 
+def _model_backends(name, bare_reference, label, columns, batch, settings, checks):
+    """(variants, backends) of one model: ours fused/unfused and its PaddleClas reference, exported and
+    loaded; `checks[label]` notes the reference comparison."""
+    workdir, image_size, onnx, int8, threads, with_reference = settings
+    paddle.seed(0)
+    variants, ours = _ours(name, workdir, image_size, onnx, int8, threads) if name else ({}, None)
+    reference = bare_reference or (reference_name(name) if with_reference else None)
+    if reference:
+        variants.update(_reference(reference, label, ours, workdir, image_size, checks))
+    elif name is not None and with_reference:
+        checks[label] = "no PaddleClas builder in the registry entry: reference not timed"
+    backends = {}
+    for (implementation, variant), (directory, model_file) in variants.items():
+        # PaddleClas's export is timed as PaddleClas deploys it: Paddle Inference, fp32.
+        cells = columns if implementation == "ppbackbone" else [("paddle", "fp32")]
+        for runtime, precision in cells:
+            backends[(implementation, variant, runtime, precision)] = _backend(directory, model_file, runtime,
+                                                                               precision, threads)
+    if name is not None and reference:
+        checks[label] = "; ".join([checks[label], _compare_programs(variants)])
+        if checks[label].startswith("weights copied"):
+            ours_key = next(k for k in backends if k[0] == "ppbackbone" and k[2:] == ("paddle", "fp32"))
+            ref_key = next(k for k in backends if k[0].startswith("PaddleClas"))
+            a, b = backends[ours_key].run(batch)[0], backends[ref_key].run(batch)[0]
+            checks[label] += f"; max |ppbackbone - PaddleClas| = {float(np.abs(a - b).max()):.3g}"
+    return variants, backends
+
+
+def _rows(label, variants, medians):
+    """Table rows of one model from the timings (keys: implementation, variant, runtime, precision[, model])."""
+    return [{"model": label, "implementation": implementation, "variant": variant,
+             "cells": {key[2:4]: value for key, value in medians.items()
+                       if key[:2] == (implementation, variant) and key[4:] in ((), (label,))}}
+            for implementation, variant in variants]
+
+
 def _latency_benchmark(models, references, runtimes, precisions, image_size, threads, warmup, runs, rounds,
-                       with_reference, workdir, log):
+                       with_reference, workdir, log, interleave_models=False):
     runtimes = list(runtimes or available_runtimes())
     precisions = [p for p in (precisions or available_precisions(runtimes)) if p in available_precisions(runtimes)]
     columns = _columns(runtimes, precisions)
     load_before = _load_average()
-    onnx = any(r != "paddle" for r in runtimes)
-    int8 = "int8" in precisions
-    batch = np.random.RandomState(0).standard_normal([1, 3, image_size, image_size]).astype("float32")
-    rows, checks = [], {}
+    settings = (workdir, image_size, any(r != "paddle" for r in runtimes), "int8" in precisions, threads,
+                with_reference)
+    batch = np.random.RandomState(0).standard_normal([1, 3, *image_size]).astype("float32")
+    rows, checks, pending = [], {}, []
     for name, bare_reference in [(name, None) for name in models] + [(None, ref) for ref in references]:
         label = name or bare_reference
         log(f"== {label}: exporting")
-        paddle.seed(0)
-        variants, ours = _ours(name, workdir, image_size, onnx, int8, threads) if name else ({}, None)
-        reference = bare_reference or (reference_name(name) if with_reference else None)
-        if reference:
-            variants.update(_reference(reference, label, ours, workdir, image_size, checks))
-        elif name is not None and with_reference:
-            checks[label] = "no PaddleClas builder in the registry entry: reference not timed"
-        backends = {}
-        for (implementation, variant), (directory, model_file) in variants.items():
-            # PaddleClas's export is timed as PaddleClas deploys it: Paddle Inference, fp32.
-            cells = columns if implementation == "ppbackbone" else [("paddle", "fp32")]
-            for runtime, precision in cells:
-                backends[(implementation, variant, runtime, precision)] = _backend(directory, model_file, runtime,
-                                                                                   precision, threads)
-        if name is not None and reference:
-            checks[label] = "; ".join([checks[label], _compare_programs(variants)])
-            if checks[label].startswith("weights copied"):
-                ours_key = next(k for k in backends if k[0] == "ppbackbone" and k[2:] == ("paddle", "fp32"))
-                ref_key = next(k for k in backends if k[0].startswith("PaddleClas"))
-                a, b = backends[ours_key].run(batch)[0], backends[ref_key].run(batch)[0]
-                checks[label] += f"; max |ppbackbone - PaddleClas| = {float(np.abs(a - b).max()):.3g}"
+        variants, backends = _model_backends(name, bare_reference, label, columns, batch, settings, checks)
+        if interleave_models:  # timed below, together with the other models
+            pending.append((label, variants, backends))
+            continue
         log(f"== {label}: timing {len(backends)} runtime/precision/variant cells ({rounds} interleaved rounds)")
-        medians = _time_interleaved(backends, batch, warmup, runs, rounds)
-        for implementation, variant in variants:
-            cells = {key[2:]: value for key, value in medians.items() if key[:2] == (implementation, variant)}
-            rows.append({"model": label, "implementation": implementation, "variant": variant, "cells": cells})
+        rows += _rows(label, variants, _time_interleaved(backends, batch, warmup, runs, rounds))
         del backends
+    if pending:
+        together = {key + (label,): b for label, _, backends in pending for key, b in backends.items()}
+        log(f"== timing {len(together)} cells of {len(pending)} models in the same {rounds} interleaved rounds")
+        medians = _time_interleaved(together, batch, warmup, runs, rounds)
+        for label, variants, _ in pending:
+            rows += _rows(label, variants, medians)
     flags = [f for f in cpu_features() if f.startswith(("avx", "amx", "fma", "f16c"))]
     return {"rows": rows, "columns": columns, "checks": checks, "runtimes": runtimes, "precisions": precisions,
-            "image_size": image_size, "threads": threads, "versions": _versions(), "cpu_flags": flags,
-            "load_average": [load_before, _load_average()], "cpus": os.cpu_count()}
+            "image_size": list(image_size), "threads": threads, "interleave_models": interleave_models,
+            "versions": _versions(), "cpu_flags": flags, "load_average": [load_before, _load_average()],
+            "cpus": os.cpu_count()}
 
 
 def _load_average():
@@ -331,7 +358,9 @@ def format_markdown(result):
     fused choice marked), then the ratios the targets are stated in."""
     columns = [tuple(c) for c in result["columns"]]
     head = ["model", "implementation", "variant"] + [f"{RUNTIME_LABELS[r]} {p}" for r, p in columns]
-    lines = [f"Batch 1, {result['image_size']}x{result['image_size']}, {result['threads']} threads; median (min) ms; "
+    height, width = result["image_size"]
+    interleaved = ", all models in the same interleaved rounds" if result.get("interleave_models") else ""
+    lines = [f"Batch 1, {height}x{width}, {result['threads']} threads{interleaved}; median (min) ms; "
              f"ratios from the medians. Versions: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items()) +
              f". Machine: {result['cpus']} CPUs ({' '.join(result['cpu_flags'])}), 1-min load average "
              f"{result['load_average'][0]} before / {result['load_average'][1]} after the run. int8 timed on "
@@ -391,7 +420,8 @@ def plot_latency(result, path):
     titled with the machine and its load."""
     from ..engine.plots import latency_bars
     load = result["load_average"]
-    title = (f"batch 1, {result['image_size']}x{result['image_size']}, {result['threads']} threads; "
+    height, width = result["image_size"]
+    title = (f"batch 1, {height}x{width}, {result['threads']} threads; "
              f"{result['cpus']} CPUs ({' '.join(result['cpu_flags'][:6])}), load {load[0]}/{load[1]}")
     return latency_bars(result["rows"], path, title=title)
 
