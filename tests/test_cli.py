@@ -175,6 +175,8 @@ def test_benchmark_without_paddleclas_says_install_or_no_reference(monkeypatch, 
     (["latency", "--reference", "NoSuchNet"], "Error: --reference NoSuchNet: PaddleClas has no backbone builder"),
     (["latency", "--model", "hgnetv2_b0", "--markdown", "no/such/dir/t.md"], "Error: --markdown no/such/dir/t.md: the "
                                                                             "folder"),
+    (["latency", "--model", "pplcnetv4_tiny_rec", "--image-size", "48", "320", "3"],
+     "Error: --image-size takes one side or a height and a width, got 3 values: [48, 320, 3]"),
 ])
 def test_benchmark_mistakes_are_reported_before_any_work(argv, message, monkeypatch, capsys):
     from ppbackbone.benchmarks import latency
