@@ -10,7 +10,8 @@ import paddle
 import pytest
 
 import ppbackbone
-from ppbackbone.arch.lcnetv4 import LCNETV4_SIZES, PADDLEOCR_ARGS, RecInputSizeError, build_paddleocr_lcnetv4
+from ppbackbone.arch.lcnetv4 import LCNETV4_SIZES, RecInputSizeError, build_paddleocr_lcnetv4
+from ppbackbone.arch.native import build_native
 from ppbackbone.errors import UserError
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
@@ -198,10 +199,11 @@ def test_lr_mult_list_and_freezing():
 # ------------------------------------------------------------------------------ PaddleOCR's signature
 @pytest.mark.parametrize("section,preset", [(dict(det=True, model_size="small"), "det_small"),
                                             (dict(model_size="tiny"), "rec_tiny"),
-                                            (dict(PADDLEOCR_ARGS, model_size="medium"), "rec_medium"),
-                                            (dict(det=True, model_size="tiny", in_channels=3), "det_tiny")])
+                                            (dict(det=False, model_size="medium", lr_mult_list=[1.0] * 6), "rec_medium"),
+                                            (dict(det=True, model_size="tiny", lr_mult_list=[1] * 6), "det_tiny")])
 def test_paddleocr_section_builds_the_key_equal_preset(fixture, section, preset):
-    model = build_paddleocr_lcnetv4(**section)
+    """A PaddleOCR `Backbone` section (name moved to `model`): PaddleOCR's class PPLCNetV4 as a native."""
+    model = build_native("PPLCNetV4", host="PaddleOCR", **section)
     assert model.model_name == _name(preset)
     assert [k for k, _ in _state_shapes(model)] == fixture[f"{preset}/keys"].tolist()
     assert model.out_channels == fixture[f"{preset}/out_channels"].tolist()
@@ -209,16 +211,24 @@ def test_paddleocr_section_builds_the_key_equal_preset(fixture, section, preset)
 
 @pytest.mark.parametrize("section,match", [
     (dict(model_size="large"), r"no model_size='large'; sizes: tiny, small, medium"),
-    (dict(det=True, text_rec=True), r"no argument\(s\) \['text_rec'\].*arguments: det, model_size"),
+    (dict(det=True, text_rec=True), r"PPLCNetV4 \(PaddleOCR\) has no argument\(s\) \['text_rec'\].*Its arguments: det, "
+                                    r"model_size, in_channels, lr_mult_list"),
     (dict(scale=0.95), r"no argument\(s\) \['scale'\]"),
     (dict(det=True, lr_mult_list=[0.1] * 6), r"det form ignores it.*pplcnetv4_small_det with lr_mult_list"),
     (dict(lr_mult_list=[0.5] * 6), r"rec form applies it to the SE convs.*pplcnetv4_small_rec"),
     (dict(lr_mult_list=[1.0] * 5), r"lr_mult_list=\[1.0, 1.0, 1.0, 1.0, 1.0\] must be a list of 6"),
-    (dict(in_channels=1), r"rec form ignores in_channels=1.*pplcnetv4_small_rec with in_channels"),
 ])
 def test_paddleocr_section_errors_name_the_argument(section, match):
     with pytest.raises(UserError, match=match):
-        build_paddleocr_lcnetv4(**section)
+        build_native("PPLCNetV4", host="PaddleOCR", **section)
+
+
+def test_paddleocr_in_channels():
+    """PaddleOCR's model passes in_channels (ppbackbone.ppocr takes it out of the section); the builder itself
+    refuses the rec form's other values, which PaddleOCR would ignore."""
+    assert build_paddleocr_lcnetv4(True, "tiny", [1.0] * 6, in_channels=1).stem.stem1.conv.weight.shape[1] == 1
+    with pytest.raises(UserError, match=r"rec form ignores in_channels=1.*pplcnetv4_small_rec with in_channels"):
+        build_paddleocr_lcnetv4(False, "small", [1.0] * 6, in_channels=1)
 
 
 # ------------------------------------------------------------------------------ bad input

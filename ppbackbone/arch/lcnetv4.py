@@ -15,7 +15,8 @@ Registered names (one class, two forms, three sizes: rows of LCNETV4_DET / LCNET
   map is blocks5's). `model(x)` returns PaddleOCR's pooled map (`ocr_pool`: training
   adaptive_avg_pool2d to [1, 40], eval avg_pool2d [3, 2], which needs a map of height >= 3: inputs of
   height >= 33; PaddleOCR uses 48), and `out_channels` is then an int (the pooled width), as
-  PaddleOCR sets it. `forward_features(x)` gives the unpooled map; `out_indices` a list of stage maps.
+  PaddleOCR sets it (`returns_single_map`). `forward_features(x)` gives the unpooled map; `out_indices`
+  a list of stage maps.
   `feature_info[i]["stride"]` is the height stride, `stride_hw` (height, width).
 
 Block (`LCNetV4Block`): token mixer = `rep_dw` (RepDWConv: BN(3x3 DW ConvBN + 1x1 DW conv + x)) when
@@ -35,10 +36,12 @@ PaddleOCR; the stem's BNs have L2Decay(0). `lr_mult_list` (det: 5 = [stem, block
 its rec `lr_mult_list` to the SE convs and the branch stem only, and ignores it in the det form; at
 its default (all 1.0, what every PP-OCRv6 config uses) the two are the same.
 
-PaddleOCR's own signature: `build_paddleocr_lcnetv4(det=False, model_size="small", in_channels=3,
-lr_mult_list=[1.0] * 6)` takes a PaddleOCR `Backbone` section (its `name` removed) and returns the
-preset above, key-equal to PaddleOCR's module; arguments PaddleOCR would ignore or does not take are
-errors naming them (PADDLEOCR_ARGS is the signature).
+PaddleOCR's own signature: the native class `PPLCNetV4` of host PaddleOCR (arch/native.py; PADDLEOCR_ARGS:
+det=False, model_size="small", in_channels=3, lr_mult_list=[1.0] * 6; `in_channels`, which PaddleOCR's model
+passes, is taken out of the section by ppbackbone.ppocr), so a PaddleOCR `Backbone` section with
+`name: PPBackbone, model: PPLCNetV4` (ppbackbone.ppocr) or `build_native("PPLCNetV4", host="PaddleOCR",
+**section)` builds the preset above, key-equal to PaddleOCR's module; arguments PaddleOCR would swallow,
+ignore or apply only in part are errors naming them (`build_paddleocr_lcnetv4`).
 """
 import paddle
 import paddle.nn as nn
@@ -232,6 +235,7 @@ class PPLCNetV4(Backbone, RepMixin):
                  num_classes=1000, freeze_at=-1, freeze_stem_only=False, freeze_norm=False):
         super().__init__()
         self.det = bool(det)
+        self.returns_single_map = not self.det  # rec: PaddleOCR's pooled map; out_channels an int
         self.ocr_task = "det" if self.det else "rec"  # PaddleOCR's export input spec (Backbone.export_input_shape)
         form = "det" if self.det else "rec"
         tables = LCNETV4_DET if self.det else LCNETV4_REC
@@ -270,13 +274,6 @@ class PPLCNetV4(Backbone, RepMixin):
 
     def groups(self):
         return [getattr(self, self.stem_name)] + [getattr(self, name) for name in self.stage_names]
-
-    @property
-    def out_channels(self):
-        """Widths of the returned maps; for the pooled rec output PaddleOCR's int (the last width)."""
-        if not self.det and self.out_indices is None:
-            return self.feature_info[-1]["channels"]
-        return super().out_channels
 
     def forward_head(self, x, pre_logits=False):
         """The rec form's head: PaddleOCR's pooling of the last map (`ocr_pool`)."""
@@ -384,40 +381,33 @@ for _form in ("det", "rec"):
 PADDLEOCR_ARGS = dict(det=False, model_size="small", in_channels=3, lr_mult_list=[1.0] * 6)
 
 
-def build_paddleocr_lcnetv4(**section):
-    """The preset equal to PaddleOCR's `PPLCNetV4(**section)` (a `Backbone` section without `name`).
-
-    Errors (ConfigError) name an argument PaddleOCR's class does not take, a model_size it does not have,
-    and arguments its form ignores (det: lr_mult_list; rec: in_channels other than 3) or applies to part of
-    the network only (rec lr_mult_list other than 1.0): use the preset's own arguments for those.
+def build_paddleocr_lcnetv4(det, model_size, lr_mult_list, in_channels=3):
+    """The preset equal to PaddleOCR's `PPLCNetV4(det, model_size, in_channels, lr_mult_list)` (the native
+    `PPLCNetV4` of host PaddleOCR: `build_native("PPLCNetV4", host="PaddleOCR", **section)`, which refuses
+    arguments PaddleOCR's class does not take). Errors (ConfigError) name a model_size it does not have and
+    arguments its form ignores (det: lr_mult_list; rec: in_channels other than 3) or applies to part of the
+    network only (rec lr_mult_list other than 1.0): the preset's own arguments do those.
     """
-    unknown = sorted(set(section) - set(PADDLEOCR_ARGS))
-    if unknown:
-        raise ConfigError(f"PPLCNetV4 (PaddleOCR) has no argument(s) {unknown}.{suggest(unknown[0], PADDLEOCR_ARGS)} "
-                          f"Its arguments: {', '.join(PADDLEOCR_ARGS)}")
-    args = dict(PADDLEOCR_ARGS, **section)
-    form = "det" if args["det"] else "rec"
-    size = args["model_size"]
-    if size not in LCNETV4_SIZES:
-        raise ConfigError(f"PPLCNetV4 (PaddleOCR) has no model_size={size!r}; sizes: {', '.join(LCNETV4_SIZES)}."
-                          f"{suggest(size, LCNETV4_SIZES)}")
-    name = f"pplcnetv4_{size}_{form}"
-    lr_mults = args["lr_mult_list"]
-    if not isinstance(lr_mults, (list, tuple)) or len(lr_mults) != 6:
-        raise ConfigError(f"PPLCNetV4 (PaddleOCR): lr_mult_list={lr_mults!r} must be a list of 6 numbers")
-    if any(float(v) != 1.0 for v in lr_mults):
-        what = ("ignores it" if form == "det" else
-                "applies it to the SE convs and the branch stem only")
-        raise ConfigError(f"PPLCNetV4 (PaddleOCR) {form} form {what}: lr_mult_list={list(lr_mults)} is not "
+    form = "det" if det else "rec"
+    if model_size not in LCNETV4_SIZES:
+        raise ConfigError(f"PPLCNetV4 (PaddleOCR) has no model_size={model_size!r}; sizes: "
+                          f"{', '.join(LCNETV4_SIZES)}.{suggest(model_size, LCNETV4_SIZES)}")
+    name = f"pplcnetv4_{model_size}_{form}"
+    if not isinstance(lr_mult_list, (list, tuple)) or len(lr_mult_list) != 6:
+        raise ConfigError(f"PPLCNetV4 (PaddleOCR): lr_mult_list={lr_mult_list!r} must be a list of 6 numbers")
+    if any(float(v) != 1.0 for v in lr_mult_list):
+        what = "ignores it" if det else "applies it to the SE convs and the branch stem only"
+        raise ConfigError(f"PPLCNetV4 (PaddleOCR) {form} form {what}: lr_mult_list={list(lr_mult_list)} is not "
                           f"reproduced; use model: {name} with lr_mult_list (per group, every parameter)")
-    if form == "rec" and args["in_channels"] != 3:
-        raise ConfigError(f"PPLCNetV4 (PaddleOCR) rec form ignores in_channels={args['in_channels']!r} (its stem "
-                          f"takes 3 channels); use model: {name} with in_channels for another input")
-    model = PPLCNetV4(model_size=size, det=args["det"], in_channels=args["in_channels"])
+    if not det and in_channels != 3:
+        raise ConfigError(f"PPLCNetV4 (PaddleOCR) rec form ignores in_channels={in_channels!r} (its stem takes 3 "
+                          f"channels); use model: {name} with in_channels for another input")
+    model = PPLCNetV4(model_size=model_size, det=bool(det), in_channels=in_channels)
     model.model_name = name
     return model
 
 
+# PaddleOCR's model passes in_channels itself: ppbackbone.ppocr takes it out of the section (3 only)
 register_native("PPLCNetV4", build_paddleocr_lcnetv4, host="PaddleOCR",
                 defaults={k: v for k, v in PADDLEOCR_ARGS.items() if k != "in_channels"},
-                reference="PaddleOCR ppocr/modeling/backbones/rec_lcnetv4.py (PP-OCRv6)")
+                reference="PaddleOCR ppocr/modeling/backbones/rec_lcnetv4.py (28ba0e3da67f; PP-OCRv6)")
