@@ -212,7 +212,7 @@ def test_paddleocr_section_builds_the_key_equal_preset(fixture, section, preset)
 @pytest.mark.parametrize("section,match", [
     (dict(model_size="large"), r"no model_size='large'; sizes: tiny, small, medium"),
     (dict(det=True, text_rec=True), r"PPLCNetV4 \(PaddleOCR\) has no argument\(s\) \['text_rec'\].*Its arguments: det, "
-                                    r"model_size, in_channels, lr_mult_list"),
+                                    r"model_size, lr_mult_list"),
     (dict(scale=0.95), r"no argument\(s\) \['scale'\]"),
     (dict(det=True, lr_mult_list=[0.1] * 6), r"det form ignores it.*pplcnetv4_small_det with lr_mult_list"),
     (dict(lr_mult_list=[0.5] * 6), r"rec form applies it to the SE convs.*pplcnetv4_small_rec"),
