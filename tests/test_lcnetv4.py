@@ -10,9 +10,9 @@ import paddle
 import pytest
 
 import ppbackbone
-from ppbackbone.arch.lcnetv4 import LCNETV4_SIZES, RecInputSizeError, build_paddleocr_lcnetv4
+from ppbackbone.arch.lcnetv4 import LCNETV4_SIZES, build_paddleocr_lcnetv4
 from ppbackbone.arch.native import build_native
-from ppbackbone.errors import UserError
+from ppbackbone.errors import InputSizeError, UserError
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 FIXTURE = os.path.join(FIXTURES, "lcnetv4_paddleocr.npz")
@@ -274,8 +274,8 @@ def test_rec_input_too_low_for_the_eval_pooling_is_refused():
     model = ppbackbone.create_model("pplcnetv4_tiny_rec")
     model.eval()
     x = paddle.zeros([1, 3, 32, 320])
-    with pytest.raises(RecInputSizeError, match=r"pplcnetv4_tiny_rec: .* least 3x2, got 2x80: rec inputs need "
-                                                r"height >= 33 and width >= 5"):
+    with pytest.raises(InputSizeError, match=r"pplcnetv4_tiny_rec: its last map is 2x80, .*avg_pool2d\(\[3, 2\]\) needs "
+                                             r"at least 3x2: use an input at least 33 pixels high"):
         model(x)
     assert model(paddle.zeros([1, 3, 33, 320])).shape == [1, 160, 1, 40]
     model.train()

@@ -45,12 +45,11 @@ ignore or apply only in part are errors naming them (`build_paddleocr_lcnetv4`).
 """
 import paddle
 import paddle.nn as nn
-import paddle.nn.functional as F
 
-from ..errors import ConfigError, UserError, suggest
+from ..errors import ConfigError, suggest
 from ..weights.io import WeightsError
 from .base import Backbone
-from .layers import ConvBNAct, SEModule, conv_attr, get_act, norm_attrs
+from .layers import ConvBNAct, SEModule, conv_attr, get_act, norm_attrs, ocr_rec_pool
 from .native import register_native
 from .registry import fixed_args_builder, register_model
 from .rep import RepMixin, conv_like, fold_bn, has_unfused_blocks, identity_kernel, pad_kernel
@@ -88,8 +87,6 @@ LCNETV4_REC = {
         blocks2=_stage(128, 128, 1, "1"), blocks3=_stage(128, 256, 1, "001"),
         blocks4=_stage(256, 512, (2, 1), "0101010"), blocks5=_stage(512, 768, (2, 1), "010"), blocks6=[])),
 }
-REC_POOL_TRAIN = [1, 40]  # PaddleOCR's rec pooling: adaptive to [1, 40] in training,
-REC_POOL_EVAL = [3, 2]    # avg_pool2d kernel (= stride) [3, 2] in eval
 
 
 def _conv_bn(c_in, c_out, kernel=1, stride=1, groups=1, lr_mult=1.0):
@@ -214,10 +211,6 @@ def _pair(stride):
     return tuple(stride) if isinstance(stride, (tuple, list)) else (stride, stride)
 
 
-class RecInputSizeError(UserError, ValueError):
-    """A rec input too small for PaddleOCR's eval-mode pooling."""
-
-
 class PPLCNetV4(Backbone, RepMixin):
     """PP-LCNetV4: PaddleOCR's det form (`det=True`, 4 maps) or rec form (pooled map; see the module doc).
 
@@ -280,19 +273,10 @@ class PPLCNetV4(Backbone, RepMixin):
         return self.ocr_pool(x)
 
     def ocr_pool(self, x):
-        """PaddleOCR's rec pooling: adaptive_avg_pool2d to [1, 40] in training, avg_pool2d [3, 2] in eval
-        (equal for PaddleOCR's 48x320 inputs); eval refuses a map smaller than the kernel."""
-        if self.training:
-            return F.adaptive_avg_pool2d(x, REC_POOL_TRAIN)
-        (kh, kw), (h, w) = REC_POOL_EVAL, x.shape[2:]
-        if 0 <= h < kh or 0 <= w < kw:  # -1: unknown (static graph)
-            sh, sw = self.feature_info[-1]["stride_hw"]
-            name = getattr(self, "model_name", f"PPLCNetV4(model_size={self.model_size!r})")
-            raise RecInputSizeError(
-                f"{name}: eval-mode pooling (PaddleOCR's avg_pool2d {REC_POOL_EVAL}) needs a final map of at "
-                f"least {kh}x{kw}, got {h}x{w}: rec inputs need height >= {sh * (kh - 1) + 1} and width >= "
-                f"{sw * (kw - 1) + 1} (PaddleOCR uses 48x320)")
-        return F.avg_pool2d(x, REC_POOL_EVAL)
+        """PaddleOCR's rec pooling (layers.ocr_rec_pool): adaptive_avg_pool2d to [1, 40] in training,
+        avg_pool2d [3, 2] in eval, which refuses a map under 3x2 naming the input height that fits."""
+        name = getattr(self, "model_name", f"PPLCNetV4(model_size={self.model_size!r})")
+        return ocr_rec_pool(x, self.training, name, self.feature_info[-1]["stride"])
 
     def _fuse(self):
         """PaddleOCR's `PPLCNetV4.rep()`: fuse every Rep layer below (children first)."""
