@@ -105,22 +105,15 @@ def _kill_points(tags):
     return sorted(set(chosen))
 
 
-KILL_SHARDS = 5  # the chosen moments are split over this many test cases (pytest-xdist runs them in parallel)
-
-
 @pytest.mark.timeout(900, method="thread")
-@pytest.mark.parametrize("shard", range(KILL_SHARDS))
-def test_sigkill_at_every_moment_of_a_save_resumes_to_the_same_weights(reference, images, tmp_path, shard):
+def test_sigkill_at_every_moment_of_a_save_resumes_to_the_same_weights(reference, images, tmp_path):
     """A real SIGKILL (PPBACKBONE_KILL_AT) at each chosen moment: every published checkpoint still
-    loads, and resuming from what is left ends with the uninterrupted run's weights. Case `shard` takes
-    every KILL_SHARDS-th moment from the shard-th (one moment each by default), so together the cases
-    kill at every chosen moment."""
+    loads, and resuming from what is left ends with the uninterrupted run's weights."""
     tags = reference["tags"]
     points = _kill_points(tags)
     assert {"step", "wrote .pdparams", "wrote .pdopt", "published", "linked set"} <= {tags[p - 1] for p in points}
-    assert len(points) >= KILL_SHARDS, points  # no case without a moment to kill at
-    print(f"{len(tags)} fault points in the run; killing at {points[shard::KILL_SHARDS]} of {points}")
-    for point in points[shard::KILL_SHARDS]:
+    print(f"{len(tags)} fault points in the run; killing at {points}")
+    for point in points:
         out = tmp_path / f"kill{point}"
         cfg = copy.deepcopy(reference["cfg"])
         cfg["Global"]["output_dir"] = str(out)
