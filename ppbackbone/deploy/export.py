@@ -84,9 +84,7 @@ def export_model(config, save_dir=None, weights=None, allow_random_weights=False
     save_dir = _target_dir(config, save_dir)
     shape = _image_shape(config, image_shape)
     onnx = onnx or precision == "int8"  # int8 quantizes inference.onnx
-    _check_precision(precision)
-    if onnx:  # fail before any work when the optional dependencies are missing
-        _require_onnx_tools()
+    _check_tools(precision, onnx)
     model, report, source = _build_with_weights(config, weights, allow_random_weights, log)
     paddlex_name = _paddlex_name(model, paddlex_name)
     held_out = _precision_images(config, model, shape, precision, calib_images, verify_images)
@@ -115,6 +113,13 @@ def export_model(config, save_dir=None, weights=None, allow_random_weights=False
     files = sorted(os.listdir(save_dir))
     log(f"Exported {model.model_name} ({'fused' if fuse else 'unfused'}) to {save_dir}: {', '.join(files)}")
     return ExportResult(save_dir, files, info, report)
+
+
+def _check_tools(precision, onnx):
+    """Refuse, before any work, an unknown or unsupported precision and optional tools that are missing."""
+    _check_precision(precision)
+    if onnx:
+        _require_onnx_tools()
 
 
 def _paddlex_name(model, paddlex_name):
