@@ -14,12 +14,15 @@ rendered page), holding a YAML mapping:
 - `add: {SCRIPT: ARGS}` appends ARGS to every command of the block that calls SCRIPT: documented overrides that
   shrink a long command (one epoch, 32x32 crops). `drop: TEXT` (a string or a list, with `why`) removes a part
   that does not belong in a test run (installing the package the suite already runs in).
+- `needs: [MODULE, ...]` runs the block only where those optional packages import (e.g. the `[onnx]` extra,
+  which the test extra does not install); elsewhere it is skipped, naming them.
 - `skip: REASON` says why a block is not run (a GPU, ImageNet, a PaddleDetection checkout, the network, minutes of
   benchmarking). A bash block with neither is a failure, so a new command cannot be left out silently.
 
 The runnable blocks take about 3 minutes of CPU together (marked `docs_commands`; deselect with
 `-m "not docs_commands"`).
 """
+import importlib.util
 import os
 import re
 import shutil
@@ -32,7 +35,7 @@ import yaml
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMAND_LANGS = ("bash", "sh", "shell", "console")
 MARKER = re.compile(r"<!--\s*docs-test:(.*?)-->", re.DOTALL)
-KEYS = {"run", "after", "add", "drop", "why", "skip"}
+KEYS = {"run", "after", "add", "drop", "why", "skip", "needs"}
 COPY_IGNORE = shutil.ignore_patterns(".git", "output", "inference", "log", "__pycache__", "*.egg-info",
                                      ".pytest_cache", "build", "dist", ".venv")
 BLOCK_TIMEOUT = 600
@@ -258,5 +261,8 @@ def runner(tmp_path_factory):
 def test_documented_command_runs(block, runner):
     problems = marker_problems(block, set(BY_ID))
     assert not problems, f"{block.where}: {problems}"
+    missing = [name for name in block.marker.get("needs") or () if importlib.util.find_spec(name) is None]
+    if missing:
+        pytest.skip(f"{block.where} needs {', '.join(missing)} (not installed)")
     ok, report = runner.run(block)
     assert ok, f"{block.where}: the documented command failed; {report}"

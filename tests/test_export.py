@@ -508,7 +508,7 @@ def test_benchmark_exports_do_not_warn_about_preprocessing(tmp_path):
     weights = ppbackbone.save_weights(ppbackbone.create_model("pplcnet_x0_25"), str(tmp_path / "w.safetensors"))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        latency._export_ours("pplcnet_x0_25", weights, str(tmp_path / "e"), 32, True, False, False, 1)
+        latency._export_ours("pplcnet_x0_25", weights, str(tmp_path / "e"), (32, 32), True, False, False, 1)
     assert not [w for w in caught if "transform_ops" in str(w.message)], [str(w.message) for w in caught]
 
 
