@@ -315,6 +315,10 @@ class RecInference(nn.Layer):
         self.model_name = rec.model_name
         self.num_classes = rec.num_classes if rec.infer_output_key == "logits" else 0
 
+    def export_input_shape(self, image_shape):
+        """The exported program's input [C, H, W]: the export's own size (a RecModel has no free sizes)."""
+        return list(image_shape)
+
     def forward(self, x):
         out = self.rec(x)[self.rec.infer_output_key]
         if self.rec.infer_output_key == "logits" and self.rec.infer_add_softmax:
