@@ -96,3 +96,25 @@ def test_soak_many_threads_many_calls(tiny_export):
         assert sum(pool.map(work, range(4))) == 0
     growth = _rss_mb() - before
     assert growth < 50, f"RSS grew by {growth:.1f} MB over {calls} calls"
+
+
+def _matmul():
+    """A dygraph matmul long enough (K = 2048) for MKL to split over threads: its last bits depend on how many."""
+    import paddle
+    rng = np.random.RandomState(0)
+    a = paddle.to_tensor(rng.randn(64, 2048).astype("float32"))
+    b = paddle.to_tensor(rng.randn(2048, 64).astype("float32"))
+    return (a @ b).numpy()
+
+
+@pytest.mark.timeout(60)
+def test_a_paddle_predictor_leaves_dygraph_sums_as_they_were(tiny_export):
+    """Paddle Inference sets the process's MKL/OpenMP threads when it creates a predictor (and to 1 after a
+    run); the backend puts Paddle's process setting back, so dygraph code later in the same process sums as
+    before, bit for bit (a training there reproduces a fresh process's weights, as tests/test_checkpoint.py's
+    resume test needs). Can fail only on a machine with 2 or more cores, where MKL uses them."""
+    before = _matmul()
+    predictor = Predictor(tiny_export, runtime="paddle", threads=2)  # created, not run yet
+    np.testing.assert_array_equal(_matmul(), before)
+    predictor.predict(_images(1)[0])
+    np.testing.assert_array_equal(_matmul(), before)

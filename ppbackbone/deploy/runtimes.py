@@ -8,6 +8,7 @@ The exporter verifies with them and the Predictor runs with them; neither import
 `create_backend(export_dir, runtime, precision)` picks the file of an export directory for a
 runtime x precision pair. bf16 needs a CPU with AVX512-BF16 (or AMX), checked here at run time.
 """
+import contextlib
 import importlib
 import os
 
@@ -105,6 +106,24 @@ def runtime_versions():
 
 
 # ----------------------------------------------------------------------------------------- backends
+@contextlib.contextmanager
+def keep_process_math_threads():
+    """Paddle Inference sets the process's math-library threads (MKL and OpenMP) to its config's count
+    when it creates a predictor, and to 1 after each run; dygraph code in the same process (a training,
+    an export's reference forward) would then sum its matmuls in another order, and a training would not
+    reproduce a fresh process's weights. Afterwards, put back Paddle's process setting: OMP_NUM_THREADS,
+    which Paddle sets (to 1 when unset) at import."""
+    try:
+        yield
+    finally:
+        from paddle.base import core
+        try:
+            threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
+        except ValueError:
+            threads = 1  # as Paddle reads it
+        core.set_num_threads(max(1, threads))
+
+
 class PaddleBackend:
     """Paddle Inference predictor over `inference.json` / `inference.pdmodel` + `inference.pdiparams`;
     precision "bf16" runs oneDNN's bf16 kernels (CPU with AVX512-BF16 only)."""
@@ -140,7 +159,8 @@ class PaddleBackend:
                 (getattr(config, "enable_onednn_bfloat16", None) or config.enable_mkldnn_bfloat16)()
         config.disable_glog_info()
         try:
-            self.predictor = inference.create_predictor(config)
+            with keep_process_math_threads():
+                self.predictor = inference.create_predictor(config)
         except Exception as err:  # Paddle raises many error types for a bad program/params file
             last_line = (str(err).strip().splitlines() or [""])[-1]  # Paddle puts the cause last
             raise ModelDirError(f"Paddle Inference could not load {model_file} + {params_file} "
@@ -155,7 +175,8 @@ class PaddleBackend:
         batch = np.ascontiguousarray(batch, dtype="float32")
         handle.reshape(list(batch.shape))
         handle.copy_from_cpu(batch)
-        self.predictor.run()
+        with keep_process_math_threads():
+            self.predictor.run()
         return [self.predictor.get_output_handle(n).copy_to_cpu() for n in self.output_names]
 
 
