@@ -18,6 +18,7 @@ import runpy
 import sys
 import tempfile
 
+from ..host_checkout import HostCheckout
 from .config import PPDetSetupError, check_backbone_sections, resolve_config
 
 __all__ = ["find_ppdet_root", "activate_ppdet", "parse_args", "run_tool"]
@@ -26,19 +27,7 @@ MARKER = os.path.join("ppdet", "__init__.py")
 USAGE = "usage: python tools/ppdet_run.py [--ppdet-root DIR] /path/to/PaddleDetection/tools/<tool>.py [tool args]"
 
 
-def _is_checkout(path):
-    return os.path.isfile(os.path.join(path, MARKER))
-
-
-def _checked(path, source):
-    path = os.path.abspath(os.path.expanduser(path))
-    if not os.path.isdir(path):
-        raise PPDetSetupError(f"{source}={path}: no such directory (expected a PaddleDetection checkout "
-                              f"holding {MARKER})")
-    if not _is_checkout(path):
-        raise PPDetSetupError(f"{source}={path} is not a PaddleDetection checkout: {os.path.join(path, MARKER)} "
-                              f"not found")
-    return path
+CHECKOUT = HostCheckout("PaddleDetection", (MARKER,), "--ppdet-root", "PADDLEDET_HOME", PPDetSetupError, USAGE)
 
 
 def find_ppdet_root(tool=None, ppdet_root=None, environ=None):
@@ -50,28 +39,12 @@ def find_ppdet_root(tool=None, ppdet_root=None, environ=None):
         environ: environment mapping (default os.environ) for PADDLEDET_HOME.
     Raises PPDetSetupError naming the path and what was looked for.
     """
-    environ = os.environ if environ is None else environ
-    if ppdet_root:
-        return _checked(ppdet_root, "--ppdet-root")
-    looked = []
-    if tool:
-        folder = os.path.dirname(os.path.abspath(tool))
-        while True:
-            if _is_checkout(folder):
-                return folder
-            parent = os.path.dirname(folder)
-            if parent == folder:
-                break
-            folder = parent
-        looked.append(f"{MARKER} in the folders above {os.path.abspath(tool)}")
-    if environ.get("PADDLEDET_HOME"):
-        return _checked(environ["PADDLEDET_HOME"], "PADDLEDET_HOME")
-    looked.append("PADDLEDET_HOME (unset)")
+    root, looked = CHECKOUT.find(tool, ppdet_root, environ)
+    if root is not None:
+        return root
     if importlib.util.find_spec("ppdet") is not None:
         return None
-    looked.append("an installed `ppdet` package (not importable)")
-    raise PPDetSetupError("PaddleDetection not found; looked for " + "; ".join(looked)
-                          + ". Pass --ppdet-root DIR or set PADDLEDET_HOME to a PaddleDetection checkout")
+    raise CHECKOUT.not_found(looked + ["an installed `ppdet` package (not importable)"])
 
 
 def activate_ppdet(root):
@@ -102,23 +75,7 @@ def _config_arg(args):
 
 def parse_args(argv):
     """(ppdet_root or None, tool path, tool args) from the runner's argv (without the program name)."""
-    argv = list(argv)
-    root = None
-    while argv and argv[0].startswith("--ppdet-root"):
-        opt = argv.pop(0)
-        if "=" in opt:
-            root = opt.split("=", 1)[1]
-        elif argv:
-            root = argv.pop(0)
-        else:
-            raise PPDetSetupError(f"--ppdet-root needs a directory\n{USAGE}")
-    if not argv or argv[0] in ("-h", "--help"):
-        raise PPDetSetupError(USAGE)
-    tool = argv.pop(0)
-    if not os.path.isfile(tool):
-        raise PPDetSetupError(f"tool script not found: {tool} (expected e.g. <PaddleDetection>/tools/train.py)"
-                              f"\n{USAGE}")
-    return root, os.path.abspath(tool), argv
+    return CHECKOUT.parse_args(argv)
 
 
 def run_tool(argv):

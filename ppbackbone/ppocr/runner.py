@@ -18,6 +18,7 @@ import runpy
 import sys
 import tempfile
 
+from ..host_checkout import HostCheckout
 from .config import PPOCRSetupError, check_ppbackbone_sections, load_config, resolve_config, resolve_overrides
 
 __all__ = ["find_ppocr_root", "activate_ppocr", "parse_args", "run_tool", "MARKERS"]
@@ -26,21 +27,9 @@ MARKERS = (os.path.join("ppocr", "modeling", "backbones", "__init__.py"), os.pat
 USAGE = "usage: python tools/ppocr_run.py [--ppocr-root DIR] /path/to/PaddleOCR/tools/<tool>.py [tool args]"
 
 
-def _is_checkout(path):
-    return all(os.path.isfile(os.path.join(path, m)) for m in MARKERS)
-
-
-def _checked(path, source):
-    path = os.path.abspath(os.path.expanduser(path))
-    if not os.path.isdir(path):
-        raise PPOCRSetupError(f"{source}={path}: no such directory (expected a PaddleOCR checkout holding "
-                              f"{' and '.join(MARKERS)})")
-    missing = [m for m in MARKERS if not os.path.isfile(os.path.join(path, m))]
-    if missing:
-        raise PPOCRSetupError(f"{source}={path} is not a PaddleOCR checkout: {', '.join(missing)} not found "
-                              f"(the training code of github.com/PaddlePaddle/PaddleOCR; the paddleocr wheel "
-                              f"does not have it)")
-    return path
+CHECKOUT = HostCheckout("PaddleOCR", MARKERS, "--ppocr-root", "PADDLEOCR_HOME", PPOCRSetupError, USAGE,
+                       hint=" (the training code of github.com/PaddlePaddle/PaddleOCR; the paddleocr wheel does "
+                            "not have it)")
 
 
 def find_ppocr_root(tool=None, ppocr_root=None, environ=None):
@@ -52,25 +41,10 @@ def find_ppocr_root(tool=None, ppocr_root=None, environ=None):
         environ: environment mapping (default os.environ) for PADDLEOCR_HOME.
     Raises PPOCRSetupError naming the path and what was looked for.
     """
-    environ = os.environ if environ is None else environ
-    if ppocr_root:
-        return _checked(ppocr_root, "--ppocr-root")
-    looked = []
-    if tool:
-        folder = os.path.dirname(os.path.abspath(tool))
-        while True:
-            if _is_checkout(folder):
-                return folder
-            parent = os.path.dirname(folder)
-            if parent == folder:
-                break
-            folder = parent
-        looked.append(f"{MARKERS[0]} in the folders above {os.path.abspath(tool)}")
-    if environ.get("PADDLEOCR_HOME"):
-        return _checked(environ["PADDLEOCR_HOME"], "PADDLEOCR_HOME")
-    looked.append("PADDLEOCR_HOME (unset)")
-    raise PPOCRSetupError("PaddleOCR not found; looked for " + "; ".join(looked)
-                          + ". Pass --ppocr-root DIR or set PADDLEOCR_HOME to a PaddleOCR checkout")
+    root, looked = CHECKOUT.find(tool, ppocr_root, environ)
+    if root is None:
+        raise CHECKOUT.not_found(looked)
+    return root
 
 
 def activate_ppocr(root):
@@ -96,22 +70,7 @@ def _config_arg(args):
 
 def parse_args(argv):
     """(ppocr_root or None, tool path, tool args) from the runner's argv (without the program name)."""
-    argv = list(argv)
-    root = None
-    while argv and argv[0].startswith("--ppocr-root"):
-        opt = argv.pop(0)
-        if "=" in opt:
-            root = opt.split("=", 1)[1]
-        elif argv:
-            root = argv.pop(0)
-        else:
-            raise PPOCRSetupError(f"--ppocr-root needs a directory\n{USAGE}")
-    if not argv or argv[0] in ("-h", "--help"):
-        raise PPOCRSetupError(USAGE)
-    tool = argv.pop(0)
-    if not os.path.isfile(tool):
-        raise PPOCRSetupError(f"tool script not found: {tool} (expected e.g. <PaddleOCR>/tools/train.py)\n{USAGE}")
-    return root, os.path.abspath(tool), argv
+    return CHECKOUT.parse_args(argv)
 
 
 def prepare_args(tool_args, root):
