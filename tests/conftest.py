@@ -58,6 +58,7 @@ def pytest_sessionfinish(session):
     """A pytest-xdist worker hands its bad-input counts to the controller, which prints the summary."""
     if hasattr(session.config, "workeroutput"):
         session.config.workeroutput["bad_input_counts"] = [[k, o, n] for (k, o), n in BAD_INPUT_COUNTS.items()]
+        session.config.workeroutput["leaked_state"] = LEAKED_STATE
 
 
 def pytest_unconfigure(config):
@@ -69,6 +70,67 @@ def pytest_unconfigure(config):
 def pytest_testnodedown(node, error):
     for kind, outcome, n in getattr(node, "workeroutput", {}).get("bad_input_counts", []):
         BAD_INPUT_COUNTS[(kind, outcome)] = BAD_INPUT_COUNTS.get((kind, outcome), 0) + n
+    LEAKED_STATE.update(getattr(node, "workeroutput", {}).get("leaked_state", {}))
+
+
+def _math_threads():
+    """The threads of the math libraries Paddle loaded (OpenMP, MKL), as they report them; None where a
+    library is not loaded (or a build has another one)."""
+    import ctypes
+    out = {}
+    for lib, getter in (("libiomp5.so", "omp_get_max_threads"), ("libmklml_intel.so", "MKL_Get_Max_Threads")):
+        try:
+            out[getter] = getattr(ctypes.CDLL(lib, mode=os.RTLD_NOLOAD), getter)()
+        except (OSError, AttributeError):
+            out[getter] = None
+    return out
+
+
+def _process_state():
+    """The process-wide state that changes how later code in the same process computes: Paddle's flags, its
+    math-library threads, default dtype, device and mode."""
+    from paddle.base import core
+    flags = core.globals()
+    state = {}
+    for key in flags.keys():
+        try:
+            state[key] = flags[key]
+        except Exception:  # a flag Paddle cannot read back
+            pass
+    state.update(_math_threads())
+    state.update(default_dtype=paddle.get_default_dtype(), device=paddle.get_device(),
+                 dynamic_mode=paddle.in_dynamic_mode())
+    return state
+
+
+# Process-wide state a test left changed (restored after it): {test id: ["key: before -> after", ...]};
+# printed after the run.
+LEAKED_STATE = {}
+
+
+@pytest.fixture(autouse=True)
+def _process_state_restored(request):
+    """Each test leaves the process's numerics as it found them: with pytest-xdist any test may follow
+    any other in the same worker, and e.g. a Paddle Inference predictor that changed the math-library
+    threads made a later in-process training sum differently (tests/test_checkpoint.py's resume test)."""
+    before = _process_state()
+    yield
+    after = _process_state()
+    changed = {k: (before.get(k), after.get(k)) for k in set(before) | set(after)
+               if before.get(k) != after.get(k) and before.get(k) is not None}  # None: a library loaded now
+    if not changed:
+        return
+    LEAKED_STATE[request.node.nodeid] = [f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items())]
+    from paddle.base import core
+    for key, (value, _) in changed.items():
+        if key.startswith("FLAGS_") and value is not None:
+            paddle.set_flags({key: value})
+    if "omp_get_max_threads" in changed and before["omp_get_max_threads"]:
+        core.set_num_threads(before["omp_get_max_threads"])
+    paddle.set_default_dtype(before["default_dtype"])
+    paddle.set_device(before["device"])
+    if before["dynamic_mode"] and not paddle.in_dynamic_mode():
+        paddle.disable_static()
 
 
 @pytest.fixture(autouse=True)
@@ -80,6 +142,10 @@ def _ppbackbone_logger_propagates():
 
 
 def pytest_terminal_summary(terminalreporter):
+    if LEAKED_STATE:
+        terminalreporter.section("process-wide state changed by tests (restored after each)")
+        for nodeid, lines in sorted(LEAKED_STATE.items()):
+            terminalreporter.write_line(f"{nodeid}: " + "; ".join(lines))
     if not BAD_INPUT_COUNTS:
         return
     kinds = sorted({kind for kind, _ in BAD_INPUT_COUNTS})
