@@ -395,8 +395,9 @@ def test_latency_benchmark_tool_runs(capsys, tmp_path):
         sys.path.pop(0)
     from ppbackbone.engine.plots import plots_available
     plot = ["--plot", str(tmp_path / "bars.png")] if plots_available() else []
+    saved = ["--json", str(tmp_path / "run.json"), "--markdown", str(tmp_path / "run.md")]
     assert benchmark.main(["latency", "--model", "hgnetv2_b0", "--runtimes", "paddle", "--image-size",
-                           str(IMAGE_SIZE), "--warmup", "1", "--runs", "2", "--rounds", "1"] + plot) == 0
+                           str(IMAGE_SIZE), "--warmup", "1", "--runs", "2", "--rounds", "1"] + plot + saved) == 0
     if plot:
         from PIL import Image
         with Image.open(plot[1]) as im:
@@ -407,6 +408,16 @@ def test_latency_benchmark_tool_runs(capsys, tmp_path):
     assert "| hgnetv2_b0 | PaddleClas PPHGNetV2_B0 | no Rep blocks |" in out
     assert "hgnetv2_b0: weights copied; same operations in both programs" in out
     assert "max |ppbackbone - PaddleClas| = " in out
+    # the compute floor: the GEMM rate, each row's GFLOPs and floor, each cell's fraction, in every output
+    assert "| model | implementation | variant | GFLOPs | floor ms | Paddle Inference (oneDNN) fp32 |" in out
+    assert "fp32 floor: the GEMM probe measured" in out
+    assert "fp32 floor: the GEMM probe measured" in (tmp_path / "run.md").read_text()
+    import json
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["gemm"]["gflops"] > 0 and record["gemm"]["threads"] in (2, None)
+    for row in record["rows"]:
+        assert row["gflops"] > 0 and row["floor_ms"] > 0
+        assert all(0 < cell["floor_fraction"] < 100 for cell in row["cells"])
     from ppbackbone.cli import main_guard
     assert main_guard(benchmark.main, ["latency", "--model", "hgnetv2_b0", "--runtimes", "tensorrt"]) == 2
     assert "tensorrt" in capsys.readouterr().err

@@ -296,7 +296,7 @@ def test_latency_benchmark_takes_rec_shapes_and_interleaves_models(monkeypatch):
             calls.append((self.key, tuple(batch.shape)))
             return [batch]
 
-    def model_backends(name, bare_reference, label, columns, batch, settings, checks):
+    def model_backends(name, bare_reference, label, columns, batch, settings, checks, gflops):
         variants = {("ppbackbone", v): (None, None) for v in ("fused", "unfused")}
         return variants, {(i, v, r, p): Backend((label, v)) for (i, v) in variants for r, p in columns}
     monkeypatch.setattr(latency, "_model_backends", model_backends)

@@ -54,7 +54,7 @@ def _image_size(values):
 
 def run_latency(args):
     from ppbackbone.benchmarks.latency import (available_precisions, available_runtimes, format_markdown,
-                                               latency_benchmark, plot_latency)
+                                               latency_benchmark, plot_latency, result_to_json)
     from ppbackbone.engine.plots import require_plots
     from ppbackbone.deploy.predictor import RUNTIMES
     from ppbackbone.errors import ConfigError
@@ -90,9 +90,7 @@ def run_latency(args):
             f.write(table + "\n")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            rows = [dict(row, cells=[{"runtime": r, "precision": p, "median_ms": m, "min_ms": low}
-                                     for (r, p), (m, low) in row["cells"].items()]) for row in result["rows"]]
-            json.dump(dict(result, rows=rows), f, indent=1)
+            json.dump(result_to_json(result), f, indent=1)
     if args.plot:
         print(f"Wrote {plot_latency(result, args.plot)}")
     return 0

@@ -25,16 +25,19 @@ import warnings
 import numpy as np
 import paddle
 
-from ..arch import create_model, has_unfused_blocks, model_info
+from ..arch import create_model, has_unfused_blocks, model_info, reparameterize
 from ..deploy.export import export_model, program_op_counts, save_static
 from ..deploy.export_dir import ONNX_FILE, ONNX_INT8_FILE, PARAMS_FILE
 from ..deploy.runtimes import (RUNTIME_LABELS, RUNTIME_PRECISIONS, OnnxRuntimeBackend, OpenVinoBackend, PaddleBackend,
                         bf16_supported, cpu_features, installed_runtimes, modules_import)
 from ..errors import ConfigError, UserError, suggest
+from ..flops import count_macs, gemm_rate
 from ..progress import progress
 from ..weights.io import save_weights
+from .floor import floor_fraction, floor_ms, format_floor
 
 __all__ = ["latency_benchmark", "available_runtimes", "available_precisions", "build_reference", "format_markdown",
+           "result_to_json", "result_from_json",
            "check_references", "ReferenceUnavailable", "RUNTIME_LABELS"]
 
 
@@ -242,7 +245,7 @@ def _ours(name, workdir, image_size, onnx, int8, threads):
     return variants, ours
 
 
-def _reference(reference, label, ours, workdir, image_size, checks):
+def _reference(reference, label, ours, workdir, image_size, checks, gflops):
     """PaddleClas's fused export of `reference` (our weights copied in when the names match)."""
     model = build_reference(reference)
     if ours is not None:
@@ -258,20 +261,30 @@ def _reference(reference, label, ours, workdir, image_size, checks):
     rep = _has_reference_rep(model)
     variant = "fused" if rep else "no Rep blocks"
     directory = os.path.join(workdir, f"{label}-paddleclas")
-    return {(f"PaddleClas {reference}", variant): (directory, _export_reference(model, directory, image_size, rep))}
+    variants = {(f"PaddleClas {reference}", variant): (directory, _export_reference(model, directory, image_size, rep))}
+    gflops[(f"PaddleClas {reference}", variant)] = 2 * count_macs(model, image_size) / 1e9  # fused by the export
+    return variants
 
 
-def _model_backends(name, bare_reference, label, columns, batch, settings, checks):
+def _model_backends(name, bare_reference, label, columns, batch, settings, checks, gflops):
     """(variants, backends) of one model: ours fused/unfused and its PaddleClas reference, exported and
-    loaded; `checks[label]` notes the reference comparison."""
+    loaded; `checks[label]` notes the reference comparison, `gflops[(implementation, variant)]` each
+    variant's GFLOPs (2 x the MACs of its convolutions and matmuls)."""
     workdir, image_size, onnx, int8, threads, with_reference = settings
     paddle.seed(0)
     variants, ours = _ours(name, workdir, image_size, onnx, int8, threads) if name else ({}, None)
     reference = bare_reference or (reference_name(name) if with_reference else None)
     if reference:
-        variants.update(_reference(reference, label, ours, workdir, image_size, checks))
+        variants.update(_reference(reference, label, ours, workdir, image_size, checks, gflops))
     elif name is not None and with_reference:
         checks[label] = "no PaddleClas builder in the registry entry: reference not timed"
+    if ours is not None:  # after the reference took its weights (fusion renames them)
+        for implementation, variant in variants:
+            if variant == "unfused":
+                gflops[(implementation, variant)] = 2 * count_macs(ours, image_size) / 1e9
+        reparameterize(ours)
+        gflops[next(k for k in variants if k[0] == "ppbackbone" and k[1] != "unfused")] = (
+            2 * count_macs(ours, image_size) / 1e9)
     backends = {}
     for (implementation, variant), (directory, model_file) in variants.items():
         # PaddleClas's export is timed as PaddleClas deploys it: Paddle Inference, fp32.
@@ -289,9 +302,10 @@ def _model_backends(name, bare_reference, label, columns, batch, settings, check
     return variants, backends
 
 
-def _rows(label, variants, medians):
+def _rows(label, variants, medians, gflops):
     """Table rows of one model from the timings (keys: implementation, variant, runtime, precision[, model])."""
     return [{"model": label, "implementation": implementation, "variant": variant,
+             "gflops": round(gflops[(implementation, variant)], 4) if (implementation, variant) in gflops else None,
              "cells": {key[2:4]: value for key, value in medians.items()
                        if key[:2] == (implementation, variant) and key[4:] in ((), (label,))}}
             for implementation, variant in variants]
@@ -307,26 +321,29 @@ def _latency_benchmark(models, references, runtimes, precisions, image_size, thr
                 with_reference)
     batch = np.random.RandomState(0).standard_normal([1, 3, *image_size]).astype("float32")
     rows, checks, pending = [], {}, []
+    log(f"== fp32 GEMM probe ({threads} threads)")
+    gemm = gemm_rate(threads)
     for name, bare_reference in [(name, None) for name in models] + [(None, ref) for ref in references]:
         label = name or bare_reference
         log(f"== {label}: exporting")
-        variants, backends = _model_backends(name, bare_reference, label, columns, batch, settings, checks)
+        gflops = {}
+        variants, backends = _model_backends(name, bare_reference, label, columns, batch, settings, checks, gflops)
         if interleave_models:  # timed below, together with the other models
-            pending.append((label, variants, backends))
+            pending.append((label, variants, backends, gflops))
             continue
         log(f"== {label}: timing {len(backends)} runtime/precision/variant cells ({rounds} interleaved rounds)")
-        rows += _rows(label, variants, _time_interleaved(backends, batch, warmup, runs, rounds))
+        rows += _rows(label, variants, _time_interleaved(backends, batch, warmup, runs, rounds), gflops)
         del backends
     if pending:
-        together = {key + (label,): b for label, _, backends in pending for key, b in backends.items()}
+        together = {key + (label,): b for label, _, backends, _ in pending for key, b in backends.items()}
         log(f"== timing {len(together)} cells of {len(pending)} models in the same {rounds} interleaved rounds")
         medians = _time_interleaved(together, batch, warmup, runs, rounds)
-        for label, variants, _ in pending:
-            rows += _rows(label, variants, medians)
+        for label, variants, _, gflops in pending:
+            rows += _rows(label, variants, medians, gflops)
     flags = [f for f in cpu_features() if f.startswith(("avx", "amx", "fma", "f16c"))]
     return {"rows": rows, "columns": columns, "checks": checks, "runtimes": runtimes, "precisions": precisions,
             "image_size": list(image_size), "threads": threads, "interleave_models": interleave_models,
-            "versions": _versions(), "cpu_flags": flags, "load_average": [load_before, _load_average()],
+            "versions": _versions(), "cpu_flags": flags, "gemm": gemm, "load_average": [load_before, _load_average()],
             "cpus": os.cpu_count()}
 
 
@@ -380,7 +397,17 @@ def format_markdown(result):
         lines.append("| " + " | ".join([row["model"], row["implementation"], row["variant"]] + cells) + " |")
     lines += ["", "`<-`: the fastest cell of ppbackbone's export, what Predictor(runtime=\"auto\") picks when "
                   "the export is verified at that precision (tools/export.py --precision)."]
-    ratios = []
+    lines += _ratio_lines(result)
+    floor = format_floor(result, {c: f"{RUNTIME_LABELS[c[0]]} {c[1]}" for c in columns})
+    lines += [""] + floor if floor else []
+    if result["checks"]:
+        lines += [""] + [f"- {model}: {note}" for model, note in result["checks"].items()]
+    return "\n".join(lines)
+
+
+def _ratio_lines(result):
+    """The table of ratios the issue's targets are stated in (one line per model), or []."""
+    ratios, lines = [], []
     by_model = {}
     for row in result["rows"]:
         by_model.setdefault(row["model"], []).append(row)
@@ -410,9 +437,26 @@ def format_markdown(result):
         lines += ["", "| model | choice (fastest, ppbackbone fused) | PaddleClas export, Paddle Inference fp32 | "
                       "speed-up of the choice | speed-up of the fastest fp32 | fastest fp32 / Paddle fp32 (ours) | "
                       "unfused / fused (choice) |", "|---|---|---|---|---|---|---|"] + ratios
-    if result["checks"]:
-        lines += [""] + [f"- {model}: {note}" for model, note in result["checks"].items()]
-    return "\n".join(lines)
+    return lines
+
+
+def result_to_json(result):
+    """`result` (latency_benchmark's) as JSON-able data: cells as a list of {runtime, precision, median_ms,
+    min_ms, floor_fraction}, each row with its floor_ms; `result_from_json` reads it back."""
+    gemm = result.get("gemm")
+    rows = [dict(row, floor_ms=floor_ms(row, gemm),
+                 cells=[{"runtime": r, "precision": p, "median_ms": m, "min_ms": low,
+                         "floor_fraction": floor_fraction(row, (r, p), gemm)}
+                        for (r, p), (m, low) in row["cells"].items()]) for row in result["rows"]]
+    return dict(result, rows=rows, columns=[list(c) for c in result["columns"]])
+
+
+def result_from_json(data):
+    """A result as latency_benchmark returns it, from `result_to_json`'s data (cells keyed by (runtime, precision))."""
+    rows = [{k: v for k, v in dict(row, cells={(c["runtime"], c["precision"]): (c["median_ms"], c["min_ms"])
+                                             for c in row["cells"]}).items() if k != "floor_ms"}
+            for row in data["rows"]]
+    return dict(data, rows=rows, columns=[tuple(c) for c in data["columns"]])
 
 
 def plot_latency(result, path):
