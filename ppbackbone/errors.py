@@ -10,12 +10,14 @@ traceback.
 import difflib
 import inspect
 import logging
+import operator
 import os
 import stat
 
 __all__ = ["UserError", "ConfigError", "InputSizeError", "ExportError", "InputFileError", "MissingFileError", "LimitError", "suggest",
            "check_keys", "check_op_list", "accepted_params", "get_value", "warn_once", "is_off", "check_regular_file",
-           "check_inside", "LIMITS", "limit", "limit_hint", "check_output_dir"]
+           "check_inside", "LIMITS", "limit", "limit_hint", "check_output_dir",
+           "check_positive_int"]
 
 logger = logging.getLogger("ppbackbone")
 
@@ -145,6 +147,18 @@ def warn_once(key, message):
 def is_off(value):
     """True for the values a PaddleClas config uses to leave an option unset or disabled."""
     return value is None or value is False or value == 0 or value == "" or value == [] or value == {}
+
+
+def check_positive_int(value, name):
+    """`value` as an int >= 1, or a ConfigError naming `name`, the value and what is expected (a bool, a
+    float or a string is refused, not converted; numpy integers are ints)."""
+    try:
+        number = None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        number = None
+    if number is None or number < 1:
+        raise ConfigError(f"{name}={value!r} is not valid: expected a positive integer (>= 1)")
+    return number
 
 
 def check_keys(mapping, allowed, where, unsupported=None):

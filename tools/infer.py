@@ -30,7 +30,11 @@ def parse_args(argv=None):
     parser.add_argument("--device", default="cpu", help="cpu (default) or gpu (Paddle Inference on a CUDA build)")
     parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default min(4, cores))")
     parser.add_argument("--topk", type=positive_int, default=None, help="classes per image (default inference.yml's)")
-    parser.add_argument("--batch_size", "--batch-size", type=positive_int, default=8, help="images per run (>= 1)")
+    parser.add_argument("--batch_size", "--batch-size", type=positive_int, default=8,
+                        help="images per runtime call (>= 1); the next batches are preprocessed meanwhile")
+    parser.add_argument("--objective", default="latency", choices=["latency", "throughput"],
+                        help="what --runtime auto optimises: latency (batch 1, default) or throughput (images/s at "
+                             "--batch-size)")
     parser.add_argument("--max-image-pixels", "--max_image_pixels", type=positive_int, default=None,
                         help="refuse images of more pixels (width x height, checked before decoding); default "
                              "178956970 or PPBACKBONE_IMAGE_MAX_PIXELS")
@@ -42,25 +46,16 @@ def main(argv=None):
     from ppbackbone.deploy.predictor import ImageError, Predictor, format_result, list_images
     predictor = Predictor(args.model_dir, device=args.device, threads=args.threads, runtime=args.runtime,
                           topk=args.topk, precision=args.precision, log=lambda line: print(line, file=sys.stderr),
-                          max_image_pixels=args.max_image_pixels)
+                          max_image_pixels=args.max_image_pixels, batch_size=args.batch_size,
+                          objective=args.objective)
     images = list_images(args.image)
     failed = 0
-    for start in range(0, len(images), args.batch_size):
-        chunk = images[start:start + args.batch_size]
-        try:
-            results = predictor.predict(chunk, batch_size=args.batch_size)
-        except ImageError:  # find the bad file(s) and keep going with the rest
-            results = []
-            for path in chunk:
-                try:
-                    results.extend(predictor.predict([path]))
-                except ImageError as err:
-                    print(f"Error: {err}", file=sys.stderr)
-                    failed += 1
-                    results.append(None)
-        for path, result in zip(chunk, results):
-            if result is not None:
-                print(f"{path}: {format_result(result)}")
+    for path, result in zip(images, predictor.iter_predict(images, skip_errors=True)):
+        if isinstance(result, ImageError):  # reported, and the rest goes on
+            print(f"Error: {result}", file=sys.stderr)
+            failed += 1
+        else:
+            print(f"{path}: {format_result(result)}")
     if failed:
         print(f"{failed} of {len(images)} images could not be read (reported above)", file=sys.stderr)
     return EXIT_PARTIAL if failed else EXIT_OK

@@ -1,9 +1,13 @@
 """Predictor(runtime="auto"): measure the installed runtimes x the verified precisions of an export
 once on this machine, pick the fastest, and cache the choice in the export directory.
 
+"Fastest" has two meanings (`objective`): "latency", the median time of one image (batch 1), or
+"throughput", images per second at the batch size the Predictor runs (`batch_size`): a runtime that
+wins at batch 1 may lose at batch 32, where the GEMMs are larger and per-call overheads shrink.
+
 The cache (runtime_choice.json) is keyed by what the figures depend on: the CPU's model and feature
-flags, the runtime versions, the thread count. Another machine, an upgraded runtime or another
-thread count measures again. Only precisions the export was verified at (inference.yml's
+flags, the runtime versions, the thread count, the objective and the batch size it was measured at.
+Another machine, an upgraded runtime, another thread count, objective or batch size measures again. Only precisions the export was verified at (inference.yml's
 Precisions) are candidates, each on the runtimes it was verified on, so the choice never trades
 accuracy the exporter did not check.
 """
@@ -14,15 +18,16 @@ import time
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, check_positive_int
 from ..progress import progress
 from .export_dir import CHOICE_FILE, write_text_atomic
 from .runtimes import (RUNTIME_PRECISIONS, bf16_supported, cpu_features, create_backend, installed_runtimes,
                        runtime_versions)
 
-__all__ = ["candidates", "choose", "machine_key", "measure"]
+__all__ = ["candidates", "choose", "machine_key", "measure", "choice_key", "OBJECTIVES"]
 
 _CHOICE_VERSION = 1
+OBJECTIVES = ("latency", "throughput")
 
 
 def machine_key(threads):
@@ -36,6 +41,15 @@ def machine_key(threads):
     flags = " ".join(cpu_features())
     return {"cpu": model, "cpu_flags_sha256": hashlib.sha256(flags.encode()).hexdigest()[:16],
             "cores": os.cpu_count(), "threads": int(threads), "versions": runtime_versions()}
+
+
+def choice_key(threads, objective="latency", batch_size=1):
+    """The cache key of a choice: the machine (machine_key), what was optimised and at which batch size
+    (latency: always batch 1)."""
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"objective={objective!r} is not valid: expected {' or '.join(OBJECTIVES)}")
+    batch_size = 1 if objective == "latency" else check_positive_int(batch_size, "batch_size")
+    return dict(machine_key(threads), objective=objective, batch=batch_size)
 
 
 def candidates(export):
@@ -57,7 +71,7 @@ def candidates(export):
 
 
 def measure(backends, batch, warmup=3, runs=20, rounds=4):
-    """{(runtime, precision): median ms} of batch-1 runs, interleaved in rounds so that load from other
+    """{(runtime, precision): median ms} of runs on `batch`, interleaved in rounds so that load from other
     processes spreads over every candidate."""
     times = {key: [] for key in backends}
     per_round = max(1, runs // rounds)
@@ -91,38 +105,46 @@ def _read_cache(path, key):
     return cached
 
 
-def choose(export, input_shape, threads, device="cpu", onednn=True, log=print):
-    """(backend, record) for the fastest verified (runtime, precision) of `export` here; the record
-    ({choice, measurements_ms, key, cached}) is also written to <export>/runtime_choice.json."""
+def choose(export, input_shape, threads, device="cpu", onednn=True, log=print, objective="latency", batch_size=1):
+    """(backend, record) for the fastest verified (runtime, precision) of `export` here: the lowest batch-1
+    median for objective "latency", the most images per second at `batch_size` for "throughput". The
+    record ({choice, measurements_ms, key, objective, batch, cached}) is also written to
+    <export>/runtime_choice.json."""
+    key = choice_key(threads, objective, batch_size)
     found = candidates(export)
     if not found:
         raise ConfigError(f"runtime='auto': no runtime installed here runs {export.path} (verified: "
                          f"{dict((p, (r or {}).get('verified_on')) for p, r in export.precisions.items())}; "
                          f"installed: {', '.join(installed_runtimes())})")
-    key = machine_key(threads)
     path = export.file(CHOICE_FILE)
     cached = _read_cache(path, key)
     if cached and tuple(cached["choice"]) in found:
         runtime, precision = cached["choice"]
-        log(f"runtime=auto: {runtime} {precision} (measured earlier on this machine, cached in {path})")
+        log(f"runtime=auto: {runtime} {precision} (measured earlier on this machine for {objective} at batch "
+            f"{key['batch']}, cached in {path})")
         backend = create_backend(export, runtime, precision, device=device, threads=threads, onednn=onednn)
         return backend, dict(cached, cached=True)
     backends = {(r, p): create_backend(export, r, p, device=device, threads=threads, onednn=onednn) for r, p in found}
-    batch = np.random.RandomState(0).standard_normal([1] + list(input_shape)).astype("float32")
-    figures = measure(backends, batch)
-    choice = min(figures, key=figures.get)
-    record = {"version": _CHOICE_VERSION, "key": key, "choice": list(choice),
-              "measurements_ms": [{"runtime": r, "precision": p, "median_ms": round(ms, 3)}
-                                  for (r, p), ms in sorted(figures.items(), key=lambda kv: kv[1])],
-              "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "batch": 1}
-    shown = ", ".join(f"{r} {p} {ms:.2f} ms" for (r, p), ms in sorted(figures.items(), key=lambda kv: kv[1]))
+    batch = np.random.RandomState(0).standard_normal([key["batch"]] + list(input_shape)).astype("float32")
+    figures = measure(backends, batch, runs=20 if key["batch"] == 1 else 8, rounds=4)
+    choice = min(figures, key=figures.get)  # per batch: the same order as per image
+    ranked = sorted(figures.items(), key=lambda kv: kv[1])
+    record = {"version": _CHOICE_VERSION, "key": key, "choice": list(choice), "objective": objective,
+              "measurements_ms": [{"runtime": r, "precision": p, "median_ms": round(ms, 3),
+                                   "images_per_s": round(key["batch"] * 1000.0 / ms, 2)} for (r, p), ms in ranked],
+              "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "batch": key["batch"]}
     try:
         write_text_atomic(path, json.dumps(record, indent=1) + "\n")
         where = f"cached in {path}"
     except OSError as err:  # a read-only export directory still predicts; it measures again next time
         where = f"not cached ({path}: {err.strerror or err})"
-    log(f"runtime=auto: picked {choice[0]} {choice[1]}, the fastest of {shown} (batch 1, {threads} threads, "
-        f"median); {where}")
+    if objective == "latency":
+        shown = "the fastest of " + ", ".join(f"{r} {p} {ms:.2f} ms" for (r, p), ms in ranked)
+    else:
+        shown = "the highest throughput of " + ", ".join(f"{r} {p} {key['batch'] * 1000.0 / ms:.1f} images/s"
+                                                         for (r, p), ms in ranked)
+    log(f"runtime=auto: picked {choice[0]} {choice[1]}, {shown} (batch {key['batch']}, {threads} threads, median); "
+        f"{where}")
     for other in backends:
         if other != choice:
             backends[other] = None

@@ -4,20 +4,24 @@ transforms training used (ppbackbone.data.transforms), runs it on one of ppbackb
 backends (Paddle Inference, ONNX Runtime, OpenVINO) and returns top-k classes, embeddings, or named
 feature maps for a feature-mode export.
 """
+import collections
+import contextlib
 import copy
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..errors import ConfigError, InputFileError, UserError, check_regular_file
+from ..errors import ConfigError, InputFileError, UserError, check_positive_int, check_regular_file
+from .autoselect import OBJECTIVES
 from .export_dir import INFERENCE_YML, ModelDirError, read_export, read_inference_config  # noqa: F401 (public API)
 from .runtimes import (DEVICES, PRECISIONS, RUNTIMES, OnnxRuntimeBackend, OpenVinoBackend,  # noqa: F401
                        PaddleBackend, PrecisionError, create_backend, default_threads)
 
 __all__ = ["Predictor", "read_inference_config", "PaddleBackend", "OnnxRuntimeBackend", "OpenVinoBackend",
            "create_backend", "ModelDirError", "ImageError", "PrecisionError", "RUNTIMES", "DEVICES", "PRECISIONS",
-           "IMAGE_EXTENSIONS", "list_images", "format_result"]
+           "IMAGE_EXTENSIONS", "list_images", "format_result", "prefetched_batches", "OBJECTIVES"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
@@ -53,6 +57,41 @@ def _probe_image():
     return np.random.RandomState(0).randint(0, 256, (300, 400, 3), dtype=np.uint8)
 
 
+def default_preprocess_workers():
+    """Threads that preprocess the next batches while the runtime runs the current one."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def prefetched_batches(images, preprocess, batch_size, workers, depth=2):
+    """Yield (images of one batch, [preprocessed array, or the ImageError it raised, per image]) in order.
+    With `workers` > 0 a thread pool preprocesses up to `depth` batches ahead while the caller runs the
+    current one (decoding and resizing release the GIL, and so do the runtimes' run calls); with 0 each
+    batch is preprocessed in the calling thread when it is asked for."""
+    def attempt(image):
+        try:
+            return preprocess(image)
+        except ImageError as err:  # handed to the caller in the image's place; other errors propagate
+            return err
+    chunks = (images[i:i + batch_size] for i in range(0, len(images), batch_size))
+    if not workers or len(images) <= 1:
+        for chunk in chunks:
+            yield chunk, [attempt(image) for image in chunk]
+        return
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ppbackbone-preprocess")
+    pending = collections.deque()
+    try:
+        for chunk in chunks:
+            pending.append((chunk, [pool.submit(attempt, image) for image in chunk]))
+            if len(pending) > depth:
+                chunk, futures = pending.popleft()
+                yield chunk, [future.result() for future in futures]
+        while pending:
+            chunk, futures = pending.popleft()
+            yield chunk, [future.result() for future in futures]
+    finally:  # also when the caller stops early (an error, a break): no work left running
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _softmax(logits):
     shifted = logits - logits.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)
@@ -76,13 +115,19 @@ class Predictor:
             ("bf16", "int8"; inference.yml's Precisions); with runtime="auto", None means any.
         log: where runtime="auto" says what it picked (default print).
         topk: classes per image (default inference.yml's PostProcess).
+        batch_size: images per runtime call in `predict` (default 8; `predict(images, batch_size=N)` overrides
+            it for one call); results do not depend on it (batch 1's answers, within float rounding).
+        preprocess_workers: threads that decode/resize/normalize the next batches while the runtime runs
+            the current one (default min(2, cores)); 0 preprocesses in the calling thread, no overlap.
+        objective: what runtime="auto" optimises: "latency" (measured at batch 1, the default) or
+            "throughput" (images per second at `batch_size`); part of the cached choice's key.
         max_image_pixels: refuse images of more pixels (width x height, read from the file's header before
             decoding) with an ImageError naming the image; default the limit image_max_pixels (178956970,
             PPBACKBONE_IMAGE_MAX_PIXELS; docs/cli.md).
 
     `predict(images)` takes an image path, encoded bytes, an HWC uint8 RGB array, or a list of
-    them, and returns one result per image: `{"class_ids", "scores", "label_names"}` for a
-    classifier, `{output name: CHW feature map}` for a feature-mode export, `{"features": vector}`
+    them, runs them `batch_size` at a time, and returns one result per image, in order:
+    `{"class_ids", "scores", "label_names"}` for a classifier, `{output name: CHW feature map}` for a feature-mode export, `{"features": vector}`
     for a model exported without classifier (class_num 0).
 
     Threads: one Predictor may be shared by several threads. Preprocessing runs in parallel; the
@@ -92,9 +137,19 @@ class Predictor:
     """
 
     def __init__(self, model_dir, device="cpu", threads=None, runtime="paddle", topk=None, onednn=True,
-                 precision=None, log=print, max_image_pixels=None):
+                 precision=None, log=print, max_image_pixels=None, batch_size=8, preprocess_workers=None,
+                 objective="latency"):
         if runtime not in ("auto",) + RUNTIMES:
             raise ConfigError(f"Unknown runtime {runtime!r}; allowed: auto, {', '.join(RUNTIMES)}")
+        self.batch_size = check_positive_int(batch_size, "batch_size")
+        if preprocess_workers is None:
+            preprocess_workers = default_preprocess_workers()
+        elif preprocess_workers != 0:
+            preprocess_workers = check_positive_int(preprocess_workers, "preprocess_workers")
+        self.preprocess_workers = preprocess_workers
+        if objective not in OBJECTIVES:
+            raise ConfigError(f"objective={objective!r} is not valid: expected {' or '.join(OBJECTIVES)}")
+        self.objective = objective
         self.export = read_export(model_dir)
         self.model_dir = self.export.path
         self.info = self.export.info
@@ -133,7 +188,8 @@ class Predictor:
             export = copy.copy(export)
             export.precisions = {precision: self.export.precisions[precision]}
         shape = self.input_shape[1:] if self.input_shape else list(self.preprocess(_probe_image()).shape)
-        return choose(export, shape, int(threads or default_threads()), device=device, onednn=onednn, log=log)
+        return choose(export, shape, int(threads or default_threads()), device=device, onednn=onednn, log=log,
+                      objective=self.objective, batch_size=self.batch_size)
 
     # ---------------------------------------------------------------- preprocessing
     def _transforms(self):
@@ -254,15 +310,28 @@ class Predictor:
             results.append(result)
         return results
 
-    def predict(self, images, batch_size=8):
-        """Results for one image or a list of images (paths, bytes, HWC uint8 RGB arrays)."""
+    def predict(self, images, batch_size=None):
+        """Results for one image or a list of images (paths, bytes, HWC uint8 RGB arrays), in order;
+        `batch_size` (default the Predictor's) images per runtime call. An unreadable image raises an
+        ImageError naming it."""
+        return list(self.iter_predict(images, batch_size))
+
+    def iter_predict(self, images, batch_size=None, skip_errors=False):
+        """`predict` as a generator: each image's result as soon as its batch has run, while the next
+        batches are preprocessed. `skip_errors=True` yields an unreadable image's ImageError in its place
+        (the other images of its batch still run) instead of raising it."""
+        batch_size = self.batch_size if batch_size is None else check_positive_int(batch_size, "batch_size")
         if isinstance(images, (str, os.PathLike, bytes, bytearray)) or (
                 isinstance(images, np.ndarray) and images.ndim == 3):
             images = [images]
-        results = []
-        for start in range(0, len(images), batch_size):
-            batch = np.stack([self.preprocess(img) for img in images[start:start + batch_size]])
-            results.extend(self.postprocess(self.run(batch)))
-        return results
+        batches = prefetched_batches(list(images), self.preprocess, batch_size, self.preprocess_workers)
+        with contextlib.closing(batches):
+            for _, arrays in batches:
+                good = [a for a in arrays if not isinstance(a, ImageError)]
+                if len(good) < len(arrays) and not skip_errors:
+                    raise next(a for a in arrays if isinstance(a, ImageError))
+                results = iter(self.postprocess(self.run(np.stack(good))) if good else ())
+                for array in arrays:
+                    yield array if isinstance(array, ImageError) else next(results)
 
     __call__ = predict
