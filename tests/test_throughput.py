@@ -102,7 +102,7 @@ def test_bad_batch_size_is_one_clear_error(tiny_export, value):
 def test_bad_objective_and_workers_are_named(tiny_export):
     with pytest.raises(ConfigError, match=r"objective='speed' is not valid: expected latency or throughput"):
         Predictor(tiny_export, objective="speed")
-    with pytest.raises(ConfigError, match=r"preprocess_workers=-1 is not valid"):
+    with pytest.raises(ConfigError, match=r"preprocess_workers=-1 is not valid: expected an integer >= 0"):
         Predictor(tiny_export, preprocess_workers=-1)
 
 

@@ -69,7 +69,8 @@ def _throughput(models, references, runtimes, precisions, batch_sizes, size, thr
     for name, bare_reference in [(name, None) for name in models] + [(None, ref) for ref in references]:
         label = name or bare_reference
         log(f"== {label}: exporting")
-        variants, backends = _model_backends(name, bare_reference, label, columns, probe, settings, checks)
+        gflops = {}
+        variants, backends = _model_backends(name, bare_reference, label, columns, probe, settings, checks, gflops)
         backends = {key: b for key, b in backends.items() if key[1] != "unfused"}
         cells = {}
         for batch_size in batch_sizes:
@@ -79,7 +80,8 @@ def _throughput(models, references, runtimes, precisions, batch_sizes, size, thr
             for key, (median, low) in _time_interleaved(backends, batch, *timing).items():
                 cells.setdefault(key[:2], {})[key[2:4] + (batch_size,)] = {
                     "images_per_s": batch_size * 1000.0 / median, "median_ms": median, "min_ms": low}
-        rows += [{"model": label, "implementation": impl, "variant": variant, "cells": cells[(impl, variant)]}
+        rows += [{"model": label, "implementation": impl, "variant": variant, "cells": cells[(impl, variant)],
+                  "gflops": round(gflops[(impl, variant)], 4) if (impl, variant) in gflops else None}
                  for impl, variant in variants if (impl, variant) in cells]
         del backends
     flags = [f for f in cpu_features() if f.startswith(("avx", "amx", "fma", "f16c"))]

@@ -127,8 +127,8 @@ class Predictor:
 
     `predict(images)` takes an image path, encoded bytes, an HWC uint8 RGB array, or a list of
     them, runs them `batch_size` at a time, and returns one result per image, in order:
-    `{"class_ids", "scores", "label_names"}` for a classifier, `{output name: CHW feature map}` for a feature-mode export, `{"features": vector}`
-    for a model exported without classifier (class_num 0).
+    `{"class_ids", "scores", "label_names"}` for a classifier, `{output name: CHW feature map}` for a
+    feature-mode export, `{"features": vector}` for a model exported without classifier (class_num 0).
 
     Threads: one Predictor may be shared by several threads. Preprocessing runs in parallel; the
     runtime call is serialized by a lock (Paddle Inference and OpenVINO requests are not
@@ -144,8 +144,9 @@ class Predictor:
         self.batch_size = check_positive_int(batch_size, "batch_size")
         if preprocess_workers is None:
             preprocess_workers = default_preprocess_workers()
-        elif preprocess_workers != 0:
-            preprocess_workers = check_positive_int(preprocess_workers, "preprocess_workers")
+        elif isinstance(preprocess_workers, bool) or not isinstance(preprocess_workers, int) or preprocess_workers < 0:
+            raise ConfigError(f"preprocess_workers={preprocess_workers!r} is not valid: expected an integer >= 0 "
+                              f"(0: preprocess in the calling thread)")
         self.preprocess_workers = preprocess_workers
         if objective not in OBJECTIVES:
             raise ConfigError(f"objective={objective!r} is not valid: expected {' or '.join(OBJECTIVES)}")
@@ -324,7 +325,10 @@ class Predictor:
         if isinstance(images, (str, os.PathLike, bytes, bytearray)) or (
                 isinstance(images, np.ndarray) and images.ndim == 3):
             images = [images]
-        batches = prefetched_batches(list(images), self.preprocess, batch_size, self.preprocess_workers)
+        return self._predictions(list(images), batch_size, skip_errors)
+
+    def _predictions(self, images, batch_size, skip_errors):
+        batches = prefetched_batches(images, self.preprocess, batch_size, self.preprocess_workers)
         with contextlib.closing(batches):
             for _, arrays in batches:
                 good = [a for a in arrays if not isinstance(a, ImageError)]
