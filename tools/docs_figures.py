@@ -5,6 +5,8 @@
     python tools/docs_figures.py retrieval        # configs/recognition/quickstart_retrieval.yaml -> docs/recognition.md
     python tools/docs_figures.py models-chart     # times PP-HGNetV2 B0-B6 and PP-LCNet x0_25-x2_5 here, draws
                                                   # docs/images/top1_vs_latency.png against PaddleClas's top-1
+    python tools/docs_figures.py throughput       # tools/benchmark.py throughput for hgnetv2_b0/b4, pplcnet_x1_0,
+                                                  # pplcnetv2_base, then its predict mode -> docs/deploy.md
     python tools/docs_figures.py quickstart --rerender    # rewrite the text from docs/records/<figure>.json only
 
 Each figure is written between `<!-- figure:NAME begin -->` / `<!-- figure:NAME end -->` markers, with the

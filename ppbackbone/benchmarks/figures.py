@@ -273,6 +273,11 @@ def _zoo_chart_models(record, script):
     return "\n".join(lines)
 
 
+def _throughput_deploy(record, script):
+    from .throughput import render_record
+    return render_record(record, script)
+
+
 # figure name -> (the recorded run, its file, how to render it); the runs are what the docs state
 RUNS = {
     "quickstart": {"config": "configs/quickstart.yaml", "overrides": [], "metric": "top1"},
@@ -285,6 +290,7 @@ TARGETS = {
                    ("docs/recognition.md", "quickstart-short", _quickstart_short, False)],
     "retrieval": [("docs/recognition.md", "retrieval-recognition", _retrieval_recognition, True)],
     "models-chart": [("docs/models.md", "models-chart", _zoo_chart_models, True)],
+    "throughput": [("docs/deploy.md", "throughput", _throughput_deploy, True)],
 }
 
 
@@ -342,6 +348,10 @@ def write_figures(figure, repo, rerender=False, log=print):
         log(f"{figure}: timing {sum(len(v) for v in PUBLISHED_TOP1.values())} models (load now "
             f"{os.getloadavg()[0]:.2f})")
         record = run_zoo_latency(log)
+    elif figure == "throughput":
+        from .throughput import RECORD_MODELS, run_record
+        log(f"{figure}: timing {', '.join(RECORD_MODELS)} and the Predictor (load now {os.getloadavg()[0]:.2f})")
+        record = run_record(log=log)
     else:
         run = RUNS[figure]
         log(f"{figure}: running {run['config']} (this trains a model; load now {os.getloadavg()[0]:.2f})")

@@ -25,7 +25,7 @@ from .latency import (RUNTIME_LABELS, _columns, _load_average, _model_backends, 
                       available_precisions, available_runtimes, check_references)
 
 __all__ = ["throughput_benchmark", "format_markdown", "rows_for_json", "check_batch_sizes", "predict_throughput",
-           "format_predict_markdown", "predict_benchmark", "write_outputs", "DEFAULT_BATCH_SIZES"]
+           "format_predict_markdown", "predict_benchmark", "result_from_json", "run_record", "render_record", "write_outputs", "DEFAULT_BATCH_SIZES"]
 
 DEFAULT_BATCH_SIZES = (1, 8, 32)
 
@@ -163,6 +163,42 @@ def rows_for_json(result):
     rows = [dict(row, cells=[dict(value, runtime=r, precision=p, batch=b)
                              for (r, p, b), value in row["cells"].items()]) for row in result["rows"]]
     return dict(result, rows=rows)
+
+
+def result_from_json(data):
+    """rows_for_json's output (a record read back) as throughput_benchmark returned it."""
+    rows = [dict(row, cells={(c["runtime"], c["precision"], c["batch"]): {k: c[k] for k in
+                                                                          ("images_per_s", "median_ms", "min_ms")}
+                             for c in row["cells"]}) for row in data["rows"]]
+    return dict(data, rows=rows, columns=[tuple(c) for c in data["columns"]])
+
+
+# ----------------------------------------------------------------------------------------- the docs' record
+# One recorded run per model (each a timing command of a few minutes), then the Predictor figure.
+RECORD_MODELS = ("hgnetv2_b0", "hgnetv2_b4", "pplcnet_x1_0", "pplcnetv2_base")
+PREDICT_COMMAND = "python tools/benchmark.py predict --model pplcnet_x1_0 --batch-sizes 1 8"
+
+
+def run_record(models=RECORD_MODELS, log=print):
+    """docs/deploy.md's throughput record: `tools/benchmark.py throughput --model M` for each model (with
+    its defaults), then the Predictor figure (PREDICT_COMMAND), each result with its command."""
+    runs = []
+    for model in models:
+        result = rows_for_json(throughput_benchmark([model], log=log))
+        runs.append(dict(result, command=f"python tools/benchmark.py throughput --model {model}"))
+    predict = dict(predict_benchmark("pplcnet_x1_0", batch_sizes=(1, 8), log=log), command=PREDICT_COMMAND)
+    return {"runs": runs, "predict": predict}
+
+
+def render_record(record, script):
+    """The docs' throughput block from a record of run_record: each run's command and table, then the
+    Predictor figure."""
+    parts = []
+    for run in record["runs"]:
+        parts += [f"`{run['command']}`:", "", format_markdown(result_from_json(run)), ""]
+    parts += [f"`{record['predict']['command']}`:", "", format_predict_markdown(record["predict"]), "",
+              f"(Rendered from docs/records/throughput.json by `{script} --rerender`.)"]
+    return "\n".join(parts)
 
 
 def write_outputs(text, result, markdown=None, json_file=None):
