@@ -17,6 +17,11 @@ throughput: images per second at each batch size on the same runtime x precision
 export in the same run.
 predict: images per second of Predictor.predict over a folder of images (decoding and preprocessing
 included) at each batch size, preprocessing overlapped with inference or in the calling thread.
+
+    python tools/benchmark.py settings --model pplcnet_x1_0 hgnetv2_b0 [--runtimes ...] [--threads 2] [--json FILE]
+
+settings: each runtime's settings (ppbackbone/deploy/settings.py) A/B against the defaults on the fused fp32
+export, one runtime's trials in the same interleaved rounds.
 """
 import json
 import os
@@ -190,8 +195,13 @@ def add_train(subparsers):
     add(subparsers)
 
 
+def add_settings(subparsers):
+    from ppbackbone.benchmarks.settings_ab import add_settings as add
+    add(subparsers)
+
+
 # Each mode adds its subparser here.
-MODES = [add_latency, add_throughput, add_predict, add_train]
+MODES = [add_latency, add_throughput, add_predict, add_train, add_settings]
 
 
 def main(argv=None):

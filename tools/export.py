@@ -39,7 +39,7 @@ def parse_args(argv=None):
     parser.add_argument("--paddlex-name", default=None,
                         help="Global.model_name for PaddleX (default: the model's PaddleX name, e.g. PP-HGNetV2-B0; "
                              "a task model such as PP-LCNet_x1_0_doc_ori; none to leave it out)")
-    parser.add_argument("--onnx-opset", type=int, default=13)
+    parser.add_argument("--onnx-opset", type=int, default=None, help="ONNX opset for paddle2onnx (default 14)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "int8"],
                         help="also verify a low precision against fp32 and record it: bf16 (CPUs with AVX512-BF16/"
                              "AMX; Paddle Inference and OpenVINO) or int8 (inference_int8.onnx, ONNX Runtime QDQ "
@@ -73,7 +73,7 @@ def _budget(args):
 def main(argv=None):
     args = parse_args(argv)  # --legacy-pdmodel took effect at import (above); export_model checks it did
     from ppbackbone.config import apply_overrides, load_config
-    from ppbackbone.deploy.export import DEFAULT_TOLERANCE, export_model
+    from ppbackbone.deploy.export import DEFAULT_ONNX_OPSET, DEFAULT_TOLERANCE, export_model
     from ppbackbone.deploy.precision import DEFAULT_CALIB_IMAGES, DEFAULT_VERIFY_IMAGES
 
     overrides = [item for group in args.override for item in group]
@@ -83,7 +83,7 @@ def main(argv=None):
         config = apply_overrides({"Arch": {"name": args.model}, "Global": {"image_shape": [3, 224, 224]}},
                                  overrides)
     export_model(config, allow_random_weights=args.random_weights, fuse=not args.no_fuse, onnx=args.onnx,
-                 onnx_opset=args.onnx_opset, threads=args.threads, legacy_pdmodel=args.legacy_pdmodel,
+                 onnx_opset=args.onnx_opset or DEFAULT_ONNX_OPSET, threads=args.threads, legacy_pdmodel=args.legacy_pdmodel,
                  softmax=not args.no_softmax, paddlex_name=args.paddlex_name, precision=args.precision,
                  calib_images=args.calib_images if args.calib_images is not None else DEFAULT_CALIB_IMAGES,
                  verify_images=args.verify_images if args.verify_images is not None else DEFAULT_VERIFY_IMAGES,

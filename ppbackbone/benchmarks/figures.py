@@ -21,7 +21,8 @@ import time
 
 from ..errors import ConfigError
 
-__all__ = ["machine_info", "LoadSampler", "run_training", "run_zoo_latency", "draw_zoo_chart", "replace_marked",
+__all__ = ["machine_info", "LoadSampler", "run_training", "run_zoo_latency", "run_benchmark_part", "draw_zoo_chart",
+           "replace_marked",
            "blank_figures", "render", "load_record", "write_figures", "RECORDS", "TARGETS", "PUBLISHED_TOP1"]
 
 RECORDS = os.path.join("docs", "records")
@@ -278,6 +279,78 @@ def _throughput_deploy(record, script):
     return render_record(record, script)
 
 
+# docs/deploy.md's latency tables: tools/benchmark.py latency on these models, the PaddleClas reference in
+# the same run. A record holds one part per invocation (`--models` runs a subset and replaces its part), so
+# each timed command stays short on a shared machine; ratios are only taken within a part.
+LATENCY_MODELS = ["hgnetv2_b0", "hgnetv2_b4", "pplcnet_x1_0", "pplcnetv2_base"]
+# figure -> the tools/benchmark.py mode and its arguments after --model
+BENCHMARK_RUNS = {"latency": ("latency", ["--runs", "60", "--rounds", "12"]),
+                  "runtime-settings": ("settings", ["--runs", "100", "--rounds", "10"])}
+
+
+def run_benchmark_part(repo, figure, models):
+    """Run `python tools/benchmark.py <mode> --model <models> <arguments>` (BENCHMARK_RUNS[figure]) from `repo`
+    (a subprocess, as a reader runs it), sampling the load; returns the part: command, its --json result,
+    machine, load, date."""
+    mode, arguments = BENCHMARK_RUNS[figure]
+    command = ["python", "tools/benchmark.py", mode, "--model", *models, *arguments]
+    with tempfile.TemporaryDirectory(prefix="ppbackbone-figures-") as tmp:
+        path = os.path.join(tmp, "result.json")
+        with LoadSampler() as load:
+            proc = subprocess.run([sys.executable] + command[1:] + ["--json", path], cwd=repo,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if proc.returncode != 0:
+            tail = "\n".join(proc.stdout.splitlines()[-15:])
+            raise RuntimeError(f"{' '.join(command)} failed (exit {proc.returncode}):\n{tail}")
+        with open(path, encoding="utf-8") as f:
+            result = json.load(f)
+    return {"command": " ".join(command), "models": list(models), "result": result, "machine": machine_info(),
+            "load": load.summary(), "nice": os.nice(0),
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def _merge_part(record, part):
+    """`record` with `part` in place of the parts that timed any of its models (in LATENCY_MODELS order)."""
+    parts = [p for p in (record or {}).get("parts", []) if not set(p["models"]) & set(part["models"])] + [part]
+    order = {name: i for i, name in enumerate(LATENCY_MODELS)}
+    return {"parts": sorted(parts, key=lambda p: min(order.get(m, len(order)) for m in p["models"]))}
+
+
+def _latency_deploy(record, script):
+    from .latency import format_markdown, result_from_json
+    blocks = []
+    for part in record["parts"]:
+        blocks.append(f"Run of {', '.join(part['models'])}: {provenance(part, script)}.\n\n"
+                      + format_markdown(result_from_json(part["result"])))
+    return "\n\n".join(blocks)
+
+
+def _runtime_settings(record, script):
+    from .settings_ab import format_settings
+    return "\n\n".join(f"Run of {', '.join(part['models'])}: {provenance(part, script)}.\n\n"
+                       + format_settings(part["result"]) for part in record["parts"])
+
+
+def _latency_floor(record, script):
+    """Per model: its GFLOPs, the fp32 floor, the fastest fp32 cell of ppbackbone's export and its fraction."""
+    from .floor import floor_ms
+    from .latency import result_from_json
+    lines = ["| model | GFLOPs | GEMM GFLOP/s | fp32 floor ms | fastest fp32 (ms) | fraction of the floor | "
+             "each fp32 runtime's fraction |", "|---|---|---|---|---|---|---|"]
+    for part in record["parts"]:
+        result = result_from_json(part["result"])
+        for row in result["rows"]:
+            fp32 = {c[0]: v[0] for c, v in row["cells"].items() if c[1] == "fp32"}
+            floor = floor_ms(row, result.get("gemm"))
+            if row["implementation"] != "ppbackbone" or row["variant"] == "unfused" or not fp32 or floor is None:
+                continue
+            best = min(fp32, key=fp32.get)
+            each = ", ".join(f"{r} {floor / ms:.0%}" for r, ms in sorted(fp32.items(), key=lambda kv: kv[1]))
+            lines.append(f"| {row['model']} | {row['gflops']:.3g} | {result['gemm']['gflops']:.0f} | {floor:.2f} | "
+                         f"{best} {fp32[best]:.2f} | **{floor / fp32[best]:.0%}** | {each} |")
+    return "\n".join(lines)
+
+
 # figure name -> (the recorded run, its file, how to render it); the runs are what the docs state
 RUNS = {
     "quickstart": {"config": "configs/quickstart.yaml", "overrides": [], "metric": "top1"},
@@ -291,6 +364,9 @@ TARGETS = {
     "retrieval": [("docs/recognition.md", "retrieval-recognition", _retrieval_recognition, True)],
     "models-chart": [("docs/models.md", "models-chart", _zoo_chart_models, True)],
     "throughput": [("docs/deploy.md", "throughput", _throughput_deploy, True)],
+    "latency": [("docs/deploy.md", "latency-deploy", _latency_deploy, True),
+                ("docs/deploy.md", "latency-floor", _latency_floor, True)],
+    "runtime-settings": [("docs/deploy.md", "runtime-settings", _runtime_settings, True)],
 }
 
 
@@ -334,9 +410,10 @@ def load_record(path):
     return record
 
 
-def write_figures(figure, repo, rerender=False, log=print):
+def write_figures(figure, repo, rerender=False, log=print, models=None):
     """Measure `figure` (or, with `rerender`, read its kept record), keep the record as
-    docs/records/<figure>.json and rewrite the marked blocks. Returns the record."""
+    docs/records/<figure>.json and rewrite the marked blocks. Returns the record. `models`: for the latency
+    figure, time these (default LATENCY_MODELS) and replace their part of the kept record."""
     if figure not in TARGETS:
         raise ConfigError(f"unknown figure {figure!r}; known: {', '.join(TARGETS)}")
     record_path = os.path.join(repo, RECORDS, f"{figure}.json")
@@ -352,6 +429,11 @@ def write_figures(figure, repo, rerender=False, log=print):
         from .throughput import RECORD_MODELS, run_record
         log(f"{figure}: timing {', '.join(RECORD_MODELS)} and the Predictor (load now {os.getloadavg()[0]:.2f})")
         record = run_record(log=log)
+    elif figure in BENCHMARK_RUNS:
+        models = list(models or LATENCY_MODELS)
+        log(f"{figure}: timing {', '.join(models)} (load now {os.getloadavg()[0]:.2f})")
+        kept = load_record(record_path) if os.path.exists(record_path) else None
+        record = _merge_part(kept, run_benchmark_part(repo, figure, models))
     else:
         run = RUNS[figure]
         log(f"{figure}: running {run['config']} (this trains a model; load now {os.getloadavg()[0]:.2f})")

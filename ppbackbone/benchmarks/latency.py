@@ -128,14 +128,15 @@ def _columns(runtimes, precisions):
     return [(r, p) for r in runtimes for p in RUNTIME_PRECISIONS[r] if p in precisions]
 
 
-def _backend(directory, model_file, runtime, precision, threads):
+def _backend(directory, model_file, runtime, precision, threads, settings=None):
+    """The backend of one cell; `settings`: that runtime's settings over the defaults (deploy/settings.py)."""
     if runtime == "paddle":
         return PaddleBackend(os.path.join(directory, model_file), os.path.join(directory, PARAMS_FILE),
-                             threads=threads, precision=precision)
+                             threads=threads, precision=precision, settings=settings)
     onnx_file = os.path.join(directory, ONNX_INT8_FILE if precision == "int8" else ONNX_FILE)
     if runtime == "onnxruntime":
-        return OnnxRuntimeBackend(onnx_file, threads=threads, precision=precision)
-    return OpenVinoBackend(onnx_file, threads=threads, precision=precision)
+        return OnnxRuntimeBackend(onnx_file, threads=threads, precision=precision, settings=settings)
+    return OpenVinoBackend(onnx_file, threads=threads, precision=precision, settings=settings)
 
 
 def _time_interleaved(backends, batch, warmup, runs, rounds):

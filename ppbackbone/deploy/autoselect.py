@@ -21,7 +21,8 @@ import numpy as np
 from ..errors import ConfigError, check_positive_int
 from ..progress import progress
 from .export_dir import CHOICE_FILE, write_text_atomic
-from .runtimes import (RUNTIME_PRECISIONS, bf16_supported, cpu_features, create_backend, installed_runtimes,
+from .settings import runtime_settings
+from .runtimes import (RUNTIMES, RUNTIME_PRECISIONS, bf16_supported, cpu_features, create_backend, installed_runtimes,
                        runtime_versions)
 
 __all__ = ["candidates", "choose", "machine_key", "measure", "choice_key", "OBJECTIVES"]
@@ -31,7 +32,7 @@ OBJECTIVES = ("latency", "throughput")
 
 
 def machine_key(threads):
-    """What a measurement depends on: CPU model and flags, runtime versions, threads."""
+    """What a measurement depends on: CPU model and flags, runtime versions, threads, default settings."""
     model = ""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -40,7 +41,9 @@ def machine_key(threads):
         pass
     flags = " ".join(cpu_features())
     return {"cpu": model, "cpu_flags_sha256": hashlib.sha256(flags.encode()).hexdigest()[:16],
-            "cores": os.cpu_count(), "threads": int(threads), "versions": runtime_versions()}
+            "cores": os.cpu_count(), "threads": int(threads), "versions": runtime_versions(),
+            # the backends' default settings: when they change, the choice is measured again
+            "settings": {runtime: runtime_settings(runtime) for runtime in RUNTIMES}}
 
 
 def choice_key(threads, objective="latency", batch_size=1):

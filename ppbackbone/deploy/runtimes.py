@@ -4,7 +4,9 @@
     OnnxRuntimeBackend(onnx_file)                                     ONNX Runtime (CPU); fp32 or int8 QDQ files
     OpenVinoBackend(onnx_file, precision="fp32"|"bf16")               OpenVINO (CPU)
 
-The exporter verifies with them and the Predictor runs with them; neither imports the other.
+The exporter verifies with them and the Predictor runs with them; neither imports the other. Each takes
+`settings` (deploy/settings.py: graph passes, spinning, performance hints, ...; the defaults are measured) and
+reports what its runtime applied with `applied_settings()`.
 `create_backend(export_dir, runtime, precision)` picks the file of an export directory for a
 runtime x precision pair. bf16 needs a CPU with AVX512-BF16 (or AMX), checked here at run time.
 """
@@ -16,6 +18,7 @@ import numpy as np
 
 from ..errors import ConfigError, UserError
 from .export_dir import ONNX_FILE, ONNX_INT8_FILE, ModelDirError
+from .settings import runtime_settings
 
 __all__ = ["PaddleBackend", "OnnxRuntimeBackend", "OpenVinoBackend", "create_backend", "RUNTIMES", "DEVICES",
            "PRECISIONS", "RUNTIME_PRECISIONS", "RuntimeNotInstalled", "RUNTIME_LABELS", "BF16_FLAGS", "PrecisionError", "cpu_features", "bf16_supported",
@@ -130,9 +133,9 @@ class PaddleBackend:
 
     name = "paddle"
 
-    def __init__(self, model_file, params_file, device="cpu", threads=None, onednn=True, precision="fp32"):
+    def __init__(self, model_file, params_file, device="cpu", threads=None, onednn=True, precision="fp32",
+                 settings=None):
         from paddle import inference
-        import paddle
         _check_choice("device", device, DEVICES)
         _check_choice("precision for runtime 'paddle'", precision, RUNTIME_PRECISIONS["paddle"])
         if precision == "bf16":
@@ -142,22 +145,9 @@ class PaddleBackend:
         for path in (model_file, params_file):
             if not os.path.isfile(path):
                 raise ModelDirError(f"{path} is missing; re-export the model with tools/export.py")
-        config = inference.Config(model_file, params_file)
-        if device == "gpu":
-            if not paddle.is_compiled_with_cuda():
-                raise ConfigError("device='gpu' but this Paddle build has no CUDA support; use device='cpu' or "
-                                 "install paddlepaddle-gpu")
-            config.enable_use_gpu(256, 0)
-        else:
-            config.disable_gpu()
-            config.set_cpu_math_library_num_threads(int(threads or default_threads()))
-            onednn = onednn or precision == "bf16"  # bf16 is oneDNN's
-            if onednn:
-                # Paddle 3 renamed enable_mkldnn to enable_onednn; accept either build.
-                (getattr(config, "enable_onednn", None) or config.enable_mkldnn)()
-            if precision == "bf16":
-                (getattr(config, "enable_onednn_bfloat16", None) or config.enable_mkldnn_bfloat16)()
-        config.disable_glog_info()
+        self.settings = runtime_settings("paddle", settings)
+        self.config = config = _paddle_config(model_file, params_file, device, threads, onednn, precision,
+                                              self.settings)
         try:
             with keep_process_math_threads():
                 self.predictor = inference.create_predictor(config)
@@ -169,15 +159,54 @@ class PaddleBackend:
         self.precision = precision
         self.input_names = self.predictor.get_input_names()
         self.output_names = self.predictor.get_output_names()
+        # zero-copy handles, fetched once: each run copies the batch in and the outputs out, nothing else
+        self._input = self.predictor.get_input_handle(self.input_names[0])
+        self._outputs = [self.predictor.get_output_handle(n) for n in self.output_names]
+        self._shape = None
+
+    def applied_settings(self):
+        """The settings as Paddle Inference's config reports them (those it can report)."""
+        return {"ir_optim": self.config.ir_optim(), "onednn": self.config.onednn_enabled(),
+                "threads": self.config.cpu_math_library_num_threads()}
 
     def run(self, batch):
-        handle = self.predictor.get_input_handle(self.input_names[0])
         batch = np.ascontiguousarray(batch, dtype="float32")
-        handle.reshape(list(batch.shape))
-        handle.copy_from_cpu(batch)
+        if batch.shape != self._shape:
+            self._input.reshape(list(batch.shape))
+            self._shape = batch.shape
+        self._input.copy_from_cpu(batch)
         with keep_process_math_threads():
             self.predictor.run()
-        return [self.predictor.get_output_handle(n).copy_to_cpu() for n in self.output_names]
+        return [handle.copy_to_cpu() for handle in self._outputs]
+
+
+def _paddle_config(model_file, params_file, device, threads, onednn, precision, settings):
+    """Paddle Inference's Config for PaddleBackend: device, threads, oneDNN (bf16), `settings`."""
+    from paddle import inference
+    import paddle
+    config = inference.Config(model_file, params_file)
+    if device == "gpu":
+        if not paddle.is_compiled_with_cuda():
+            raise ConfigError("device='gpu' but this Paddle build has no CUDA support; use device='cpu' or "
+                              "install paddlepaddle-gpu")
+        config.enable_use_gpu(256, 0)
+    else:
+        config.disable_gpu()
+        config.set_cpu_math_library_num_threads(int(threads or default_threads()))
+        onednn = onednn or precision == "bf16"  # bf16 is oneDNN's
+        if onednn:
+            # Paddle 3 renamed enable_mkldnn to enable_onednn; accept either build.
+            (getattr(config, "enable_onednn", None) or config.enable_mkldnn)()
+        if precision == "bf16":
+            (getattr(config, "enable_onednn_bfloat16", None) or config.enable_mkldnn_bfloat16)()
+        if onednn and settings["onednn_cache_capacity"]:
+            (getattr(config, "set_onednn_cache_capacity", None) or config.set_mkldnn_cache_capacity)(
+                settings["onednn_cache_capacity"])
+    config.switch_ir_optim(settings["ir_optim"])
+    if settings["new_executor"] is not None:
+        config.enable_new_executor(settings["new_executor"])
+    config.disable_glog_info()
+    return config
 
 
 class OnnxRuntimeBackend:
@@ -185,7 +214,7 @@ class OnnxRuntimeBackend:
 
     name = "onnxruntime"
 
-    def __init__(self, onnx_file, threads=None, precision="fp32"):
+    def __init__(self, onnx_file, threads=None, precision="fp32", settings=None):
         _check_choice("precision for runtime 'onnxruntime'", precision, RUNTIME_PRECISIONS["onnxruntime"])
         try:
             import onnxruntime as ort
@@ -194,10 +223,17 @@ class OnnxRuntimeBackend:
                               "(or pip install ppbackbone[onnx])") from None
         if not os.path.isfile(onnx_file):
             raise ModelDirError(f"{onnx_file} is missing; export with tools/export.py ... --onnx")
+        self.settings = settings = runtime_settings("onnxruntime", settings)
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(threads or default_threads())
-        options.inter_op_num_threads = 1
+        # parallel execution runs independent branches on inter-op threads (ONNX Runtime falls back to
+        # sequential with one); sequential needs none
+        parallel = settings["execution_mode"] == "parallel"
+        options.inter_op_num_threads = max(2, options.intra_op_num_threads) if parallel else 1
         options.log_severity_level = 3
+        options.graph_optimization_level = _ORT_LEVELS[settings["graph_optimization_level"]](ort)
+        options.execution_mode = ort.ExecutionMode.ORT_PARALLEL if parallel else ort.ExecutionMode.ORT_SEQUENTIAL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings["allow_spinning"] else "0")
         try:
             self.session = ort.InferenceSession(onnx_file, options, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own exception types for a bad file
@@ -206,8 +242,27 @@ class OnnxRuntimeBackend:
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
 
+    def applied_settings(self):
+        """The settings as the ONNX Runtime session reports them."""
+        options = self.session.get_session_options()
+        level = {v(_ort()): k for k, v in _ORT_LEVELS.items()}[options.graph_optimization_level]
+        return {"graph_optimization_level": level, "execution_mode": str(options.execution_mode).rsplit("_", 1)[-1].lower(),
+                "allow_spinning": options.get_session_config_entry("session.intra_op.allow_spinning") == "1",
+                "threads": options.intra_op_num_threads}
+
     def run(self, batch):
         return self.session.run(None, {self.input_names[0]: np.ascontiguousarray(batch, dtype="float32")})
+
+
+def _ort():
+    import onnxruntime
+    return onnxruntime
+
+
+_ORT_LEVELS = {"disable": lambda ort: ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+               "basic": lambda ort: ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+               "extended": lambda ort: ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+               "all": lambda ort: ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
 
 
 class OpenVinoBackend:
@@ -216,7 +271,7 @@ class OpenVinoBackend:
 
     name = "openvino"
 
-    def __init__(self, onnx_file, threads=None, precision="fp32"):
+    def __init__(self, onnx_file, threads=None, precision="fp32", settings=None):
         _check_choice("precision for runtime 'openvino'", precision, RUNTIME_PRECISIONS["openvino"])
         try:
             import openvino as ov
@@ -227,10 +282,9 @@ class OpenVinoBackend:
             require_bf16("precision")
         if not os.path.isfile(onnx_file):
             raise ModelDirError(f"{onnx_file} is missing; export with tools/export.py ... --onnx")
-        hint = "bf16" if precision == "bf16" else "f32"  # int8 files carry their own quantized ops
+        self.settings = runtime_settings("openvino", settings)
         try:
-            self.compiled = ov.Core().compile_model(onnx_file, "CPU", {
-                "INFERENCE_NUM_THREADS": int(threads or default_threads()), "INFERENCE_PRECISION_HINT": hint})
+            self.compiled = ov.Core().compile_model(onnx_file, "CPU", _ov_properties(threads, precision, self.settings))
         except Exception as err:  # OpenVINO raises RuntimeError subclasses of its own
             raise ModelDirError(f"OpenVINO could not load {onnx_file} ({err}); re-export with --onnx") from None
         self.precision = precision
@@ -238,14 +292,36 @@ class OpenVinoBackend:
         self.input_names = [i.get_any_name() for i in self.compiled.inputs]
         self.output_names = [o.get_any_name() for o in self.compiled.outputs]
 
+    def applied_settings(self):
+        """The compiled model's properties (what OpenVINO made of the settings)."""
+        return {key: str(self.compiled.get_property(key)) for key in
+                ("PERFORMANCE_HINT", "NUM_STREAMS", "INFERENCE_NUM_THREADS", "INFERENCE_PRECISION_HINT",
+                 "ENABLE_CPU_PINNING")}
+
     def run(self, batch):
-        result = self.request.infer([np.ascontiguousarray(batch, dtype="float32")])
+        # the request reads the caller's array in place (no copy); its outputs are copied out, since the
+        # request reuses their memory on the next call
+        result = self.request.infer([np.ascontiguousarray(batch, dtype="float32")], share_inputs=True)
         return [np.asarray(result[o]) for o in self.compiled.outputs]
 
 
-def create_backend(export, runtime="paddle", precision="fp32", device="cpu", threads=None, onednn=True):
-    """The backend running `export` (an `ExportDir`) on `runtime` at `precision`. Errors name what is
-    missing: the ONNX file (export with --onnx), an unverified precision, an unsupported pair."""
+def _ov_properties(threads, precision, settings):
+    """OpenVINO CPU properties: threads, the inference precision (always set), `settings`."""
+    properties = {"INFERENCE_NUM_THREADS": int(threads or default_threads()),
+                  # int8 files carry their own quantized ops; fp32 is set so that AMX CPUs do not pick bf16
+                  "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+                  "PERFORMANCE_HINT": settings["performance_hint"]}
+    for key, name in (("num_streams", "NUM_STREAMS"), ("cpu_pinning", "ENABLE_CPU_PINNING"),
+                      ("tbb_partitioner", "TBB_PARTITIONER")):
+        if settings[key] is not None:
+            properties[name] = settings[key]
+    return properties
+
+
+def create_backend(export, runtime="paddle", precision="fp32", device="cpu", threads=None, onednn=True, settings=None):
+    """The backend running `export` (an `ExportDir`) on `runtime` at `precision`, with `settings` over the
+    runtime's defaults (deploy/settings.py). Errors name what is missing: the ONNX file (export with --onnx),
+    an unverified precision, an unsupported pair."""
     _check_choice("runtime", runtime, RUNTIMES)
     _check_choice("device", device, DEVICES)
     _check_choice("precision", precision, PRECISIONS)
@@ -262,7 +338,7 @@ def create_backend(export, runtime="paddle", precision="fp32", device="cpu", thr
                              f"(verified: {verified}); re-export with tools/export.py ... --precision {precision}")
     if runtime == "paddle":
         return PaddleBackend(export.file(export.model_file), export.file(export.params_file), device=device,
-                             threads=threads, onednn=onednn, precision=precision)
+                             threads=threads, onednn=onednn, precision=precision, settings=settings)
     if device != "cpu":
         raise ConfigError(f"runtime={runtime!r} runs on device='cpu' only here; got device={device!r}")
     if precision == "int8":
@@ -270,5 +346,5 @@ def create_backend(export, runtime="paddle", precision="fp32", device="cpu", thr
     else:  # a missing file is reported by the backend, after it checked that its runtime is installed
         onnx_file = export.file(export.onnx_file or ONNX_FILE)
     if runtime == "onnxruntime":
-        return OnnxRuntimeBackend(onnx_file, threads=threads, precision=precision)
-    return OpenVinoBackend(onnx_file, threads=threads, precision=precision)
+        return OnnxRuntimeBackend(onnx_file, threads=threads, precision=precision, settings=settings)
+    return OpenVinoBackend(onnx_file, threads=threads, precision=precision, settings=settings)
