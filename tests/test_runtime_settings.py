@@ -52,6 +52,7 @@ def test_paddle_settings_reach_the_config_and_handles_are_reused(export):
     files = [os.path.join(export, f) for f in ("inference.json", "inference.pdiparams")]
     default = PaddleBackend(*files, threads=1)
     assert default.applied_settings() == {"ir_optim": True, "onednn": True, "threads": 1}
+    assert PaddleBackend(*files, threads=1, onednn=False).applied_settings()["onednn"] is False
     changed = PaddleBackend(*files, threads=1, settings={"ir_optim": False, "onednn_cache_capacity": 2,
                                                          "new_executor": True})
     assert changed.applied_settings()["ir_optim"] is False
@@ -69,11 +70,11 @@ def test_onnxruntime_settings_read_back_from_the_session(export):
     onnx_file = os.path.join(export, "inference.onnx")
     default = OnnxRuntimeBackend(onnx_file, threads=1)
     assert default.applied_settings() == {"graph_optimization_level": "all", "execution_mode": "sequential",
-                                          "allow_spinning": True, "threads": 1}
-    changed = OnnxRuntimeBackend(onnx_file, threads=1, settings={
-        "graph_optimization_level": "basic", "allow_spinning": False, "execution_mode": "parallel"})
-    assert changed.applied_settings() == {"graph_optimization_level": "basic", "execution_mode": "parallel",
                                           "allow_spinning": False, "threads": 1}
+    changed = OnnxRuntimeBackend(onnx_file, threads=1, settings={
+        "graph_optimization_level": "basic", "allow_spinning": True, "execution_mode": "parallel"})
+    assert changed.applied_settings() == {"graph_optimization_level": "basic", "execution_mode": "parallel",
+                                          "allow_spinning": True, "threads": 1}
     np.testing.assert_allclose(changed.run(_batch())[0], default.run(_batch())[0], atol=1e-5)
 
 
@@ -109,3 +110,15 @@ def test_settings_benchmark_tool_runs(capsys):
     assert "| model | runtime | trial | median (min) ms | defaults / trial |" in out
     for label, _, _ in __import__("ppbackbone.benchmarks.settings_ab", fromlist=["TRIALS"]).TRIALS["paddle"]:
         assert f"| pplcnet_x0_25 | Paddle Inference (oneDNN) | {label} |" in out
+
+
+def test_a_latency_record_part_replaces_the_part_that_timed_its_models():
+    """tools/docs_figures.py latency --models X: X's new part replaces the old part holding X; others stay."""
+    from ppbackbone.benchmarks.figures import _merge_part
+    old = {"parts": [{"models": ["hgnetv2_b0", "hgnetv2_b4"], "date": "old"},
+                     {"models": ["pplcnet_x1_0"], "date": "old"}]}
+    merged = _merge_part(old, {"models": ["pplcnet_x1_0"], "date": "new"})
+    assert [(p["models"], p["date"]) for p in merged["parts"]] == [(["hgnetv2_b0", "hgnetv2_b4"], "old"),
+                                                                  (["pplcnet_x1_0"], "new")]
+    assert _merge_part(None, {"models": ["hgnetv2_b4"], "date": "new"}) == {"parts": [{"models": ["hgnetv2_b4"],
+                                                                                       "date": "new"}]}

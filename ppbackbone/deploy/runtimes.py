@@ -194,9 +194,12 @@ def _paddle_config(model_file, params_file, device, threads, onednn, precision, 
         config.disable_gpu()
         config.set_cpu_math_library_num_threads(int(threads or default_threads()))
         onednn = onednn or precision == "bf16"  # bf16 is oneDNN's
+        # Paddle 3 renamed enable_mkldnn to enable_onednn; accept either build. Paddle 3.3 turns oneDNN on by
+        # itself on CPU, so off must be said
         if onednn:
-            # Paddle 3 renamed enable_mkldnn to enable_onednn; accept either build.
             (getattr(config, "enable_onednn", None) or config.enable_mkldnn)()
+        else:
+            (getattr(config, "disable_onednn", None) or config.disable_mkldnn)()
         if precision == "bf16":
             (getattr(config, "enable_onednn_bfloat16", None) or config.enable_mkldnn_bfloat16)()
         if onednn and settings["onednn_cache_capacity"]:

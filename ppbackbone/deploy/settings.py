@@ -22,7 +22,10 @@ SETTINGS = {
     "onnxruntime": {
         "graph_optimization_level": ("all", ("disable", "basic", "extended", "all"),
                                      "SessionOptions.graph_optimization_level (ORT_ENABLE_*)"),
-        "allow_spinning": (True, _FLAG, "session.intra_op.allow_spinning: idle worker threads spin for work"),
+        # off: a worker that spins after a run takes a core from the caller's next preprocessing or from another
+        # session in the process (runtime="auto" and the benchmark interleave several); measured A/B, spinning
+        # on was 0.97x (hgnetv2_b4, pplcnetv2_base) to 0.49x (pplcnet_x1_0) of off by the median
+        "allow_spinning": (False, _FLAG, "session.intra_op.allow_spinning: idle worker threads spin for work"),
         "execution_mode": ("sequential", ("sequential", "parallel"), "SessionOptions.execution_mode"),
     },
     "openvino": {
