@@ -192,3 +192,24 @@ def test_predict_benchmark_on_a_folder(tiny_export, image_files, capsys):
     for row in ("| 1 | in the calling thread |", "| 4 | in the calling thread |", "| 4 | overlapped ("):
         assert row in out
     assert "| NO |" not in out  # every setting gives the batch-1 answers
+
+
+@pytest.mark.timeout(60)
+def test_preprocessing_threads_end_with_the_call(tiny_export, image_files):
+    """A call's preprocessing pool ends with it: after a full call, after an error, and when the caller
+    stops reading iter_predict early."""
+    import threading
+
+    def pool_threads():
+        return [t for t in threading.enumerate() if t.name.startswith("ppbackbone-preprocess")]
+
+    predictor = Predictor(tiny_export, threads=1, batch_size=2, preprocess_workers=2)
+    predictor.predict(image_files)
+    assert not pool_threads()
+    with pytest.raises(ImageError):
+        predictor.predict(image_files[:3] + [b"not an image"] + image_files[3:])
+    assert not pool_threads()
+    stream = predictor.iter_predict(image_files)
+    next(stream)
+    stream.close()
+    assert not pool_threads()
