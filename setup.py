@@ -19,8 +19,10 @@ REFERENCE_NEEDS = [
 
 # Optional deployment runtimes: `tools/export.py --onnx` (paddle2onnx; verified with onnxruntime),
 # `--precision int8` (onnxruntime.quantization, which imports ml_dtypes) and the Predictor's
-# runtime="onnxruntime" / "openvino". Not needed by the tests (they skip, saying why, without them).
-DEPLOY_EXTRAS = {"onnx": ["paddle2onnx>=2.0", "onnx", "onnxruntime", "ml_dtypes"], "openvino": ["openvino"]}
+# runtime="onnxruntime" / "openvino"; nncf makes OpenVINO's own int8 file (--precision int8). Not needed
+# by the tests (they skip, saying why, without them).
+DEPLOY_EXTRAS = {"onnx": ["paddle2onnx>=2.0", "onnx", "onnxruntime", "ml_dtypes"],
+                 "openvino": ["openvino", "nncf"]}
 
 # Pictures (curves.png of every training run, tools/eval.py --confusion-matrix / --recall-curve,
 # tools/benchmark.py latency --plot, docs/images/): optional; without it training skips curves.png

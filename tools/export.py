@@ -43,7 +43,12 @@ def parse_args(argv=None):
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "int8"],
                         help="also verify a low precision against fp32 and record it: bf16 (CPUs with AVX512-BF16/"
                              "AMX; Paddle Inference and OpenVINO) or int8 (inference_int8.onnx, ONNX Runtime QDQ "
-                             "post-training quantization; ONNX Runtime and OpenVINO). Refused past the budget")
+                             "post-training quantization, and inference_int8.xml, NNCF's for OpenVINO). Refused "
+                             "past the budget")
+    parser.add_argument("--int8-quantizer", default="auto", choices=["auto", "onnxruntime", "nncf"],
+                        help="with --precision int8: auto (default) writes ONNX Runtime's QDQ file and, when "
+                             "OpenVINO and NNCF are installed, NNCF's OpenVINO file (inference_int8.xml); "
+                             "onnxruntime or nncf writes only that one")
     parser.add_argument("--calib-images", type=positive_int, default=None,
                         help="int8 calibration images drawn through the config's eval pipeline (default 64)")
     parser.add_argument("--verify-images", type=positive_int, default=None,
@@ -87,7 +92,7 @@ def main(argv=None):
                  softmax=not args.no_softmax, paddlex_name=args.paddlex_name, precision=args.precision,
                  calib_images=args.calib_images if args.calib_images is not None else DEFAULT_CALIB_IMAGES,
                  verify_images=args.verify_images if args.verify_images is not None else DEFAULT_VERIFY_IMAGES,
-                 budget=_budget(args),
+                 budget=_budget(args), int8_quantizer=args.int8_quantizer,
                  tolerance=args.tolerance if args.tolerance is not None else DEFAULT_TOLERANCE)
     return 0
 

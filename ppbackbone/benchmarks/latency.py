@@ -5,9 +5,9 @@ Each variant is exported the same way (eval -> [fuse] -> softmax -> to_static wi
 jit.save, as PaddleClas's exporter does) from the same weights: ours are random (the figures do not
 depend on the values) and copied into the reference model when its parameter names match. Columns
 are every installed runtime at every precision it runs here: fp32; bf16 on CPUs with AVX512-BF16/
-AMX (Paddle Inference oneDNN, OpenVINO); int8 (ONNX Runtime and OpenVINO on the QDQ file, quantized
-here on random calibration images: timing only, accuracy is what tools/export.py --precision int8
-verifies). Variants of one runtime are timed in interleaved rounds so that load from other
+AMX (Paddle Inference oneDNN, OpenVINO); int8 (ONNX Runtime on the QDQ file, OpenVINO on NNCF's file
+where NNCF is installed, else the QDQ file; quantized here on random calibration images: timing only,
+accuracy is what tools/export.py --precision int8 verifies). Variants of one runtime are timed in interleaved rounds so that load from other
 processes spreads over all of them; the figure is the median of every timed run, in ms, batch 1.
 The fastest cell of ppbackbone's fused export is marked: it is what Predictor(runtime="auto") picks
 when the export was verified at that precision.
@@ -27,7 +27,8 @@ import paddle
 
 from ..arch import create_model, has_unfused_blocks, model_info, reparameterize
 from ..deploy.export import export_model, program_op_counts, save_static
-from ..deploy.export_dir import ONNX_FILE, ONNX_INT8_FILE, PARAMS_FILE
+from ..deploy.export_dir import ONNX_FILE, ONNX_INT8_FILE, OPENVINO_INT8_FILE, PARAMS_FILE
+from ..deploy.int8_openvino import nncf_installed, quantize_openvino
 from ..deploy.runtimes import (RUNTIME_LABELS, RUNTIME_PRECISIONS, OnnxRuntimeBackend, OpenVinoBackend, PaddleBackend,
                         bf16_supported, cpu_features, installed_runtimes, modules_import)
 from ..errors import ConfigError, UserError, suggest
@@ -134,6 +135,8 @@ def _backend(directory, model_file, runtime, precision, threads, settings=None):
         return PaddleBackend(os.path.join(directory, model_file), os.path.join(directory, PARAMS_FILE),
                              threads=threads, precision=precision, settings=settings)
     onnx_file = os.path.join(directory, ONNX_INT8_FILE if precision == "int8" else ONNX_FILE)
+    if runtime == "openvino" and precision == "int8" and os.path.isfile(os.path.join(directory, OPENVINO_INT8_FILE)):
+        onnx_file = os.path.join(directory, OPENVINO_INT8_FILE)  # NNCF's, what the exporter verifies for OpenVINO
     if runtime == "onnxruntime":
         return OnnxRuntimeBackend(onnx_file, threads=threads, precision=precision, settings=settings)
     return OpenVinoBackend(onnx_file, threads=threads, precision=precision, settings=settings)
@@ -193,6 +196,8 @@ def _export_ours(name, weights, directory, image_size, fuse, onnx, int8, threads
         from ..deploy.precision import quantize_int8
         calib = np.random.RandomState(1).standard_normal([8, 3, *image_size]).astype("float32")
         quantize_int8(os.path.join(directory, ONNX_FILE), os.path.join(directory, ONNX_INT8_FILE), calib)
+        if nncf_installed():  # what --precision int8 writes for OpenVINO (int8_quantizer="auto")
+            quantize_openvino(os.path.join(directory, ONNX_FILE), os.path.join(directory, OPENVINO_INT8_FILE), calib)
     return result.inference_config["Model"]["model_file"]
 
 

@@ -17,11 +17,12 @@ from ..arch.build import build_model
 from ..errors import ExportError, check_output_dir
 from ..weights.io import check_finite, describe_nonfinite, load_weights, read_state_dict
 from .export_dir import (INFERENCE_YML, INPUT_NAME, MODEL_FILES, MODEL_PREFIX, ONNX_FILE, ONNX_INT8_FILE,
-                         PARAMS_FILE, check_paddlex_name, find_model_file, write_inference_config)
+                         OPENVINO_INT8_FILE, PARAMS_FILE, check_paddlex_name, find_model_file, write_inference_config)
 from .inference_yml import _as_list, _check_preprocess, _image_shape, _mode, derive_inference_config, output_names
 from .onnx import DEFAULT_ONNX_OPSET, _export_onnx, _require_onnx_tools, convert_to_onnx
-from .precision import (DEFAULT_CALIB_IMAGES, DEFAULT_VERIFY_IMAGES, PrecisionRefused, eval_images, quantize_int8,
-                        require_quantizer, verify_precision)
+from .int8_openvino import OPENVINO_EXTRA, nncf_installed, quantize_openvino, require_nncf
+from .precision import (DEFAULT_CALIB_IMAGES, DEFAULT_VERIFY_IMAGES, INT8_QUANTIZERS, PrecisionRefused, eval_images,
+                        quantize_int8, require_quantizer, verify_precision)
 from .quiet import without_native_noise
 from .runtimes import (BF16_FLAGS, PRECISIONS, OnnxRuntimeBackend, OpenVinoBackend, PaddleBackend,
                        PrecisionError, installed_runtimes, require_bf16)
@@ -57,7 +58,7 @@ def export_model(config, save_dir=None, weights=None, allow_random_weights=False
                  verify=True, tolerance=DEFAULT_TOLERANCE, threads=2, image_shape=None,
                  onnx_opset=DEFAULT_ONNX_OPSET, latency_runs=10, legacy_pdmodel=False, softmax=True,
                  paddlex_name=None, precision="fp32", calib_images=DEFAULT_CALIB_IMAGES,
-                 verify_images=DEFAULT_VERIFY_IMAGES, budget=None, log=print):
+                 verify_images=DEFAULT_VERIFY_IMAGES, budget=None, int8_quantizer="auto", log=print):
     """Export the model a config describes, verified, into `save_dir`.
 
     Args:
@@ -84,7 +85,7 @@ def export_model(config, save_dir=None, weights=None, allow_random_weights=False
     save_dir = _target_dir(config, save_dir)
     shape = _image_shape(config, image_shape)
     onnx = onnx or precision == "int8"  # int8 quantizes inference.onnx
-    _check_tools(precision, onnx)
+    _check_tools(precision, onnx, int8_quantizer)
     model, report, source = _build_with_weights(config, weights, allow_random_weights, log)
     paddlex_name = _paddlex_name(model, paddlex_name)
     held_out = _precision_images(config, model, shape, precision, calib_images, verify_images)
@@ -107,7 +108,7 @@ def export_model(config, save_dir=None, weights=None, allow_random_weights=False
         info["Precisions"] = {"fp32": {"verified_on": verified_on}}
         if precision != "fp32":
             info["Precisions"][precision] = _export_low_precision(tmp_dir, info, precision, held_out, threads,
-                                                                  budget, log)
+                                                                  budget, int8_quantizer, log)
         info["Verification"] = verification
         write_inference_config(info, os.path.join(tmp_dir, INFERENCE_YML))
     files = sorted(os.listdir(save_dir))
@@ -115,9 +116,9 @@ def export_model(config, save_dir=None, weights=None, allow_random_weights=False
     return ExportResult(save_dir, files, info, report)
 
 
-def _check_tools(precision, onnx):
+def _check_tools(precision, onnx, int8_quantizer="auto"):
     """Refuse, before any work, an unknown or unsupported precision and optional tools that are missing."""
-    _check_precision(precision)
+    _check_precision(precision, int8_quantizer)
     if onnx:
         _require_onnx_tools()
 
@@ -331,14 +332,18 @@ def _save_program(graph, tmp_dir, shape, names, legacy_pdmodel, log):
     return model_file
 
 
-def _check_precision(precision):
+def _check_precision(precision, int8_quantizer="auto"):
     """Refuse, before any work, a precision that is unknown, that this CPU lacks, or whose tools are
     not installed."""
     if precision not in PRECISIONS:
         raise ExportError(f"--precision {precision}: expected one of {', '.join(PRECISIONS)}")
+    if int8_quantizer not in INT8_QUANTIZERS:
+        raise ExportError(f"--int8-quantizer {int8_quantizer!r}: expected one of {', '.join(INT8_QUANTIZERS)}")
     try:
         if precision == "bf16":
             require_bf16("--precision")
+        elif precision == "int8" and int8_quantizer == "nncf":
+            require_nncf("--precision int8 --int8-quantizer nncf")
         elif precision == "int8":
             require_quantizer("--precision")
     except (PrecisionError, ImportError) as err:
@@ -360,7 +365,7 @@ def _precision_images(config, model, shape, precision, calib_images, verify_imag
         raise ExportError(str(err)) from None
 
 
-def _export_low_precision(tmp_dir, info, precision, held_out, threads, budget, log):
+def _export_low_precision(tmp_dir, info, precision, held_out, threads, budget, int8_quantizer, log):
     """Make (int8) and verify the low-precision variants against fp32 Paddle Inference on the held-out
     images; returns inference.yml's Precisions entry. Refused past the budget (nothing is written)."""
     calib, images, labels, described = held_out
@@ -370,12 +375,7 @@ def _export_low_precision(tmp_dir, info, precision, held_out, threads, budget, l
     onnx_file = os.path.join(tmp_dir, ONNX_FILE) if "onnx_file" in info["Model"] else None
     entry = {"images": described}
     if precision == "int8":
-        int8_file = os.path.join(tmp_dir, ONNX_INT8_FILE)
-        log(f"Quantizing {ONNX_FILE} to int8 (ONNX Runtime QDQ) on {len(calib)} calibration images ...")
-        entry.update(file=ONNX_INT8_FILE, quantization=quantize_int8(onnx_file, int8_file, calib, INPUT_NAME))
-        backends = {r: (OnnxRuntimeBackend if r == "onnxruntime" else OpenVinoBackend)(int8_file, threads=threads,
-                                                                                      precision="int8")
-                    for r in ("onnxruntime", "openvino") if r in installed_runtimes()}
+        backends = _make_int8(tmp_dir, onnx_file, calib, int8_quantizer, threads, entry, log)
     else:
         entry["needs_cpu_flags"] = list(BF16_FLAGS)  # one of them
         backends = {"paddle": PaddleBackend(model_file, params_file, threads=threads, precision="bf16")}
@@ -386,6 +386,31 @@ def _export_low_precision(tmp_dir, info, precision, held_out, threads, budget, l
     except PrecisionRefused as err:
         raise ExportError(str(err)) from None
     return entry
+
+
+def _make_int8(tmp_dir, onnx_file, calib, quantizer, threads, entry, log):
+    """The int8 files `quantizer` (export_model's int8_quantizer) asks for, recorded in `entry` (files:
+    runtime -> file, quantization: file -> settings): "auto" ONNX Runtime's QDQ file and, where OpenVINO
+    and NNCF are installed, NNCF's OpenVINO file; "onnxruntime" or "nncf" that one only. Returns
+    {runtime: backend} to verify."""
+    installed = installed_runtimes()
+    nncf = quantizer == "nncf" or (quantizer == "auto" and nncf_installed())
+    if quantizer == "auto" and not nncf and "openvino" in installed:
+        log(f"OpenVINO int8 runs the QDQ file: NNCF is not installed ({OPENVINO_EXTRA} for OpenVINO's own int8)")
+    files, settings = {}, {}
+    if quantizer != "nncf":
+        log(f"Quantizing {ONNX_FILE} to int8 for ONNX Runtime (QDQ) on {len(calib)} calibration images ...")
+        settings[ONNX_INT8_FILE] = quantize_int8(onnx_file, os.path.join(tmp_dir, ONNX_INT8_FILE), calib, INPUT_NAME)
+        files.update({r: ONNX_INT8_FILE for r in ("onnxruntime", "openvino") if r in installed})
+        entry["file"] = ONNX_INT8_FILE  # what readers before the per-runtime files read
+    if nncf:
+        log(f"Quantizing {ONNX_FILE} to int8 for OpenVINO (NNCF) on {len(calib)} calibration images ...")
+        settings[OPENVINO_INT8_FILE] = quantize_openvino(onnx_file, os.path.join(tmp_dir, OPENVINO_INT8_FILE), calib)
+        files["openvino"] = OPENVINO_INT8_FILE
+    entry.update(files=files, quantization=settings)
+    return {r: (OnnxRuntimeBackend if r == "onnxruntime" else OpenVinoBackend)(os.path.join(tmp_dir, f),
+                                                                               threads=threads, precision="int8")
+            for r, f in files.items()}
 
 
 def save_static(layer, directory, image_shape, names=None, log=print):

@@ -7,7 +7,8 @@ reads through it, and neither imports the other.
     inference.pdiparams                  the weights
     inference.yml                        everything a predictor needs besides the network
     inference.onnx                       optional: the fp32 model for ONNX Runtime / OpenVINO (paddle2onnx)
-    inference_int8.onnx                  optional: the int8 (QDQ) model, verified against fp32
+    inference_int8.onnx                  optional: the int8 (QDQ) model for ONNX Runtime, verified against fp32
+    inference_int8.xml + .bin            optional: the int8 OpenVINO IR (NNCF), verified against fp32
     runtime_choice.json                  optional: Predictor(runtime="auto")'s measured choice (a cache)
 
 Three kinds of directory are read, all through `read_export(dir) -> ExportDir`:
@@ -33,7 +34,7 @@ from ..errors import ConfigError, UserError, check_inside, check_regular_file
 
 __all__ = ["ModelDirError", "ExportDir", "read_export", "read_inference_config", "write_inference_config",
            "write_text_atomic", "find_model_file", "to_paddlex_ops", "from_paddlex_ops", "PADDLEX_OPS", "paddlex_name", "check_paddlex_name", "PADDLEX_NAMES",
-           "INFERENCE_YML", "MODEL_PREFIX", "MODEL_FILES", "PARAMS_FILE", "ONNX_FILE", "ONNX_INT8_FILE",
+           "INFERENCE_YML", "MODEL_PREFIX", "MODEL_FILES", "PARAMS_FILE", "ONNX_FILE", "ONNX_INT8_FILE", "OPENVINO_INT8_FILE",
            "LEGACY_ONNX_FILE", "CHOICE_FILE", "FORMAT_VERSION", "INPUT_NAME", "DECODE_OP", "EXPORT_MARKERS"]
 
 INFERENCE_YML = "inference.yml"
@@ -43,6 +44,7 @@ MODEL_FILES = ("inference.json", "inference.pdmodel")
 PARAMS_FILE = "inference.pdiparams"
 ONNX_FILE = "inference.onnx"            # the name PaddleX looks for
 ONNX_INT8_FILE = "inference_int8.onnx"
+OPENVINO_INT8_FILE = "inference_int8.xml"  # + inference_int8.bin beside it (OpenVINO IR)
 LEGACY_ONNX_FILE = "model.onnx"         # format_version 1
 CHOICE_FILE = "runtime_choice.json"
 FORMAT_VERSION = 2

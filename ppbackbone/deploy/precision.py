@@ -18,7 +18,8 @@ from ..errors import UserError
 from ..progress import progress
 from .runtimes import RuntimeNotInstalled
 
-__all__ = ["PrecisionRefused", "CalibrationError", "DEFAULT_BUDGET", "DEFAULT_CALIB_IMAGES", "DEFAULT_VERIFY_IMAGES", "eval_images",
+__all__ = ["PrecisionRefused", "CalibrationError", "DEFAULT_BUDGET", "DEFAULT_CALIB_IMAGES", "DEFAULT_VERIFY_IMAGES", "INT8_QUANTIZERS",
+           "eval_images",
            "quantize_int8", "verify_precision", "require_quantizer"]
 
 # A low precision may lose at most 1 point of top-1 accuracy against fp32 on the held-out images
@@ -26,6 +27,8 @@ __all__ = ["PrecisionRefused", "CalibrationError", "DEFAULT_BUDGET", "DEFAULT_CA
 # that the average hides; on the demo model, int8 agrees on 96.2% and bf16 on 97.0%, docs/deploy.md).
 DEFAULT_BUDGET = {"max_top1_drop": 1.0, "min_top1_agreement": 0.95}
 DEFAULT_CALIB_IMAGES = 64
+# --int8-quantizer: "auto" = ONNX Runtime's QDQ file, and NNCF's OpenVINO file where NNCF is installed.
+INT8_QUANTIZERS = ("auto", "onnxruntime", "nncf")
 DEFAULT_VERIFY_IMAGES = 256
 _BATCH = 16
 

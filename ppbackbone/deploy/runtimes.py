@@ -22,7 +22,7 @@ from .settings import runtime_settings
 
 __all__ = ["PaddleBackend", "OnnxRuntimeBackend", "OpenVinoBackend", "create_backend", "RUNTIMES", "DEVICES",
            "PRECISIONS", "RUNTIME_PRECISIONS", "RuntimeNotInstalled", "RUNTIME_LABELS", "BF16_FLAGS", "PrecisionError", "cpu_features", "bf16_supported",
-           "require_bf16", "installed_runtimes", "runtime_versions", "default_threads"]
+           "require_bf16", "installed_runtimes", "int8_file", "runtime_versions", "default_threads"]
 
 RUNTIMES = ("paddle", "onnxruntime", "openvino")
 DEVICES = ("cpu", "gpu")
@@ -321,6 +321,18 @@ def _ov_properties(threads, precision, settings):
     return properties
 
 
+def int8_file(record, runtime, where=""):
+    """The int8 file `runtime` runs, from inference.yml's Precisions.int8 `record`: `files` (runtime ->
+    file: the QDQ ONNX file for ONNX Runtime, NNCF's OpenVINO IR for OpenVINO), else the one `file` of
+    directories written before (or inference_int8.onnx)."""
+    files = (record or {}).get("files") or {}
+    if files and runtime not in files:
+        raise PrecisionError(f"precision='int8' on runtime={runtime!r}: {where} has int8 files for "
+                             f"{', '.join(files)} only; use runtime={' or '.join(repr(r) for r in files)}, or "
+                             f"re-export with --int8-quantizer auto")
+    return files.get(runtime) or (record or {}).get("file", ONNX_INT8_FILE)
+
+
 def create_backend(export, runtime="paddle", precision="fp32", device="cpu", threads=None, onednn=True, settings=None):
     """The backend running `export` (an `ExportDir`) on `runtime` at `precision`, with `settings` over the
     runtime's defaults (deploy/settings.py). Errors name what is missing: the ONNX file (export with --onnx),
@@ -345,7 +357,7 @@ def create_backend(export, runtime="paddle", precision="fp32", device="cpu", thr
     if device != "cpu":
         raise ConfigError(f"runtime={runtime!r} runs on device='cpu' only here; got device={device!r}")
     if precision == "int8":
-        onnx_file = export.file(export.precisions["int8"].get("file", ONNX_INT8_FILE))
+        onnx_file = export.file(int8_file(export.precisions["int8"], runtime, export.path))
     else:  # a missing file is reported by the backend, after it checked that its runtime is installed
         onnx_file = export.file(export.onnx_file or ONNX_FILE)
     if runtime == "onnxruntime":
