@@ -263,7 +263,7 @@ SECTION_KEYS = {
     "Global": ("checkpoints", "pretrained_model", "output_dir", "device", "save_interval", "eval_during_train",
                "eval_interval", "start_eval_epoch", "epochs", "print_batch_step", "use_visualdl", "image_shape",
                "save_inference_dir", "seed", "update_freq", "overwrite", "eval_mode", "retrieval_feature_from",
-               "feature_normalize", "sim_block_size", "to_static", "allow_nonfinite_weights"),
+               "feature_normalize", "sim_block_size", "to_static", "allow_nonfinite_weights", "cpu_threads"),
     "AMP": ("use_amp", "scale_loss", "use_dynamic_loss_scaling", "level", "use_promote", "dtype"),
     "EMA": ("decay",),
     "Infer": ("infer_imgs", "batch_size", "transforms", "PostProcess"),

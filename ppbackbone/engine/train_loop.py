@@ -45,6 +45,7 @@ class TrainLoop:
         hook = getattr(self.model, "on_epoch_begin", None)
         if callable(hook):
             hook(epoch_index, total)
+            self._retrace_static()
 
     def current_lr(self):
         return float(self.optimizer.get_lr())

@@ -126,6 +126,7 @@ class Trainer(RunSetup, RunCheckpoints, TrainLoop, Evaluation):
             raise ConfigError(f"Arch.class_num must be > 0 for classification training, got {self.class_num}")
         if self.pretrained_model and not self.checkpoints:
             load_weights(self.model, self.pretrained_model, allow_nonfinite=self.allow_nonfinite)
+        self._use_cpu_convs()
         self._build_loaders()
         loss_cfg, metric_cfg = cfg.get("Loss") or {}, cfg.get("Metric") or {}
         default_loss = default_metric = None
@@ -171,8 +172,7 @@ class Trainer(RunSetup, RunCheckpoints, TrainLoop, Evaluation):
             self._claim_output_dir()
         self.train_model = paddle.DataParallel(self.model) if (self.world_size > 1 and self.mode == "train") \
             else self.model
-        if get_value(cfg, "Global.to_static", False, bool, expect="True or False"):
-            self._apply_to_static()
+        self._apply_to_static()
 
     def train(self):
         """Run epochs start_epoch..epochs; returns {'best_metric', 'best_epoch', 'last_eval', 'epochs_run'}."""
