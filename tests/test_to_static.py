@@ -1,4 +1,4 @@
-"""Global.to_static (default True): training steps through paddle.jit.to_static give the dygraph losses and
+"""Global.to_static (default True; False on CPU, where it measured slower): training steps through paddle.jit.to_static give the dygraph losses and
 weights; a model paddle cannot convert trains in dygraph with one notice; a graph holding a Python value
 that on_epoch_begin changes is traced again."""
 import os
@@ -33,19 +33,19 @@ def _steps(trainer, x, y, n=3):
 
 
 @pytest.mark.timeout(120)
-def test_default_is_static_and_trains_as_dygraph(tmp_path):
-    """The default trainer runs the model as a static graph; three AdamW steps give the dygraph losses
+def test_static_trains_as_dygraph(tmp_path):
+    """A static trainer (the default off CPU); three AdamW steps give the dygraph losses
     (rtol 1e-4) and every weight and BN statistic (rtol 1e-3): the two run the same kernels, but the static
     graph's backward may sum a tensor's gradient contributions in another order (float rounding)."""
     rng = np.random.RandomState(0)
     x = paddle.to_tensor(rng.randn(8, 3, 32, 32).astype("float32"))
     y = paddle.to_tensor(rng.randint(0, 10, 8).astype("int64"))
     runs = {}
-    for to_static in (None, False):  # each trainer seeds paddle when built: the same weights and dropout masks
+    for to_static in (True, None):  # each trainer seeds paddle when built: the same weights and dropout masks
         trainer = _trainer(tmp_path / str(to_static), to_static)
-        assert is_static(trainer.model) == (to_static is None)
+        assert is_static(trainer.model) == bool(to_static)  # None: the CPU default, dygraph
         runs[to_static] = _steps(trainer, x, y)
-    (static_losses, static_weights), (dy_losses, dy_weights) = runs[None], runs[False]
+    (static_losses, static_weights), (dy_losses, dy_weights) = runs[True], runs[None]
     np.testing.assert_allclose(static_losses, dy_losses, rtol=1e-4)
     assert dy_losses[2] != dy_losses[0]  # the weights moved between steps
     assert static_weights.keys() == dy_weights.keys()
@@ -71,7 +71,7 @@ class _ValuesInForward(paddle.nn.Layer):
 @pytest.mark.timeout(120)
 def test_a_model_to_static_refuses_trains_in_dygraph_with_one_notice(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(trainer_module, "build_model", lambda cfg: _ValuesInForward())
-    trainer = _trainer(tmp_path)
+    trainer = _trainer(tmp_path, to_static=True)
     notices = [line for line in capsys.readouterr().out.splitlines() if "Global.to_static" in line]
     assert len(notices) == 1, notices
     assert "WARNING Notice: Global.to_static: values_in_forward does not run as a static graph (AssertionError" \
@@ -97,10 +97,11 @@ def test_static_graph_is_traced_again_after_on_epoch_begin():
     model, reason = convert_to_static(model, specs, ("eval",))
     assert reason is None and is_static(model)
     before = model(x).numpy()
-    model.on_epoch_begin(2, 4)  # act_learn 0 -> 0.5
+    model.on_epoch_begin(2, 4)  # act_learn 1 (as built) -> 0.5
     model, reason = rebuild_static(model, specs, ("eval",))
     assert reason is None and is_static(model)
     after = model(x).numpy()
     model.forward.rollback()
-    np.testing.assert_allclose(after, model(x).numpy(), rtol=1e-4, atol=1e-5)
-    assert np.abs(after - before).max() > 1e-3  # the schedule changed the function
+    scale = np.abs(after).max()  # a fresh VanillaNet's logits are tiny (about 1e-8)
+    np.testing.assert_allclose(after, model(x).numpy(), rtol=1e-4, atol=1e-4 * scale)
+    assert np.abs(after - before).max() > 0.05 * scale  # the schedule changed the function

@@ -162,9 +162,13 @@ class RunSetup:
         return paddle.amp.auto_cast(True, level=self.amp_level, dtype=self.amp_dtype, use_promote=self.amp_promote)
 
     def _apply_to_static(self):
-        """Global.to_static (default True): the model's forward as a static graph, traced now for the
-        modes this run uses; a model paddle cannot convert trains in dygraph, with one notice saying why."""
-        if not get_value(self.config, "Global.to_static", True, bool, expect="True or False"):
+        """Global.to_static (default: True on GPUs and other devices, False on CPU, where the static graph
+        measured slower): the model's forward as a static graph, traced now for the modes this run uses; a
+        model paddle cannot convert trains in dygraph, with one notice saying why."""
+        if not get_value(self.config, "Global.to_static", not self.on_cpu, bool, expect="True or False"):
+            if self.on_cpu and (self.config.get("Global") or {}).get("to_static") is None:
+                self.log.info("Global.to_static: dygraph on CPU by default (the static graph measured slower per "
+                              "step here, docs/training.md); Global.to_static: True to trace it")
             return
         self.static_specs = input_specs(self.config, self.model)
         self.static_modes = ("train", "eval") if self.mode == "train" else ("eval",)

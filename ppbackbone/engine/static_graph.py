@@ -1,4 +1,4 @@
-"""Global.to_static (default True): the model's forward runs as a static graph (paddle.jit.to_static, as
+"""Global.to_static (default True, False on CPU): the model's forward runs as a static graph (paddle.jit.to_static, as
 PaddleClas), built before the first step for training and evaluation, so a model that does not convert
 trains in dygraph with one notice naming the cause instead of failing mid-run. The loss, optimizer, EMA
 and checkpoints stay in dygraph and see the same parameter tensors."""
