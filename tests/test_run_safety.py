@@ -56,6 +56,14 @@ def _train(config, *overrides, **kwargs):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kwargs)
 
 
+def _lock_pid(run_dir):
+    """The pid recorded in the run folder's lock file, or None (no file yet, or not written yet)."""
+    try:
+        return json.loads(open(os.path.join(run_dir, LOCK_NAME)).read()).get("pid")
+    except (OSError, ValueError):
+        return None
+
+
 def _wait_for(predicate, proc, timeout=50):
     deadline = time.time() + timeout
     while not predicate():
@@ -126,7 +134,9 @@ def test_lock_of_a_killed_run_is_taken_over(tiny):
     line and trains."""
     config, run_dir = tiny
     first = _train(config, "Global.epochs=500")
-    _wait_for(lambda: os.path.exists(os.path.join(run_dir, LOCK_NAME)), first)
+    # the file is created before its owner is written into it: wait for the record (a run killed in
+    # between leaves an empty file, which is taken over without a notice)
+    _wait_for(lambda: _lock_pid(run_dir) == first.pid, first)
     first.kill()
     first.wait(timeout=30)
     assert os.path.exists(os.path.join(run_dir, LOCK_NAME))
