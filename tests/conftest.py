@@ -36,6 +36,27 @@ IMAGE_SIZE = 64  # small inputs keep the suite within minutes on 2 CPU cores
 DEFAULT_TIMEOUT = 600
 
 
+def _fault_log(worker, controller_pid):
+    """Where a pytest-xdist worker's fatal-signal traceback goes (read by the controller if it dies)."""
+    return os.path.join(tempfile.gettempdir() if not WORKER_TMP else os.path.dirname(WORKER_TMP),
+                        f"ppbackbone-tests-faults-{controller_pid}-{worker}.log")
+
+
+def _record_fatal_signals():
+    """A worker that dies of a signal (SIGSEGV/SIGABRT/SIGBUS/SIGFPE/SIGILL, or SIGTERM/SIGHUP sent to it)
+    writes every thread's traceback to its fault log first; the controller prints it (pytest_testnodedown)."""
+    import faulthandler
+    import signal
+    log = open(_fault_log(WORKER, os.getppid()), "w")
+    faulthandler.enable(file=log, all_threads=True)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        faulthandler.register(sig, file=log, all_threads=True, chain=True)
+    return log
+
+
+FAULT_LOG = _record_fatal_signals() if WORKER else None
+
+
 def pytest_configure(config):
     paddle.set_device("cpu")
     config.addinivalue_line("markers", "docs_commands: runs the command blocks of README.md and docs/*.md "
@@ -64,10 +85,23 @@ def pytest_sessionfinish(session):
 def pytest_unconfigure(config):
     if WORKER_TMP:
         shutil.rmtree(WORKER_TMP, ignore_errors=True)
+    if FAULT_LOG:  # ended normally: nothing to report
+        import faulthandler
+        faulthandler.disable()
+        FAULT_LOG.close()
+        os.remove(FAULT_LOG.name)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node, error):
+    if error:  # the worker died: say of what, if it could write it down
+        worker = node.gateway.id
+        try:
+            with open(_fault_log(worker, os.getpid())) as f:
+                dump = f.read().strip()
+        except OSError:
+            dump = ""
+        sys.stderr.write(f"\n[{worker}] died ({error}); its fatal-signal dump: {dump or '(none: SIGKILL, os._exit, or a signal handler installed later in place of ours)'}\n")
     for kind, outcome, n in getattr(node, "workeroutput", {}).get("bad_input_counts", []):
         BAD_INPUT_COUNTS[(kind, outcome)] = BAD_INPUT_COUNTS.get((kind, outcome), 0) + n
     LEAKED_STATE.update(getattr(node, "workeroutput", {}).get("leaked_state", {}))
