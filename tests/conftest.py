@@ -59,6 +59,7 @@ FAULT_LOG = _record_fatal_signals() if WORKER else None
 
 def pytest_configure(config):
     paddle.set_device("cpu")
+    BASELINE_STATE.update(_process_state())
     config.addinivalue_line("markers", "docs_commands: runs the command blocks of README.md and docs/*.md "
                                        "(tests/test_docs_commands.py, about 3 minutes of CPU)")
 
@@ -140,18 +141,20 @@ def _process_state():
 # Process-wide state a test left changed (restored after it): {test id: ["key: before -> after", ...]};
 # printed after the run.
 LEAKED_STATE = {}
+BASELINE_STATE = {}  # the process state before the first test (pytest_configure)
 
 
 @pytest.fixture(autouse=True)
 def _process_state_restored(request):
     """Each test leaves the process's numerics as it found them: with pytest-xdist any test may follow
     any other in the same worker, and e.g. a Paddle Inference predictor that changed the math-library
-    threads made a later in-process training sum differently (tests/test_checkpoint.py's resume test)."""
-    before = _process_state()
+    threads made a later in-process training sum differently (tests/test_checkpoint.py's resume test).
+    Compared with the state before the first test (pytest_configure), so what a module fixture changed is put
+    back too."""
     yield
-    after = _process_state()
+    before, after = BASELINE_STATE, _process_state()
     changed = {k: (before.get(k), after.get(k)) for k in set(before) | set(after)
-               if before.get(k) != after.get(k) and before.get(k) is not None}  # None: a library loaded now
+               if before.get(k) != after.get(k) and before.get(k) is not None}
     if not changed:
         return
     LEAKED_STATE[request.node.nodeid] = [f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(changed.items())]
@@ -178,8 +181,13 @@ def _ppbackbone_logger_propagates():
 def pytest_terminal_summary(terminalreporter):
     if LEAKED_STATE:
         terminalreporter.section("process-wide state changed by tests (restored after each)")
+        by_change = {}
         for nodeid, lines in sorted(LEAKED_STATE.items()):
-            terminalreporter.write_line(f"{nodeid}: " + "; ".join(lines))
+            for line in lines:
+                by_change.setdefault(line, []).append(nodeid)
+        for line, nodeids in sorted(by_change.items()):
+            more = f" and {len(nodeids) - 3} more" if len(nodeids) > 3 else ""
+            terminalreporter.write_line(f"{line}: {len(nodeids)} test(s), e.g. {', '.join(nodeids[:3])}{more}")
     if not BAD_INPUT_COUNTS:
         return
     kinds = sorted({kind for kind, _ in BAD_INPUT_COUNTS})
