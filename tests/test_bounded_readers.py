@@ -426,6 +426,12 @@ YML_EDITS = {
     "topk text": (lambda t: t.replace("topk: 2", "topk: two"), "topk='two' is not valid: expected an integer >= 1"),
     "mode a list": (lambda t: t.replace("mode: classification", "mode: [classification]"), "Model.mode="),
     "outputs of strings": (lambda t: t.replace("Outputs:\n- name:", "Outputs:\n-"), "Outputs[]"),
+    "int8 files a list": (lambda t: t.replace("Precisions:\n", "Precisions:\n  int8: {files: [a]}\n"),
+                          "Precisions.int8.files=['a'] is not valid"),
+    "int8 file outside": (lambda t: t.replace("Precisions:\n", "Precisions:\n  int8: {files: {openvino: ../x.xml}}\n"),
+                          "lies outside"),
+    "int8 file a number": (lambda t: t.replace("Precisions:\n", "Precisions:\n  int8: {file: 3}\n"),
+                           "Precisions.int8.file=3 is not valid"),
     "nested deep": (lambda t: t.replace("topk: 2", "topk: " + "[" * 500 + "]" * 500), "levels deep"),
 }
 

@@ -387,7 +387,15 @@ class ExportDir:
         self.precisions = dict(self._mapping(info.get("Precisions") or {"fp32": {}}, "Precisions"))
         for name, record in self.precisions.items():
             self._mapping(record or {}, f"Precisions.{name}")
+        self._read_int8_files(self.precisions.get("int8") or {})
         self.precisions.setdefault("fp32", {})
+
+    def _read_int8_files(self, record):
+        """Precisions.int8 `file` and `files` (runtime -> file): names of files inside the directory."""
+        if "file" in record:
+            self._file_name(record["file"], "Precisions.int8.file")
+        for runtime, name in self._mapping(record.get("files") or {}, "Precisions.int8.files").items():
+            self._file_name(name, f"Precisions.int8.files.{runtime}")
 
     def _read_paddleclas(self, info):
         self.model_file = find_model_file(self.path)
