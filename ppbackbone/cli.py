@@ -203,7 +203,10 @@ def _train_or_eval(mode, description, argv):
         return EXIT_OK
     if not (config.get("Global") or {}).get("pretrained_model") and not config["Arch"].get("pretrained"):
         print("Warning: no Global.pretrained_model given: evaluating freshly initialised weights", file=sys.stderr)
-    trainer.evaluate()
+    try:
+        trainer.evaluate()
+    finally:
+        trainer.close()
     _evaluation_pictures(trainer, args)
     return EXIT_OK
 

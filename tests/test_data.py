@@ -312,6 +312,34 @@ def test_thread_reader_stops_when_the_consumer_breaks(demo_root):
     assert not [t for t in threading.enumerate() if t.name == "ppbackbone-reader"]
 
 
+@pytest.mark.timeout(60, method="thread")
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_close_stops_a_half_read_epoch(demo_root, num_workers):
+    """Loader.close() (the trainer calls it however a run ends) stops an epoch the consumer left in
+    the middle, still referenced (as by a traceback): worker processes joined, reader thread ended.
+    Left to the garbage collector, workers outlived their SIGTERM grace at exit and paddle reported them
+    dead; a second close and a new epoch afterwards both work."""
+    import multiprocessing
+    import threading
+    cfg = _loader_config(demo_root, os.path.join(demo_root, "val_list.txt"))
+    cfg["DataLoader"]["Train"]["loader"]["num_workers"] = num_workers
+    loader = build_dataloader(cfg, "Train", 10, 0, 0, 1)
+    loader.set_epoch(1)
+    batches = iter(loader)
+    next(batches)
+    assert multiprocessing.active_children() if num_workers else \
+        [t for t in threading.enumerate() if t.name == "ppbackbone-reader"]
+    loader.close()
+    loader.close()
+    assert multiprocessing.active_children() == []
+    assert not [t for t in threading.enumerate() if t.name == "ppbackbone-reader"]
+    with pytest.raises(StopIteration):
+        next(batches)
+    loader.set_epoch(2)
+    assert sum(1 for _ in loader) == len(loader)
+    assert multiprocessing.active_children() == []
+
+
 def test_multi_scale_sampler_and_dataset(demo_root):
     """PaddleClas's MultiScaleSampler + MultiScaleDataset: batches at several sizes, batch size scaled
     to keep the pixel count of first_bs images at the first scale."""

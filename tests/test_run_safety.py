@@ -128,6 +128,32 @@ def test_sigterm_to_the_process_group_with_loader_workers(tiny):
     assert load_checkpoint(os.path.join(run_dir, "latest"))["states"]["epoch"] >= 1
 
 
+@pytest.mark.timeout(120, method="thread")
+def test_a_run_that_ends_mid_epoch_stops_its_loader_workers_at_once(tiny):
+    """An exception in the middle of an epoch (here KeyboardInterrupt, as SIGTERM raises) leaves train()
+    with the worker processes already joined and the lock released, although the traceback still holds
+    the epoch. (Left to the garbage collector, a SIGTERM'd run took 10 s to exit and paddle could print
+    "workers exit unexpectedly" after the "Terminated" line.)"""
+    import multiprocessing
+    from ppbackbone.config import load_config
+    from ppbackbone.engine import Trainer
+    config, run_dir = tiny
+    trainer = Trainer(load_config(config, ["DataLoader.Train.loader.num_workers=2",
+                                           "DataLoader.Train.sampler.batch_size=2"]))
+    steps = []
+
+    def step(*args):
+        steps.append(len(multiprocessing.active_children()))
+        raise KeyboardInterrupt
+
+    trainer._train_step = step
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        trainer.train()
+    assert steps == [2]  # both workers were serving the epoch the step stopped
+    assert stopped.traceback and multiprocessing.active_children() == []
+    assert not os.path.exists(os.path.join(run_dir, LOCK_NAME))
+
+
 @pytest.mark.timeout(120)
 def test_lock_of_a_killed_run_is_taken_over(tiny):
     """A run killed with SIGKILL leaves its lock file; the next run names the dead owner in one notice

@@ -16,6 +16,7 @@ import queue
 import signal
 import tempfile
 import threading
+import weakref
 
 import numpy as np
 import paddle
@@ -264,6 +265,7 @@ class Loader:
             os.close(fd)
         self.collate_fn = collate_fn or _collate(None)
         self.loader = None
+        self._open = weakref.WeakSet()  # epochs being read (`close` stops them)
         if num_workers:
             _quiet_reader_thread_errors()
             self.loader = DataLoader(dataset, batch_sampler=batch_sampler, num_workers=num_workers,
@@ -279,10 +281,25 @@ class Loader:
             self.dataset.seed_base = (self.seed, self.epoch)
 
     def __iter__(self):
+        epoch = self._batches()
+        self._open.add(epoch)
+        return epoch
+
+    def close(self):
+        """Stop every epoch still being read: worker processes joined, reader threads ended. The trainer
+        calls it whenever a run ends, so an exception or a SIGTERM in the middle of an epoch stops the
+        workers at once rather than when the garbage collector (or interpreter exit) gets to them:
+        left to exit, the workers outlive their SIGTERM grace and paddle reports them dead."""
+        for epoch in list(self._open):
+            if not epoch.gi_running:  # a running one is ending already: its own `finally` stops it
+                epoch.close()
+
+    def _batches(self):
         if not self.num_workers:
             yield from ThreadedBatches(self.dataset, self.batch_sampler, self.collate_fn)
             return
         error_file = getattr(self.dataset, "error_file", None)
+        batches = None
         try:
             with _sigterm_deferred():
                 batches = iter(self.loader)  # forks the workers
@@ -296,6 +313,11 @@ class Loader:
                 raise DatasetError(f"A data loader worker failed: {message}") from None
             raise DatasetError("A data loader worker process failed; its traceback (naming the image) is "
                                "printed above") from None
+        finally:
+            # paddle's iterator stops its workers in __del__; do it now, whatever ended the epoch
+            shutdown = getattr(batches, "_try_shutdown_all", None)
+            if shutdown is not None:
+                shutdown()
 
     def __del__(self):
         error_file = getattr(self.dataset, "error_file", None)

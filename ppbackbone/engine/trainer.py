@@ -182,4 +182,13 @@ class Trainer(RunSetup, RunCheckpoints, TrainLoop, Evaluation):
             with self.names():
                 return self._train()
         finally:
-            self.release_lock()
+            self.close()
+
+    def close(self):
+        """Stop the data loaders' workers and threads, then let another run use the output folder. train()
+        does it when it ends, however it ends; an eval-mode trainer's owner calls it after evaluate()."""
+        for name in ("train_loader", "eval_loader", "gallery_loader", "query_loader"):
+            loader = getattr(self, name, None)
+            if loader is not None:
+                loader.close()
+        self.release_lock()
