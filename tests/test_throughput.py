@@ -213,3 +213,19 @@ def test_preprocessing_threads_end_with_the_call(tiny_export, image_files):
     next(stream)
     stream.close()
     assert not pool_threads()
+
+
+def test_a_throughput_record_run_replaces_only_its_models_run():
+    """tools/docs_figures.py throughput --models X: X's new run replaces X's kept run (an old run without a
+    `model` key is known by its first row); the other runs and the Predictor figure stay unless redone."""
+    from ppbackbone.benchmarks.throughput import merge_record
+    kept = {"runs": [{"rows": [{"model": "hgnetv2_b0"}], "date": "old"},
+                     {"rows": [{"model": "pplcnet_x1_0"}], "date": "old"}], "predict": {"date": "old"}}
+    merged = merge_record(kept, [{"model": "pplcnet_x1_0", "rows": [], "date": "new"},
+                                 {"model": "hgnetv2_b4", "rows": [], "date": "new"}])
+    assert [(r.get("model") or r["rows"][0]["model"], r["date"]) for r in merged["runs"]] == [
+        ("hgnetv2_b0", "old"), ("hgnetv2_b4", "new"), ("pplcnet_x1_0", "new")]
+    assert merged["predict"] == {"date": "old"}
+    assert merge_record(kept, [], {"date": "new"})["predict"] == {"date": "new"}
+    alone = merge_record(None, [{"model": "hgnetv2_b0", "rows": []}], {"date": "new"})
+    assert [r["model"] for r in alone["runs"]] == ["hgnetv2_b0"] and alone["predict"] == {"date": "new"}

@@ -7,6 +7,7 @@
                                                   # docs/images/top1_vs_latency.png against PaddleClas's top-1
     python tools/docs_figures.py throughput       # tools/benchmark.py throughput for hgnetv2_b0/b4, pplcnet_x1_0,
                                                   # pplcnetv2_base, then its predict mode -> docs/deploy.md
+                                                  # (--models X Y: only these, merged; predict with pplcnet_x1_0)
     python tools/docs_figures.py latency          # tools/benchmark.py latency on 4 models + PaddleClas's exports
                                                   # -> docs/deploy.md's tables (--models X Y: only these, merged)
     python tools/docs_figures.py runtime-settings # tools/benchmark.py settings on the same 4 models -> docs/deploy.md
@@ -32,8 +33,8 @@ def main(argv=None):
     parser = new_parser(__doc__)
     parser.add_argument("figure", nargs="+", choices=list(TARGETS), help="which recorded run(s) to redo")
     parser.add_argument("--rerender", action="store_true", help="only rewrite the text from the kept record")
-    parser.add_argument("--models", nargs="+", help="latency, runtime-settings: time only these models and "
-                        "replace their part of the record (each timed command stays short)")
+    parser.add_argument("--models", nargs="+", help="latency, runtime-settings, throughput: time only these "
+                        "models and replace their part of the record (each timed command stays short)")
     args = parser.parse_args(argv)
     for figure in args.figure:
         write_figures(figure, ROOT, rerender=args.rerender, models=args.models)

@@ -413,7 +413,8 @@ def load_record(path):
 def write_figures(figure, repo, rerender=False, log=print, models=None):
     """Measure `figure` (or, with `rerender`, read its kept record), keep the record as
     docs/records/<figure>.json and rewrite the marked blocks. Returns the record. `models`: for the latency
-    figure, time these (default LATENCY_MODELS) and replace their part of the kept record."""
+    figure, time these (default LATENCY_MODELS) and replace their part of the kept record; for the
+    throughput figure, redo these models' runs (default RECORD_MODELS) and keep the others'."""
     if figure not in TARGETS:
         raise ConfigError(f"unknown figure {figure!r}; known: {', '.join(TARGETS)}")
     record_path = os.path.join(repo, RECORDS, f"{figure}.json")
@@ -426,9 +427,11 @@ def write_figures(figure, repo, rerender=False, log=print, models=None):
             f"{os.getloadavg()[0]:.2f})")
         record = run_zoo_latency(log)
     elif figure == "throughput":
-        from .throughput import RECORD_MODELS, run_record
-        log(f"{figure}: timing {', '.join(RECORD_MODELS)} and the Predictor (load now {os.getloadavg()[0]:.2f})")
-        record = run_record(log=log)
+        from .throughput import PREDICT_MODEL, RECORD_MODELS, run_record
+        models = list(models or RECORD_MODELS)
+        log(f"{figure}: timing {', '.join(models)}{' and the Predictor' if PREDICT_MODEL in models else ''} "
+            f"(load now {os.getloadavg()[0]:.2f})")
+        record = run_record(models, load_record(record_path) if os.path.exists(record_path) else None, log=log)
     elif figure in BENCHMARK_RUNS:
         models = list(models or LATENCY_MODELS)
         log(f"{figure}: timing {', '.join(models)} (load now {os.getloadavg()[0]:.2f})")

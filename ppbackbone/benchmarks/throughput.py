@@ -25,7 +25,8 @@ from .latency import (RUNTIME_LABELS, _columns, _load_average, _model_backends, 
                       available_precisions, available_runtimes, check_references)
 
 __all__ = ["throughput_benchmark", "format_markdown", "rows_for_json", "check_batch_sizes", "predict_throughput",
-           "format_predict_markdown", "predict_benchmark", "result_from_json", "run_record", "render_record", "write_outputs", "DEFAULT_BATCH_SIZES"]
+           "format_predict_markdown", "predict_benchmark", "result_from_json", "run_record", "merge_record",
+           "render_record", "write_outputs", "DEFAULT_BATCH_SIZES"]
 
 DEFAULT_BATCH_SIZES = (1, 8, 32)
 
@@ -174,20 +175,39 @@ def result_from_json(data):
 
 
 # ----------------------------------------------------------------------------------------- the docs' record
-# One recorded run per model (each a timing command of a few minutes), then the Predictor figure.
+# One recorded run per model (each a timing command of a few minutes), then the Predictor figure, timed with
+# PREDICT_MODEL's run. `tools/docs_figures.py throughput --models M` redoes M's run only and keeps the others.
 RECORD_MODELS = ("hgnetv2_b0", "hgnetv2_b4", "pplcnet_x1_0", "pplcnetv2_base")
-PREDICT_COMMAND = "python tools/benchmark.py predict --model pplcnet_x1_0 --batch-sizes 1 8"
+PREDICT_MODEL = "pplcnet_x1_0"
+PREDICT_COMMAND = f"python tools/benchmark.py predict --model {PREDICT_MODEL} --batch-sizes 1 8"
 
 
-def run_record(models=RECORD_MODELS, log=print):
-    """docs/deploy.md's throughput record: `tools/benchmark.py throughput --model M` for each model (with
-    its defaults), then the Predictor figure (PREDICT_COMMAND), each result with its command."""
+def run_record(models=RECORD_MODELS, kept=None, log=print):
+    """docs/deploy.md's throughput record: `tools/benchmark.py throughput --model M` for each of `models`
+    (with its defaults), and with PREDICT_MODEL's run the Predictor figure (PREDICT_COMMAND), each result
+    with its command; merged into `kept` (an earlier record: the runs of the other models stay)."""
     runs = []
     for model in models:
         result = rows_for_json(throughput_benchmark([model], log=log))
-        runs.append(dict(result, command=f"python tools/benchmark.py throughput --model {model}"))
-    predict = dict(predict_benchmark("pplcnet_x1_0", batch_sizes=(1, 8), log=log), command=PREDICT_COMMAND)
-    return {"runs": runs, "predict": predict}
+        runs.append(dict(result, model=model, command=f"python tools/benchmark.py throughput --model {model}"))
+    predict = None
+    if PREDICT_MODEL in models or not (kept or {}).get("predict"):
+        predict = dict(predict_benchmark(PREDICT_MODEL, batch_sizes=(1, 8), log=log), command=PREDICT_COMMAND)
+    return merge_record(kept, runs, predict)
+
+
+def _run_model(run):
+    return run.get("model") or run["rows"][0]["model"]
+
+
+def merge_record(kept, runs, predict=None):
+    """`kept` (a throughput record, or None) with each of `runs` in place of the kept run of its model and
+    `predict` (when given) in place of the kept Predictor figure; runs in RECORD_MODELS order."""
+    merged = {_run_model(run): run for run in (kept or {}).get("runs", [])}
+    merged.update((_run_model(run), run) for run in runs)
+    order = {name: i for i, name in enumerate(RECORD_MODELS)}
+    return {"runs": [merged[m] for m in sorted(merged, key=lambda m: (order.get(m, len(order)), m))],
+            "predict": predict if predict is not None else (kept or {}).get("predict")}
 
 
 def render_record(record, script):
