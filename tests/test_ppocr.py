@@ -12,6 +12,7 @@ import textwrap
 
 import numpy as np
 import paddle
+import paddle.nn.functional as F
 import pytest
 from conftest import randomize_state
 
@@ -324,3 +325,55 @@ def test_pretrained_is_the_native_argument_where_the_class_has_one():
     """PaddleOCR's PPLCNetV2_base has its own `pretrained` (PaddleClas weights): the section's value reaches it."""
     backbone = create_backbone({"name": "PPBackbone", "model": "PPLCNetV2_base", "pretrained": False}, "det")
     assert backbone.out_strides == [4, 8, 16, 32] and len(backbone.out_channels) == 4
+
+
+class _DetWithDBUpsample(paddle.nn.Layer):
+    """The demo's backbone under the one kind of op PaddleOCR's DB necks add that oneDNN refuses: RSEFPN's /
+    DBFPN's nearest `F.upsample(scale_factor=2, align_mode=1)` of the deepest map onto the next one."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = ppbackbone.create_model("pplcnetv4_tiny_det")
+        c3, c4 = self.backbone.out_channels[2:]
+        self.lateral = paddle.nn.Conv2D(c4, c3, 1)
+
+    def forward(self, x):
+        maps = self.backbone(x)
+        return maps[2] + F.upsample(self.lateral(maps[3]), scale_factor=2, mode="nearest", align_mode=1)
+
+
+@pytest.mark.timeout(120)
+def test_det_demo_onednn_failure_is_paddles_interp_op_not_the_backbone(tmp_path):
+    """docs/ppocr.md: the det demo's export stops Paddle Inference 3.3 with oneDNN on (`ConvertPirAttribute2Runtime
+    Attribute not support [pir::ArrayAttribute<pir::DoubleAttribute>]`) because of the interp ops of PaddleOCR's
+    neck, whose `scale` Paddle 3.3 keeps as an array of doubles; the backbone has no such attribute. Checks both
+    halves on a 64x64 export, and fails once Paddle runs the op under oneDNN (then the docs' note is stale)."""
+    from ppbackbone.deploy.export import _json_ops, save_static
+    from ppbackbone.deploy.runtimes import PaddleBackend
+    if tuple(int(v) for v in paddle.__version__.split(".")[:2] if v.isdigit()) < (3, 3):
+        pytest.skip(f"docs/ppocr.md's oneDNN note is about Paddle 3.3's interp ops; this is {paddle.__version__}")
+    paddle.seed(0)
+    model = _DetWithDBUpsample()
+    randomize_state(model, 0)
+    ppbackbone.reparameterize(model.backbone)
+    model.eval()
+    batch = np.random.RandomState(0).standard_normal([1, 3, 64, 64]).astype("float32")
+    with paddle.no_grad():
+        expected = model(paddle.to_tensor(batch)).numpy()
+    model_file = os.path.join(str(tmp_path), save_static(model, str(tmp_path), [3, -1, -1]))
+    with open(model_file, encoding="utf-8") as f:
+        ops = list(_json_ops(json.load(f)))
+    double_arrays = [(op["#"], a["N"]) for op in ops for a in op.get("A", []) if isinstance(a, dict)
+                     and a.get("AT", {}).get("#") == "0.a_array"
+                     and any(e.get("#") == "0.a_f64" for e in a["AT"].get("D", []))]
+    assert double_arrays == [("1.nearest_interp", "scale")], double_arrays  # the upsample's only; none in the backbone
+    params = model_file.rsplit(".", 1)[0] + ".pdiparams"
+    (got,) = PaddleBackend(model_file, params, threads=1, onednn=False).run(batch)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(expected).max())))
+    try:
+        PaddleBackend(model_file, params, threads=1, onednn=True).run(batch)
+    except NotImplementedError as err:
+        assert "ArrayAttribute<pir::DoubleAttribute>" in str(err), err
+    else:
+        pytest.fail(f"Paddle {paddle.__version__} now runs nearest_interp under oneDNN: drop `--enable_mkldnn False` "
+                    "from docs/ppocr.md's det demo (and its note) and from tests/test_ppocr_develop.py's DEMOS")
