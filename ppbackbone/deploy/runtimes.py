@@ -13,11 +13,13 @@ runtime x precision pair. bf16 needs a CPU with AVX512-BF16 (or AMX), checked he
 import contextlib
 import importlib
 import os
+import threading
 
 import numpy as np
 
 from ..errors import ConfigError, UserError
 from .export_dir import ONNX_FILE, ONNX_INT8_FILE, ModelDirError
+from . import signal_stack
 from .settings import runtime_settings
 
 __all__ = ["PaddleBackend", "OnnxRuntimeBackend", "OpenVinoBackend", "create_backend", "RUNTIMES", "DEVICES",
@@ -287,7 +289,9 @@ class OpenVinoBackend:
             raise ModelDirError(f"{onnx_file} is missing; export with tools/export.py ... --onnx")
         self.settings = runtime_settings("openvino", settings)
         try:
-            self.compiled = ov.Core().compile_model(onnx_file, "CPU", _ov_properties(threads, precision, self.settings))
+            with signal_stack.kept():
+                self.compiled = _openvino_core(ov).compile_model(onnx_file, "CPU",
+                                                                 _ov_properties(threads, precision, self.settings))
         except Exception as err:  # OpenVINO raises RuntimeError subclasses of its own
             raise ModelDirError(f"OpenVINO could not load {onnx_file} ({err}); re-export with --onnx") from None
         self.precision = precision
@@ -306,6 +310,20 @@ class OpenVinoBackend:
         # request reuses their memory on the next call
         result = self.request.infer([np.ascontiguousarray(batch, dtype="float32")], share_inputs=True)
         return [np.asarray(result[o]) for o in self.compiled.outputs]
+
+
+_OV_CORE = []
+_OV_CORE_LOCK = threading.Lock()
+
+
+def _openvino_core(ov):
+    """One OpenVINO Core for the process: each Core makes its own CPU plugin, and plugins destroyed in the
+    order they were made leave the thread's alternate signal stack on unmapped memory, so that the next
+    signal with a handler (Ctrl-C, SIGTERM, a child's exit) kills the process (deploy/signal_stack.py)."""
+    with _OV_CORE_LOCK:
+        if not _OV_CORE:
+            _OV_CORE.append(ov.Core())
+        return _OV_CORE[0]
 
 
 def _ov_properties(threads, precision, settings):
