@@ -24,6 +24,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import ppbackbone  # noqa: E402
+from ppbackbone.deploy import signal_stack  # noqa: E402
 
 IMAGE_SIZE = 64  # small inputs keep the suite within minutes on 2 CPU cores
 
@@ -60,6 +61,7 @@ FAULT_LOG = _record_fatal_signals() if WORKER else None
 def pytest_configure(config):
     paddle.set_device("cpu")
     BASELINE_STATE.update(_process_state())
+    BASELINE_SIGNAL_STACK.append(signal_stack.current())
     config.addinivalue_line("markers", "docs_commands: runs the command blocks of README.md and docs/*.md "
                                        "(tests/test_docs_commands.py, about 3 minutes of CPU)")
 
@@ -93,6 +95,21 @@ def pytest_unconfigure(config):
         os.remove(FAULT_LOG.name)
 
 
+NO_DUMP = ("(none: SIGKILL, os._exit, a signal handler installed later in place of ours, or a SIGSEGV the kernel "
+           "could not deliver, e.g. on an alternate signal stack left on unmapped memory: deploy/signal_stack.py)")
+
+
+def _exit_status(node):
+    """How a pytest-xdist worker process ended: its exit status or the signal that killed it."""
+    import signal
+    popen = getattr(getattr(node.gateway, "_io", None), "popen", None)
+    try:
+        code = popen.wait(timeout=10)
+    except Exception:  # noqa: BLE001 - no process object, or still running
+        return "exit status unknown"
+    return f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node, error):
     if error:  # the worker died: say of what, if it could write it down
@@ -102,7 +119,8 @@ def pytest_testnodedown(node, error):
                 dump = f.read().strip()
         except OSError:
             dump = ""
-        sys.stderr.write(f"\n[{worker}] died ({error}); its fatal-signal dump: {dump or '(none: SIGKILL, os._exit, or a signal handler installed later in place of ours)'}\n")
+        sys.stderr.write(f"\n[{worker}] died ({error}; {_exit_status(node)}); its fatal-signal dump: "
+                         f"{dump or NO_DUMP}\n")
     for kind, outcome, n in getattr(node, "workeroutput", {}).get("bad_input_counts", []):
         BAD_INPUT_COUNTS[(kind, outcome)] = BAD_INPUT_COUNTS.get((kind, outcome), 0) + n
     LEAKED_STATE.update(getattr(node, "workeroutput", {}).get("leaked_state", {}))
@@ -133,6 +151,8 @@ def _process_state():
         except Exception:  # a flag Paddle cannot read back
             pass
     state.update(_math_threads())
+    # a signal stack left on unmapped memory kills the process at its next handled signal (a child's exit)
+    state["signal_stack_mapped"] = signal_stack.is_mapped(signal_stack.current())
     state.update(default_dtype=paddle.get_default_dtype(), device=paddle.get_device(),
                  dynamic_mode=paddle.in_dynamic_mode())
     return state
@@ -142,6 +162,7 @@ def _process_state():
 # printed after the run.
 LEAKED_STATE = {}
 BASELINE_STATE = {}  # the process state before the first test (pytest_configure)
+BASELINE_SIGNAL_STACK = []  # the main thread's alternate signal stack then (put back if a test left it unmapped)
 
 
 @pytest.fixture(autouse=True)
@@ -164,6 +185,8 @@ def _process_state_restored(request):
             paddle.set_flags({key: value})
     if "omp_get_max_threads" in changed and before["omp_get_max_threads"]:
         core.set_num_threads(before["omp_get_max_threads"])
+    if "signal_stack_mapped" in changed:
+        signal_stack.repair(BASELINE_SIGNAL_STACK[0])
     paddle.set_default_dtype(before["default_dtype"])
     paddle.set_device(before["device"])
     if before["dynamic_mode"] and not paddle.in_dynamic_mode():
