@@ -43,3 +43,24 @@ def test_models_chart_is_a_picture():
     with Image.open(os.path.join(DOCS, "images", "top1_vs_latency.png")) as im:
         pixels = np.asarray(im.convert("RGB"), dtype="float64")
     assert pixels.shape[0] >= 300 and pixels.shape[1] >= 500 and pixels.var() > 0
+
+
+def test_load_sampler_reports_cpu_steal_and_provenance_states_it():
+    """A record's load summary carries the host's CPU steal over the run (Linux), and the text beside a figure
+    states it; a record without it (taken before) renders as it did."""
+    import time
+
+    import pytest
+
+    from ppbackbone.benchmarks.figures import LoadSampler, cpu_times, provenance
+    if cpu_times() is None:
+        pytest.skip("no /proc/stat on this system")
+    with LoadSampler(interval=0.05) as sampler:
+        time.sleep(0.2)
+    load = sampler.summary()
+    assert 0.0 <= load["steal"] <= 100.0 and load["samples"] >= 2
+    record = {"machine": {"cpu": "x", "cores": 2, "flags": ["avx2"], "paddle": "3"}, "load": load, "date": "d",
+              "command": "c"}
+    assert f"CPU steal {load['steal']}%" in provenance(record, "s")
+    del load["steal"]
+    assert "steal" not in provenance(record, "s")

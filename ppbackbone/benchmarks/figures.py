@@ -21,8 +21,8 @@ import time
 
 from ..errors import ConfigError
 
-__all__ = ["machine_info", "LoadSampler", "run_training", "run_zoo_latency", "run_benchmark_part", "draw_zoo_chart",
-           "replace_marked",
+__all__ = ["machine_info", "cpu_times", "LoadSampler", "run_training", "run_zoo_latency", "run_benchmark_part",
+           "draw_zoo_chart", "replace_marked",
            "blank_figures", "render", "load_record", "write_figures", "RECORDS", "TARGETS", "PUBLISHED_TOP1"]
 
 RECORDS = os.path.join("docs", "records")
@@ -53,12 +53,25 @@ def machine_info():
     return {"cpu": cpu, "cores": os.cpu_count(), "flags": [f for f in wanted if f in flags], "paddle": version}
 
 
+def cpu_times():
+    """(steal, total) CPU jiffies of /proc/stat's `cpu` line, or None where there is none: steal is the time
+    the hypervisor gave this virtual machine's CPUs to others, which the load average does not count."""
+    try:
+        with open("/proc/stat", encoding="utf-8") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (fields[7], sum(fields[:8])) if len(fields) >= 8 else None
+
+
 class LoadSampler:
     """Samples the 1-minute load average every `interval` seconds while the `with` block runs;
-    `summary()` gives {'mean', 'min', 'max', 'samples'} (other jobs on the machine slow every figure)."""
+    `summary()` gives {'mean', 'min', 'max', 'samples'} and, on Linux, 'steal': the percentage of CPU time
+    the hypervisor gave to others over the block (other jobs and other machines slow every figure)."""
 
     def __init__(self, interval=5.0):
         self.interval, self.samples = interval, []
+        self._times = [None, None]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -69,6 +82,7 @@ class LoadSampler:
                 return
 
     def __enter__(self):
+        self._times[0] = cpu_times()
         self._thread.start()
         return self
 
@@ -76,12 +90,17 @@ class LoadSampler:
         self._stop.set()
         self._thread.join()
         self.samples.append(os.getloadavg()[0])
+        self._times[1] = cpu_times()
         return False
 
     def summary(self):
         s = self.samples
-        return {"mean": round(sum(s) / len(s), 2), "min": round(min(s), 2), "max": round(max(s), 2),
-                "samples": len(s)}
+        out = {"mean": round(sum(s) / len(s), 2), "min": round(min(s), 2), "max": round(max(s), 2),
+               "samples": len(s)}
+        (start, end) = self._times
+        if start and end and end[1] > start[1]:
+            out["steal"] = round(100.0 * (end[0] - start[0]) / (end[1] - start[1]), 1)
+        return out
 
 
 def parse_eval_lines(text):
@@ -137,8 +156,10 @@ def provenance(record, script):
     m, load = record["machine"], record["load"]
     flags = ", ".join(m["flags"]) or "no AVX2"
     nice = f", niced +{record['nice']}" if record.get("nice") else ""
+    steal = f", CPU steal {load['steal']}% (time the host gave to others)" if "steal" in load else ""
     return (f"{m['cpu']}, {m['cores']} cores ({flags}), Paddle {m['paddle']}, 1-min load average {load['mean']} "
-            f"({load['min']}-{load['max']}) during the run{nice}, finished {record['date']}; `{record['command']}`"
+            f"({load['min']}-{load['max']}) during the run{steal}{nice}, finished {record['date']}; "
+            f"`{record['command']}`"
             f"{'' if record.get('demo_data_cached', True) else ' (including writing the demo data)'}; "
             f"regenerate: `{script}`")
 
