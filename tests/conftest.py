@@ -45,7 +45,8 @@ def _fault_log(worker, controller_pid):
 
 def _record_fatal_signals():
     """A worker that dies of a signal (SIGSEGV/SIGABRT/SIGBUS/SIGFPE/SIGILL, or SIGTERM/SIGHUP sent to it)
-    writes every thread's traceback to its fault log first; the controller prints it (pytest_testnodedown)."""
+    writes every thread's traceback to its fault log first (a timeout too: pytest_timeout_set_timer); the
+    controller prints it (pytest_testnodedown)."""
     import faulthandler
     import signal
     log = open(_fault_log(WORKER, os.getppid()), "w")
@@ -76,6 +77,40 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(DEFAULT_TIMEOUT, method="thread"))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_timeout_set_timer(item, settings):
+    """pytest-timeout's thread method writes the test's captured output and every thread's stack to the
+    terminal, then ends the process. A pytest-xdist worker's terminal output goes nowhere, so a worker
+    ended by a timeout died without a word: in a worker the same goes to its fault log, which the
+    controller prints (pytest_testnodedown)."""
+    if not FAULT_LOG or settings.method != "thread":
+        return None  # pytest-timeout's own timer
+    import threading
+    import pytest_timeout
+    from _pytest._io import TerminalWriter
+
+    def expire():
+        writer = TerminalWriter(FAULT_LOG)
+        writer.sep("+", f"Timeout: {item.nodeid} ran over its {settings.timeout:g} s")
+        capman = item.config.pluginmanager.getplugin("capturemanager")
+        if capman:
+            capman.suspend_global_capture(item)
+            for title, text in zip(("stdout", "stderr"), capman.read_global_capture()):
+                if text:
+                    writer.sep("~", f"Captured {title}")
+                    writer.write(text[-20000:])
+        pytest_timeout.dump_stacks(writer)
+        writer.flush()
+        FAULT_LOG.flush()
+        os._exit(1)
+
+    timer = threading.Timer(settings.timeout, expire)
+    timer.daemon = True
+    item.cancel_timeout = lambda: (timer.cancel(), timer.join())
+    timer.start()
+    return True
 
 
 def pytest_sessionfinish(session):
@@ -119,8 +154,8 @@ def pytest_testnodedown(node, error):
                 dump = f.read().strip()
         except OSError:
             dump = ""
-        sys.stderr.write(f"\n[{worker}] died ({error}; {_exit_status(node)}); its fatal-signal dump: "
-                         f"{dump or NO_DUMP}\n")
+        sys.stderr.write(f"\n[{worker}] died ({error}; {_exit_status(node)}); its fault log (a fatal signal's "
+                         f"or a timeout's stacks): {dump or NO_DUMP}\n")
     for kind, outcome, n in getattr(node, "workeroutput", {}).get("bad_input_counts", []):
         BAD_INPUT_COUNTS[(kind, outcome)] = BAD_INPUT_COUNTS.get((kind, outcome), 0) + n
     LEAKED_STATE.update(getattr(node, "workeroutput", {}).get("leaked_state", {}))
