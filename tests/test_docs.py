@@ -64,3 +64,12 @@ def test_load_sampler_reports_cpu_steal_and_provenance_states_it():
     assert f"CPU steal {load['steal']}%" in provenance(record, "s")
     del load["steal"]
     assert "steal" not in provenance(record, "s")
+
+
+def test_models_chart_timing_runs_on_a_small_model(tmp_path):
+    """tools/docs_figures.py models-chart's timing (export fused, Paddle Inference fp32, interleaved) runs:
+    it once stopped with a TypeError when the exporter started taking (height, width). No time asserted."""
+    from ppbackbone.benchmarks.figures import _interleaved_latency
+    times = _interleaved_latency(["pplcnet_x0_25"], str(tmp_path), image_size=32, threads=1, warmup=0, runs=1,
+                                 rounds=1)
+    assert set(times) == {"pplcnet_x0_25"} and all(t > 0 for t in times["pplcnet_x0_25"])

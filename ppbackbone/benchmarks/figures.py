@@ -228,15 +228,16 @@ def _interleaved_latency(models, workdir, image_size, threads, warmup, runs, rou
     from ..progress import progress
     from ..weights.io import save_weights
     from .latency import _backend, _export_ours, _time_interleaved
+    size = (image_size, image_size)  # the exporter takes (height, width)
     backends = {}
     for name in progress(models, desc="exporting", unit="model"):
         model = create_model(name)
         weights = save_weights(model, os.path.join(workdir, f"{name}.safetensors"))
         directory = os.path.join(workdir, name)
-        model_file = _export_ours(name, weights, directory, image_size, True, False, False, threads)
+        model_file = _export_ours(name, weights, directory, size, True, False, False, threads)
         backends[(name, "fused", "paddle", "fp32")] = _backend(directory, model_file, "paddle", "fp32", threads)
     import numpy as np
-    batch = np.random.RandomState(0).standard_normal([1, 3, image_size, image_size]).astype("float32")
+    batch = np.random.RandomState(0).standard_normal([1, 3, *size]).astype("float32")
     times = _time_interleaved(backends, batch, warmup, runs, rounds)
     return {key[0]: value for key, value in times.items()}
 
