@@ -342,16 +342,10 @@ class _DetWithDBUpsample(paddle.nn.Layer):
         return maps[2] + F.upsample(self.lateral(maps[3]), scale_factor=2, mode="nearest", align_mode=1)
 
 
-@pytest.mark.timeout(120)
-def test_det_demo_onednn_failure_is_paddles_interp_op_not_the_backbone(tmp_path):
-    """docs/ppocr.md: the det demo's export stops Paddle Inference 3.3 with oneDNN on (`ConvertPirAttribute2Runtime
-    Attribute not support [pir::ArrayAttribute<pir::DoubleAttribute>]`) because of the interp ops of PaddleOCR's
-    neck, whose `scale` Paddle 3.3 keeps as an array of doubles; the backbone has no such attribute. Checks both
-    halves on a 64x64 export, and fails once Paddle runs the op under oneDNN (then the docs' note is stale)."""
-    from ppbackbone.deploy.export import _json_ops, save_static
-    from ppbackbone.deploy.runtimes import PaddleBackend
-    if tuple(int(v) for v in paddle.__version__.split(".")[:2] if v.isdigit()) < (3, 3):
-        pytest.skip(f"docs/ppocr.md's oneDNN note is about Paddle 3.3's interp ops; this is {paddle.__version__}")
+@pytest.fixture(scope="module")
+def db_upsample_export(tmp_path_factory):
+    """(inference.json path, 64x64 batch, dygraph output) of _DetWithDBUpsample, fused backbone, random weights."""
+    from ppbackbone.deploy.export import save_static
     paddle.seed(0)
     model = _DetWithDBUpsample()
     randomize_state(model, 0)
@@ -360,7 +354,25 @@ def test_det_demo_onednn_failure_is_paddles_interp_op_not_the_backbone(tmp_path)
     batch = np.random.RandomState(0).standard_normal([1, 3, 64, 64]).astype("float32")
     with paddle.no_grad():
         expected = model(paddle.to_tensor(batch)).numpy()
-    model_file = os.path.join(str(tmp_path), save_static(model, str(tmp_path), [3, -1, -1]))
+    folder = str(tmp_path_factory.mktemp("db_upsample"))
+    return os.path.join(folder, save_static(model, folder, [3, -1, -1])), batch, expected
+
+
+def _paddle_has_the_onednn_interp_stop():
+    if tuple(int(v) for v in paddle.__version__.split(".")[:2] if v.isdigit()) < (3, 3):
+        pytest.skip(f"docs/ppocr.md's oneDNN note is about Paddle 3.3's interp ops; this is {paddle.__version__}")
+
+
+@pytest.mark.timeout(120)
+def test_det_demo_onednn_failure_is_paddles_interp_op_not_the_backbone(db_upsample_export):
+    """docs/ppocr.md: the det demo's export stops Paddle Inference 3.3 with oneDNN on (`ConvertPirAttribute2Runtime
+    Attribute not support [pir::ArrayAttribute<pir::DoubleAttribute>]`) because of the interp ops of PaddleOCR's
+    neck, whose `scale` Paddle 3.3 keeps as an array of doubles; the backbone has no such attribute. Checks both
+    halves on a 64x64 export, and fails once Paddle runs the op under oneDNN (then the docs' note is stale)."""
+    from ppbackbone.deploy.export import _json_ops
+    from ppbackbone.deploy.runtimes import PaddleBackend
+    _paddle_has_the_onednn_interp_stop()
+    model_file, batch, expected = db_upsample_export
     with open(model_file, encoding="utf-8") as f:
         ops = list(_json_ops(json.load(f)))
     double_arrays = [(op["#"], a["N"]) for op in ops for a in op.get("A", []) if isinstance(a, dict)
@@ -377,3 +389,46 @@ def test_det_demo_onednn_failure_is_paddles_interp_op_not_the_backbone(tmp_path)
     else:
         pytest.fail(f"Paddle {paddle.__version__} now runs nearest_interp under oneDNN: drop `--enable_mkldnn False` "
                     "from docs/ppocr.md's det demo (and its note) and from tests/test_ppocr_develop.py's DEMOS")
+
+
+PREDICT_STAND_IN = """import sys
+import numpy as np
+from paddle import inference
+args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+folder = args["--det_model_dir"]
+config = inference.Config(folder + "/inference.json", folder + "/inference.pdiparams")
+config.disable_gpu()
+if args.get("--enable_mkldnn") == "False":  # as PaddleOCR's create_predictor: otherwise Paddle's default (oneDNN)
+    config.disable_mkldnn()
+predictor = inference.create_predictor(config)
+handle = predictor.get_input_handle(predictor.get_input_names()[0])
+handle.reshape([1, 3, 64, 64])
+handle.copy_from_cpu(np.zeros([1, 3, 64, 64], "float32"))
+predictor.run()
+print("The predict time of x.jpg: 0.0")
+"""
+
+
+@pytest.mark.timeout(120)
+def test_runner_names_the_onednn_flag_when_paddle_inference_stops_on_interp_ops(db_upsample_export, tmp_path):
+    """A PaddleOCR inference script (a stand-in running Paddle Inference like predict_det.py) on an export with a
+    det neck's upsample: oneDNN on (the default) is one `Error:` line naming --enable_mkldnn False, which runs."""
+    _paddle_has_the_onednn_interp_stop()
+    root = _checkout(tmp_path / "PaddleOCR")
+    tool = os.path.join(root, "tools", "infer", "predict_det.py")
+    os.makedirs(os.path.dirname(tool))
+    with open(tool, "w") as f:
+        f.write(PREDICT_STAND_IN)
+    command = [sys.executable, os.path.join(ROOT, "tools", "ppocr_run.py"), tool, "--use_gpu", "False",
+               "--det_model_dir", os.path.dirname(db_upsample_export[0])]
+    env = dict(os.environ, PYTHONPATH="")
+    done = subprocess.run(command + ["--enable_mkldnn", "False"], capture_output=True, text=True, timeout=55, env=env)
+    assert done.returncode == 0 and "The predict time" in done.stdout, done.stderr[-2000:]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=55, env=env)
+    lines = [line for line in done.stderr.splitlines() if line.strip() and "ccache" not in line
+             and "warnings.warn" not in line]
+    assert done.returncode == 2 and len(lines) == 1, done.stderr[-3000:]
+    assert lines[0].startswith(f"Error: predict_det.py: Paddle Inference {paddle.__version__} with oneDNN (the CPU "
+                               f"default) cannot run this model's interp ops") and \
+        lines[0].endswith("Paddle issue #79749, PaddleOCR's own det exports stop the same way); run it with "
+                          "--enable_mkldnn False"), lines[0]

@@ -141,8 +141,9 @@ def test_det_export_stops_onednn_on_the_necks_interp_ops_only(config, tmp_path):
                "--det_limit_side_len", "320", "--det_limit_type", "max", "--image_dir",
                "ppbackbone://ocr_demo/det/val/000000.jpg", "--draw_img_save_dir", "vis"]
     assert "The predict time" in run(*predict, "--enable_mkldnn", "False", cwd=tmp_path)
-    proc = run_process(*predict, cwd=tmp_path)
+    proc = run_process("--debug", *predict, cwd=tmp_path)  # --debug: Paddle's traceback above the runner's Error line
     if proc.returncode == 0:
         pytest.fail("predict_det.py now runs with oneDNN: drop --enable_mkldnn False from docs/ppocr.md's det demo")
-    assert "ConvertPirAttribute2RuntimeAttribute not support [pir::ArrayAttribute<pir::DoubleAttribute>]" in \
-        proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-3000:]
+    assert proc.returncode == 2 and "ConvertPirAttribute2RuntimeAttribute not support [pir::ArrayAttribute<pir::" \
+        "DoubleAttribute>]" in proc.stderr and "run it with --enable_mkldnn False" in proc.stderr.splitlines()[-1], \
+        (proc.stdout + proc.stderr)[-3000:]

@@ -12,19 +12,33 @@ given explicitly that is not a checkout is an error naming it and what was looke
 The config given with -c is checked (ppbackbone.ppocr.config) and its relative input paths (dictionaries,
 images) are resolved against the checkout. This module imports PaddleOCR (and the plugin hooks,
 ppbackbone.ppocr) only after locating it.
+
+Paddle Inference 3.3 with oneDNN (the CPU default of PaddleOCR's inference scripts) stops on every interp op (a det
+neck's upsample): its oneDNN executor cannot convert their `scale` attribute, an array of doubles (Paddle issue
+#79749). A tool stopping that way is one error (OneDNNInterpError) naming the remedy, `--enable_mkldnn False`,
+instead of a traceback that looks like a bug of ours (docs/ppocr.md, "Why the det demo turns oneDNN off").
 """
 import os
 import runpy
 import sys
 import tempfile
 
+from ..errors import UserError
 from ..host_checkout import HostCheckout
 from .config import PPOCRSetupError, check_ppbackbone_sections, load_config, resolve_config, resolve_overrides
 
-__all__ = ["find_ppocr_root", "activate_ppocr", "parse_args", "run_tool", "MARKERS"]
+__all__ = ["find_ppocr_root", "activate_ppocr", "parse_args", "run_tool", "MARKERS", "OneDNNInterpError"]
 
 MARKERS = (os.path.join("ppocr", "modeling", "backbones", "__init__.py"), os.path.join("tools", "program.py"))
 USAGE = "usage: python tools/ppocr_run.py [--ppocr-root DIR] /path/to/PaddleOCR/tools/<tool>.py [tool args]"
+
+
+# Paddle Inference 3.3's message when its oneDNN executor meets an interp op's `scale` (Paddle issue #79749)
+ONEDNN_INTERP_MESSAGE = "ConvertPirAttribute2RuntimeAttribute not support [pir::ArrayAttribute<pir::DoubleAttribute>]"
+
+
+class OneDNNInterpError(UserError, RuntimeError):
+    """Paddle Inference with oneDNN cannot run the model's interp ops; the tool runs with --enable_mkldnn False."""
 
 
 CHECKOUT = HostCheckout("PaddleOCR", MARKERS, "--ppocr-root", "PADDLEOCR_HOME", PPOCRSetupError, USAGE,
@@ -96,4 +110,14 @@ def run_tool(argv):
     tool_args = prepare_args(tool_args, root)
     activate_ppocr(root)
     sys.argv = [tool] + tool_args
-    runpy.run_path(tool, run_name="__main__")
+    try:
+        runpy.run_path(tool, run_name="__main__")
+    except NotImplementedError as err:
+        if ONEDNN_INTERP_MESSAGE not in str(err):
+            raise
+        import paddle
+        raise OneDNNInterpError(
+            f"{os.path.basename(tool)}: Paddle Inference {paddle.__version__} with oneDNN (the CPU default) cannot run "
+            f"this model's interp ops (a det neck's upsample: their `scale` is an array of doubles, which its oneDNN "
+            f"executor does not convert; Paddle issue #79749, PaddleOCR's own det exports stop the same way); run it "
+            f"with --enable_mkldnn False") from err
