@@ -286,7 +286,7 @@ def test_a_broken_nncf_quantization_is_refused_with_the_figures(trained, tmp_pat
     from ppbackbone.deploy import export as export_module
     real = export_module.quantize_openvino
     monkeypatch.setattr(export_module, "quantize_openvino",
-                        lambda onnx_file, xml_file, calib: real(onnx_file, xml_file, np.zeros_like(calib)))
+                        lambda onnx_file, xml_file, calib, **kw: real(onnx_file, xml_file, np.zeros_like(calib), **kw))
     save_dir = tmp_path / "broken"
     with pytest.raises(ExportError, match=r"--precision int8 REFUSED, past the budget \(top-1 drop <= 1.0 points, "
                                           r"agreement >= 95%\): openvino: .*Nothing was written; figures per "

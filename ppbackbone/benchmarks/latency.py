@@ -28,7 +28,7 @@ import paddle
 from ..arch import create_model, has_unfused_blocks, model_info, reparameterize
 from ..deploy.export import export_model, program_op_counts, save_static
 from ..deploy.export_dir import ONNX_FILE, ONNX_INT8_FILE, OPENVINO_INT8_FILE, PARAMS_FILE
-from ..deploy.int8_openvino import nncf_installed, quantize_openvino
+from ..deploy.int8_openvino import float_stride, nncf_installed, quantize_openvino
 from ..deploy.runtimes import (RUNTIME_LABELS, RUNTIME_PRECISIONS, OnnxRuntimeBackend, OpenVinoBackend, PaddleBackend,
                         bf16_supported, cpu_features, installed_runtimes, modules_import)
 from ..errors import ConfigError, UserError, suggest
@@ -197,7 +197,8 @@ def _export_ours(name, weights, directory, image_size, fuse, onnx, int8, threads
         calib = np.random.RandomState(1).standard_normal([8, 3, *image_size]).astype("float32")
         quantize_int8(os.path.join(directory, ONNX_FILE), os.path.join(directory, ONNX_INT8_FILE), calib)
         if nncf_installed():  # what --precision int8 writes for OpenVINO (int8_quantizer="auto")
-            quantize_openvino(os.path.join(directory, ONNX_FILE), os.path.join(directory, OPENVINO_INT8_FILE), calib)
+            quantize_openvino(os.path.join(directory, ONNX_FILE), os.path.join(directory, OPENVINO_INT8_FILE), calib,
+                              max_float_stride=float_stride(name))
     return result.inference_config["Model"]["model_file"]
 
 

@@ -20,7 +20,7 @@ from .export_dir import (INFERENCE_YML, INPUT_NAME, MODEL_FILES, MODEL_PREFIX, O
                          OPENVINO_INT8_FILE, PARAMS_FILE, check_paddlex_name, find_model_file, write_inference_config)
 from .inference_yml import _as_list, _check_preprocess, _image_shape, _mode, derive_inference_config, output_names
 from .onnx import DEFAULT_ONNX_OPSET, _export_onnx, _require_onnx_tools, convert_to_onnx
-from .int8_openvino import OPENVINO_EXTRA, nncf_installed, quantize_openvino, require_nncf
+from .int8_openvino import OPENVINO_EXTRA, float_stride, nncf_installed, quantize_openvino, require_nncf
 from .precision import (DEFAULT_CALIB_IMAGES, DEFAULT_VERIFY_IMAGES, INT8_QUANTIZERS, PrecisionRefused, eval_images,
                         quantize_int8, require_quantizer, verify_precision)
 from .quiet import without_native_noise
@@ -108,7 +108,7 @@ def export_model(config, save_dir=None, weights=None, allow_random_weights=False
         info["Precisions"] = {"fp32": {"verified_on": verified_on}}
         if precision != "fp32":
             info["Precisions"][precision] = _export_low_precision(tmp_dir, info, precision, held_out, threads,
-                                                                  budget, int8_quantizer, log)
+                                                                  budget, (int8_quantizer, model.model_name), log)
         info["Verification"] = verification
         write_inference_config(info, os.path.join(tmp_dir, INFERENCE_YML))
     files = sorted(os.listdir(save_dir))
@@ -367,7 +367,8 @@ def _precision_images(config, model, shape, precision, calib_images, verify_imag
 
 def _export_low_precision(tmp_dir, info, precision, held_out, threads, budget, int8_quantizer, log):
     """Make (int8) and verify the low-precision variants against fp32 Paddle Inference on the held-out
-    images; returns inference.yml's Precisions entry. Refused past the budget (nothing is written)."""
+    images; returns inference.yml's Precisions entry. Refused past the budget (nothing is written).
+    `int8_quantizer`: (export_model's int8_quantizer, the model's name)."""
     calib, images, labels, described = held_out
     model_file = os.path.join(tmp_dir, info["Model"]["model_file"])
     params_file = os.path.join(tmp_dir, PARAMS_FILE)
@@ -389,11 +390,12 @@ def _export_low_precision(tmp_dir, info, precision, held_out, threads, budget, i
 
 
 def _make_int8(tmp_dir, onnx_file, calib, quantizer, threads, entry, log):
-    """The int8 files `quantizer` (export_model's int8_quantizer) asks for, recorded in `entry` (files:
-    runtime -> file, quantization: file -> settings): "auto" ONNX Runtime's QDQ file and, where OpenVINO
-    and NNCF are installed, NNCF's OpenVINO file; "onnxruntime" or "nncf" that one only. Returns
-    {runtime: backend} to verify."""
+    """The int8 files `quantizer` (export_model's int8_quantizer, and the model's name) asks for, recorded in
+    `entry` (files: runtime -> file, quantization: file -> settings): "auto" ONNX Runtime's QDQ file and,
+    where OpenVINO and NNCF are installed, NNCF's OpenVINO file; "onnxruntime" or "nncf" that one only.
+    Returns {runtime: backend} to verify."""
     installed = installed_runtimes()
+    quantizer, model_name = quantizer
     nncf = quantizer == "nncf" or (quantizer == "auto" and nncf_installed())
     if quantizer == "auto" and not nncf and "openvino" in installed:
         log(f"OpenVINO int8 runs the QDQ file: NNCF is not installed ({OPENVINO_EXTRA} for OpenVINO's own int8)")
@@ -405,7 +407,8 @@ def _make_int8(tmp_dir, onnx_file, calib, quantizer, threads, entry, log):
         entry["file"] = ONNX_INT8_FILE  # what readers before the per-runtime files read
     if nncf:
         log(f"Quantizing {ONNX_FILE} to int8 for OpenVINO (NNCF) on {len(calib)} calibration images ...")
-        settings[OPENVINO_INT8_FILE] = quantize_openvino(onnx_file, os.path.join(tmp_dir, OPENVINO_INT8_FILE), calib)
+        settings[OPENVINO_INT8_FILE] = quantize_openvino(onnx_file, os.path.join(tmp_dir, OPENVINO_INT8_FILE), calib,
+                                                         max_float_stride=float_stride(model_name))
         files["openvino"] = OPENVINO_INT8_FILE
     entry.update(files=files, quantization=settings)
     return {r: (OnnxRuntimeBackend if r == "onnxruntime" else OpenVinoBackend)(os.path.join(tmp_dir, f),
