@@ -249,6 +249,9 @@ def test_nncf_int8_export_is_verified_on_openvino_and_auto_considers_it(trained,
     assert settings["quantizer"].startswith("nncf ") and settings["calibration_images"] == 16
     assert settings["preset"] == "performance" and settings["float_ops"] == ["Softmax"]
     assert settings["hardswish_rewritten"] == 0  # opset 14 writes HardSwish itself (the rewrite is for opset 13)
+    # PP-LCNet keeps its 11 convolutions at output stride <= 8 in float (FLOAT_STRIDE): no quantizer feeds them
+    assert (settings["float_stride"], settings["float_convolutions"]) == (8, 11)
+    assert _quantized_convolutions(save_dir / "inference_int8.xml") == [False] * 11 + [True] * 4
     assert record["runtimes"]["openvino"]["top1_agreement"] >= 0.7
     assert any(line.startswith("int8 on openvino: top-1 agreement with fp32") for line in lines)
     # the Predictor runs the verified IR, and runtime="auto" has it among its candidates
@@ -262,6 +265,44 @@ def test_nncf_int8_export_is_verified_on_openvino_and_auto_considers_it(trained,
                                              r"openvino only; use runtime='openvino', or re-export with "
                                              r"--int8-quantizer auto"):
         Predictor(str(save_dir), runtime="onnxruntime", precision="int8")
+
+
+def _quantized_convolutions(xml):
+    """For each (group) convolution of an OpenVINO IR, in order: is its input quantized (a FakeQuantize)?"""
+    import openvino as ov
+    return [op.input_value(0).get_node().get_type_name() == "FakeQuantize"
+            for op in ov.Core().read_model(str(xml)).get_ordered_ops()
+            if op.get_type_name() in ("Convolution", "GroupConvolution")
+            and op.get_output_partial_shape(0)[2].get_length() > 1]  # not the SE blocks' 1x1 ones
+
+
+def test_float_stride_is_per_model():
+    from ppbackbone.deploy.int8_openvino import float_stride
+    assert [float_stride(n) for n in ("pplcnet_x1_0", "pplcnet_x0_25", "hgnetv2_b0", "pplcnetv2_base")] == [8, 8, 0, 0]
+
+
+@needs_nncf
+@pytest.mark.timeout(180)
+def test_auto_int8_leaves_out_a_file_past_the_budget_when_the_other_passes(trained, tmp_path, monkeypatch):
+    """ONNX Runtime's QDQ file calibrated on blank images is past the budget, NNCF's passes: under auto the
+    export keeps NNCF's file alone and says so in one line; an explicit quantizer refuses instead."""
+    from ppbackbone.deploy import export as export_module
+    real = export_module.quantize_int8
+    monkeypatch.setattr(export_module, "quantize_int8", lambda onnx_file, int8_file, calib, input_name:
+                        real(onnx_file, int8_file, np.zeros_like(calib), input_name))
+    budget = dict(NNCF_FIXTURE_BUDGET, max_top1_drop=5.0)  # blank calibration loses more (measured: 60+ points)
+    result, lines = _export(trained, tmp_path / "kept", "int8", budget=budget)
+    record = result.inference_config["Precisions"]["int8"]
+    assert record["files"] == {"openvino": "inference_int8.xml"} and record["verified_on"] == ["openvino"]
+    assert list(record["quantization"]) == ["inference_int8.xml"] and "file" not in record
+    assert list(record["refused"]) == ["onnxruntime"] and "top-1" in record["refused"]["onnxruntime"]
+    assert record["runtimes"]["onnxruntime"]["top1_agreement"] < 0.7  # the figures stay recorded
+    assert "inference_int8.onnx" not in os.listdir(tmp_path / "kept")
+    assert [line for line in lines if line.startswith("int8 left out for onnxruntime (past the budget: onnxruntime: ")]
+    assert record == yaml.safe_load(open(tmp_path / "kept" / "inference.yml"))["Precisions"]["int8"]
+    with pytest.raises(ExportError, match=r"--precision int8 REFUSED, past the budget .*onnxruntime: top-1"):
+        _export(trained, tmp_path / "strict", "int8", budget=budget, int8_quantizer="onnxruntime")
+    _nothing_written(tmp_path, tmp_path / "strict")
 
 
 @needs_nncf

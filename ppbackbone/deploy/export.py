@@ -382,11 +382,32 @@ def _export_low_precision(tmp_dir, info, precision, held_out, threads, budget, i
         backends = {"paddle": PaddleBackend(model_file, params_file, threads=threads, precision="bf16")}
         if onnx_file and "openvino" in installed_runtimes():
             backends["openvino"] = OpenVinoBackend(onnx_file, threads=threads, precision="bf16")
-    try:
-        entry.update(verify_precision(precision, reference, backends, images, labels, budget, log))
+    try:  # under --int8-quantizer auto, a file past the budget is left out when another one passes
+        entry.update(verify_precision(precision, reference, backends, images, labels, budget, log,
+                                      keep_passing=precision == "int8" and int8_quantizer[0] == "auto"))
     except PrecisionRefused as err:
         raise ExportError(str(err)) from None
+    if entry.get("refused"):
+        _leave_out_refused(tmp_dir, entry, log)
     return entry
+
+
+def _leave_out_refused(tmp_dir, entry, log):
+    """--int8-quantizer auto: the runtimes whose int8 was past the budget (entry["refused"]) lose their
+    `files` entry, and a file no runtime runs any more is deleted with its settings; one line says so."""
+    files, refused = entry["files"], entry["refused"]
+    for runtime in refused:
+        files.pop(runtime, None)
+    for name in sorted(set(entry["quantization"]) - set(files.values())):
+        entry["quantization"].pop(name)
+        os.remove(os.path.join(tmp_dir, name))
+        if name == OPENVINO_INT8_FILE:
+            os.remove(os.path.join(tmp_dir, OPENVINO_INT8_FILE[:-len(".xml")] + ".bin"))
+        if entry.get("file") == name:
+            entry.pop("file")
+    log(f"int8 left out for {', '.join(refused)} (past the budget: "
+        f"{'; '.join(f'{r}: {why}' for r, why in refused.items())}); int8 is verified and written for "
+        f"{', '.join(files)} only (--int8-quantizer nncf or onnxruntime refuses the export instead)")
 
 
 def _make_int8(tmp_dir, onnx_file, calib, quantizer, threads, entry, log):

@@ -26,11 +26,11 @@ NNCF_MODULES = ("openvino", "nncf")
 OPENVINO_EXTRA = "pip install ppbackbone[openvino]"
 _SIXTH = 1.0 / 6.0
 # Model-name prefix -> output stride up to which the convolutions stay float (0: all int8). PP-LCNet (v1)
-# trained on the demo set: fully int8, it gives fp32's class on 92% of held-out images (the 95% floor
-# refuses it); the error comes from the activation quantizers of the early, narrow, high-resolution layers
-# (per-layer figures in docs/deploy.md). Its 11 convolutions at stride <= 8 in float: 98.7%, and 2.4x
-# PaddleClas's fp32 (fully int8: 2.8x). HGNetV2 is not listed: its int8 agrees on 98.7% as it is, and its
-# heavy convolutions are the high-resolution ones.
+# trained on the demo set, fully int8, gave fp32's class on 92% of held-out images (the 95% floor refuses
+# it); the disagreement comes from the activation quantizers of its early, narrow, high-resolution layers.
+# With its 11 convolutions at stride <= 8 in float it agrees on 98.7%, still over 2x PaddleClas's fp32
+# export (docs/deploy.md, "Why two int8 files"). Other models are not listed: hgnetv2_b0's int8 agrees on
+# 98.7% as it is; the others were not measured on a trained model.
 FLOAT_STRIDE = {"pplcnet_x": 8}
 
 
