@@ -290,7 +290,7 @@ def test_auto_int8_leaves_out_a_file_past_the_budget_when_the_other_passes(train
     real = export_module.quantize_int8
     monkeypatch.setattr(export_module, "quantize_int8", lambda onnx_file, int8_file, calib, input_name:
                         real(onnx_file, int8_file, np.zeros_like(calib), input_name))
-    budget = dict(NNCF_FIXTURE_BUDGET, max_top1_drop=5.0)  # blank calibration loses more (measured: 60+ points)
+    budget = NNCF_FIXTURE_BUDGET  # blank calibration is far past it (measured: 44 points lost, 36% agreement)
     result, lines = _export(trained, tmp_path / "kept", "int8", budget=budget)
     record = result.inference_config["Precisions"]["int8"]
     assert record["files"] == {"openvino": "inference_int8.xml"} and record["verified_on"] == ["openvino"]
