@@ -73,3 +73,36 @@ def test_models_chart_timing_runs_on_a_small_model(tmp_path):
     times = _interleaved_latency(["pplcnet_x0_25"], str(tmp_path), image_size=32, threads=1, warmup=0, runs=1,
                                  rounds=1)
     assert set(times) == {"pplcnet_x0_25"} and all(t > 0 for t in times["pplcnet_x0_25"])
+
+
+def test_a_latency_rerun_of_some_models_keeps_the_others(tmp_path):
+    """tools/docs_figures.py latency --models X: X's rows come from the new run, the other models keep
+    their rows, checks and provenance from the earlier run, and the whole record still renders (the
+    first version dropped every model of a run that had timed X)."""
+    import copy
+    import shutil
+
+    from ppbackbone.benchmarks.figures import RECORDS, TARGETS, _merge_part, load_record, render
+    repo = os.path.dirname(DOCS)
+    old = load_record(os.path.join(repo, RECORDS, "latency.json"))
+    models = old["parts"][0]["models"]
+    assert len(models) >= 2
+    new = copy.deepcopy(old["parts"][0])
+    new = dict(new, models=[models[1]], date="later")
+    new["result"]["rows"] = [r for r in new["result"]["rows"] if r["model"] == models[1]]
+    new["result"]["checks"] = {models[1]: "new check"}
+    merged = _merge_part(old, new)
+    assert sorted(m for p in merged["parts"] for m in p["models"]) == sorted(m for p in old["parts"]
+                                                                               for m in p["models"])
+    earlier = [p for p in merged["parts"] if p is not new]
+    assert all(models[1] not in p["models"] and all(r["model"] != models[1] for r in p["result"]["rows"])
+               and models[1] not in p["result"]["checks"] for p in earlier)
+    assert [p["date"] for p in merged["parts"] if models[0] in p["models"]] == [old["parts"][0]["date"]]
+    assert _merge_part(merged, old["parts"][0]) == {"parts": [old["parts"][0]]}  # a full rerun replaces both
+    for path, *_ in TARGETS["latency"]:
+        os.makedirs(os.path.dirname(str(tmp_path / path)), exist_ok=True)
+        shutil.copy(os.path.join(repo, path), str(tmp_path / path))
+    render("latency", merged, str(tmp_path))
+    with open(tmp_path / TARGETS["latency"][0][0], encoding="utf-8") as f:
+        text = f.read()
+    assert f"Run of {models[1]}: " in text and "new check" in text

@@ -332,10 +332,25 @@ def run_benchmark_part(repo, figure, models):
 
 
 def _merge_part(record, part):
-    """`record` with `part` in place of the parts that timed any of its models (in LATENCY_MODELS order)."""
-    parts = [p for p in (record or {}).get("parts", []) if not set(p["models"]) & set(part["models"])] + [part]
+    """`record` with `part` in place of the earlier timings of its models: an earlier part keeps its other
+    models (their rows and checks, with its own provenance), one left with none goes (LATENCY_MODELS order)."""
+    parts = [kept for p in (record or {}).get("parts", []) for kept in [_without(p, part["models"])] if kept]
     order = {name: i for i, name in enumerate(LATENCY_MODELS)}
-    return {"parts": sorted(parts, key=lambda p: min(order.get(m, len(order)) for m in p["models"]))}
+    return {"parts": sorted(parts + [part], key=lambda p: min(order.get(m, len(order)) for m in p["models"]))}
+
+
+def _without(part, models):
+    """`part` restricted to the models it timed other than `models` (None if no model is left)."""
+    left = [m for m in part["models"] if m not in models]
+    if not left:
+        return None
+    if len(left) == len(part["models"]):
+        return part
+    result = dict(part["result"])
+    result["rows"] = [row for row in result["rows"] if row["model"] in left]
+    if isinstance(result.get("checks"), dict):
+        result["checks"] = {m: v for m, v in result["checks"].items() if m in left}
+    return dict(part, models=left, result=result)
 
 
 def _latency_deploy(record, script):
