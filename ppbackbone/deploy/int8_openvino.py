@@ -17,6 +17,7 @@ import os
 import tempfile
 
 from ..progress import progress
+from . import signal_stack
 from .runtimes import RuntimeNotInstalled, modules_import
 
 __all__ = ["NNCF_MODULES", "OPENVINO_EXTRA", "FLOAT_STRIDE", "nncf_installed", "require_nncf",
@@ -117,7 +118,9 @@ def quantize_openvino(onnx_file, xml_file, calib, preset="performance", fast_bia
     left in float (float_stride(model name)); returns the settings to record."""
     import nncf
     import openvino as ov
-    with _silence_nncf(), tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(xml_file))) as work:
+    # NNCF makes OpenVINO Cores of its own: the thread's signal stack is put back if they leave it unmapped
+    with signal_stack.kept(), _silence_nncf(), \
+            tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(xml_file))) as work:
         rewritten = os.path.join(work, "hardswish.onnx")
         hardswish = hardswish_onnx(onnx_file, rewritten)
         # convert_model (not read_model): its constant folding turns the depthwise convs' weights
