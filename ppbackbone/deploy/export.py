@@ -108,7 +108,7 @@ def export_model(config, save_dir=None, weights=None, allow_random_weights=False
         info["Precisions"] = {"fp32": {"verified_on": verified_on}}
         if precision != "fp32":
             info["Precisions"][precision] = _export_low_precision(tmp_dir, info, precision, held_out, threads,
-                                                                  budget, (int8_quantizer, model.model_name), log)
+                                                                  budget, int8_quantizer, log)
         info["Verification"] = verification
         write_inference_config(info, os.path.join(tmp_dir, INFERENCE_YML))
     files = sorted(os.listdir(save_dir))
@@ -367,8 +367,7 @@ def _precision_images(config, model, shape, precision, calib_images, verify_imag
 
 def _export_low_precision(tmp_dir, info, precision, held_out, threads, budget, int8_quantizer, log):
     """Make (int8) and verify the low-precision variants against fp32 Paddle Inference on the held-out
-    images; returns inference.yml's Precisions entry. Refused past the budget (nothing is written).
-    `int8_quantizer`: (export_model's int8_quantizer, the model's name)."""
+    images; returns inference.yml's Precisions entry. Refused past the budget (nothing is written)."""
     calib, images, labels, described = held_out
     model_file = os.path.join(tmp_dir, info["Model"]["model_file"])
     params_file = os.path.join(tmp_dir, PARAMS_FILE)
@@ -376,7 +375,8 @@ def _export_low_precision(tmp_dir, info, precision, held_out, threads, budget, i
     onnx_file = os.path.join(tmp_dir, ONNX_FILE) if "onnx_file" in info["Model"] else None
     entry = {"images": described}
     if precision == "int8":
-        backends = _make_int8(tmp_dir, onnx_file, calib, int8_quantizer, threads, entry, log)
+        backends = _make_int8(tmp_dir, onnx_file, calib, int8_quantizer, threads, entry, log,
+                              max_float_stride=float_stride(info["Model"]["name"]))
     else:
         entry["needs_cpu_flags"] = list(BF16_FLAGS)  # one of them
         backends = {"paddle": PaddleBackend(model_file, params_file, threads=threads, precision="bf16")}
@@ -384,7 +384,7 @@ def _export_low_precision(tmp_dir, info, precision, held_out, threads, budget, i
             backends["openvino"] = OpenVinoBackend(onnx_file, threads=threads, precision="bf16")
     try:  # under --int8-quantizer auto, a file past the budget is left out when another one passes
         entry.update(verify_precision(precision, reference, backends, images, labels, budget, log,
-                                      keep_passing=precision == "int8" and int8_quantizer[0] == "auto"))
+                                      keep_passing=precision == "int8" and int8_quantizer == "auto"))
     except PrecisionRefused as err:
         raise ExportError(str(err)) from None
     if entry.get("refused"):
@@ -410,13 +410,12 @@ def _leave_out_refused(tmp_dir, entry, log):
         f"{', '.join(files)} only (--int8-quantizer nncf or onnxruntime refuses the export instead)")
 
 
-def _make_int8(tmp_dir, onnx_file, calib, quantizer, threads, entry, log):
-    """The int8 files `quantizer` (export_model's int8_quantizer, and the model's name) asks for, recorded in
-    `entry` (files: runtime -> file, quantization: file -> settings): "auto" ONNX Runtime's QDQ file and,
-    where OpenVINO and NNCF are installed, NNCF's OpenVINO file; "onnxruntime" or "nncf" that one only.
-    Returns {runtime: backend} to verify."""
+def _make_int8(tmp_dir, onnx_file, calib, quantizer, threads, entry, log, max_float_stride=0):
+    """The int8 files `quantizer` (export_model's int8_quantizer) asks for, recorded in `entry` (files:
+    runtime -> file, quantization: file -> settings): "auto" ONNX Runtime's QDQ file and, where OpenVINO
+    and NNCF are installed, NNCF's OpenVINO file (its convolutions at output stride <= `max_float_stride`
+    left in float); "onnxruntime" or "nncf" that one only. Returns {runtime: backend} to verify."""
     installed = installed_runtimes()
-    quantizer, model_name = quantizer
     nncf = quantizer == "nncf" or (quantizer == "auto" and nncf_installed())
     if quantizer == "auto" and not nncf and "openvino" in installed:
         log(f"OpenVINO int8 runs the QDQ file: NNCF is not installed ({OPENVINO_EXTRA} for OpenVINO's own int8)")
@@ -429,7 +428,7 @@ def _make_int8(tmp_dir, onnx_file, calib, quantizer, threads, entry, log):
     if nncf:
         log(f"Quantizing {ONNX_FILE} to int8 for OpenVINO (NNCF) on {len(calib)} calibration images ...")
         settings[OPENVINO_INT8_FILE] = quantize_openvino(onnx_file, os.path.join(tmp_dir, OPENVINO_INT8_FILE), calib,
-                                                         max_float_stride=float_stride(model_name))
+                                                         max_float_stride=max_float_stride)
         files["openvino"] = OPENVINO_INT8_FILE
     entry.update(files=files, quantization=settings)
     return {r: (OnnxRuntimeBackend if r == "onnxruntime" else OpenVinoBackend)(os.path.join(tmp_dir, f),
