@@ -106,3 +106,17 @@ def test_a_latency_rerun_of_some_models_keeps_the_others(tmp_path):
     with open(tmp_path / TARGETS["latency"][0][0], encoding="utf-8") as f:
         text = f.read()
     assert f"Run of {models[1]}: " in text and "new check" in text
+
+
+def test_docs_figures_unknown_model_is_one_error_line():
+    """tools/docs_figures.py --models with a name the registry lacks: one `Error:` line naming the flag and
+    the value, exit 2, before any timing (it was an 'Internal error' traceback for throughput)."""
+    import subprocess
+    import sys
+    repo = os.path.dirname(DOCS)
+    for figure in ("throughput", "latency"):
+        proc = subprocess.run([sys.executable, os.path.join(repo, "tools", "docs_figures.py"), figure, "--models",
+                               "hgnetv2_b0", "hgnetv2_bb4"], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        assert "Error: --models hgnetv2_bb4: Unknown model 'hgnetv2_bb4'. Did you mean: hgnetv2_b4" in proc.stderr
+        assert "Traceback" not in proc.stderr and "timing" not in proc.stdout + proc.stderr, proc.stderr

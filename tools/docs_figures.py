@@ -25,7 +25,7 @@ warnings.filterwarnings("ignore", message="No ccache found")  # paddle import-ti
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from ppbackbone.cli import main_guard, new_parser  # noqa: E402
+from ppbackbone.cli import check_model_names, main_guard, new_parser  # noqa: E402
 
 
 def main(argv=None):
@@ -36,8 +36,9 @@ def main(argv=None):
     parser.add_argument("--models", nargs="+", help="latency, runtime-settings, throughput: time only these "
                         "models and replace their part of the record (each timed command stays short)")
     args = parser.parse_args(argv)
+    models = check_model_names(args.models, "--models") if args.models else None
     for figure in args.figure:
-        write_figures(figure, ROOT, rerender=args.rerender, models=args.models)
+        write_figures(figure, ROOT, rerender=args.rerender, models=models)
     return 0
 
 
